@@ -1,0 +1,41 @@
+# Slipway: `make run` serves the app on http://127.0.0.1:8000; `make test` runs the whole suite.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+TEST_DATABASE_URL ?= mysql+pymysql://slipway:slipway-test-password@127.0.0.1/slipway_test
+PYTEST_ARGS ?=
+
+.PHONY: run test test-sqlite bench lint services images clean
+
+$(STAMP): requirements.txt requirements-dev.txt $(wildcard agent/requirements.txt)
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --disable-pip-version-check -r requirements-dev.txt $(if $(wildcard agent/requirements.txt),-r agent/requirements.txt)
+	@touch $(STAMP)
+
+run: $(STAMP)
+	@bash scripts/install-system.sh run
+	@bash scripts/run.sh
+
+services:
+	@bash scripts/install-system.sh test
+	@bash scripts/services.sh test
+
+images: services
+	@if [ -x docker/images/build-test-image.sh ]; then bash docker/images/build-test-image.sh; fi
+
+test: $(STAMP) images
+	@bash scripts/test.sh "$(TEST_DATABASE_URL)" $(PYTEST_ARGS)
+
+test-sqlite: $(STAMP)
+	@bash scripts/test.sh "" $(PYTEST_ARGS)
+
+bench: $(STAMP) images
+	@for b in bench/bench_*.py; do [ -e "$$b" ] || continue; echo "== $$b"; $(PY) "$$b" || exit 1; done
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,78 @@
+"""The Slipway web application factory."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from config import BASE_DIR, CONFIGS, Config, ConfigError, validate
+
+
+def create_app(config_class: type[Config] | None = None, overrides: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app: settings, extensions, blueprints, error handlers, CLI. No I/O beyond checks."""
+    if config_class is None:
+        config_class = CONFIGS[os.environ.get("SLIPWAY_ENV", "production")]
+    settings, problems = config_class.load()
+    settings.update(overrides or {})
+    problems += validate(settings)
+    if problems:
+        raise ConfigError("Slipway cannot start:\n  - " + "\n  - ".join(problems))
+
+    app = Flask(
+        __name__,
+        template_folder=str(BASE_DIR / "templates"),
+        static_folder=str(BASE_DIR / "static"),
+    )
+    app.config.update(settings)
+    if app.config["TRUSTED_PROXY_COUNT"]:
+        count = app.config["TRUSTED_PROXY_COUNT"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)  # type: ignore[method-assign]
+
+    _init_extensions(app)
+    _register_blueprints(app)
+
+    from app.cli import register_cli
+    from app.errors import register_error_handlers
+    from app.security.headers import init_security_headers
+
+    register_error_handlers(app)
+    register_cli(app)
+    init_security_headers(app)
+    return app
+
+
+def _init_extensions(app: Flask) -> None:
+    from app.extensions import bootstrap, csrf, db, limiter, login_manager, migrate, sock
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"))
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message_category = "info"
+    login_manager.session_protection = None  # sessions are checked server-side instead
+    csrf.init_app(app)
+    app.config.setdefault("RATELIMIT_STORAGE_URI", app.config.get("REDIS_URL") or "memory://")
+    limiter.init_app(app)
+    sock.init_app(app)
+    bootstrap.init_app(app)
+
+    from app import models  # noqa: F401  - registers the tables with SQLAlchemy
+    from app.auth import sessions  # noqa: F401  - registers the session loader
+    from app.templating import init_templating
+
+    init_templating(app)
+
+
+def _register_blueprints(app: Flask) -> None:
+    from app.admin.routes import bp as admin_bp
+    from app.api.routes import bp as api_bp
+    from app.auth.routes import bp as auth_bp
+    from app.main import bp as main_bp
+    from app.users.routes import bp as users_bp
+
+    for blueprint in (main_bp, auth_bp, users_bp, admin_bp, api_bp):
+        app.register_blueprint(blueprint)

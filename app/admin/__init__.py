@@ -1,0 +1,1 @@
+"""Admin area: dashboard, approval queue, user management and the audit log."""

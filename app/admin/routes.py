@@ -1,0 +1,196 @@
+"""Admin pages: dashboard, approvals, users (search, role, password, delete) and audit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, time, timedelta
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user
+from sqlalchemy import func, or_, select
+from werkzeug.wrappers import Response
+
+from app.admin.forms import (
+    AuditFilterForm,
+    RejectForm,
+    ResetPasswordForm,
+    RoleForm,
+    UserFilterForm,
+)
+from app.auth.routes import safe_next
+from app.extensions import db
+from app.forms_common import ConfirmForm
+from app.models import ROLES, STATUSES, AuditLog, User
+from app.permissions import permission_required
+from app.services import accounts
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+def _count_by(column: object) -> dict[str, int]:
+    rows = db.session.execute(select(column, func.count(User.id)).group_by(column))
+    return {key: count for key, count in rows}
+
+
+@bp.route("/")
+@permission_required("view_dashboard")
+def dashboard() -> str:
+    """Counts of users by status and role."""
+    return render_template(
+        "admin/dashboard.html", by_status=_count_by(User.status), by_role=_count_by(User.role)
+    )
+
+
+@bp.route("/approvals")
+@permission_required("manage_users")
+def approvals() -> str:
+    """The queue of pending accounts, oldest first."""
+    pending = db.session.scalars(
+        select(User).where(User.status == "pending").order_by(User.created_at, User.id)
+    ).all()
+    return render_template(
+        "admin/approvals.html", pending=pending, confirm=ConfirmForm(), reject=RejectForm()
+    )
+
+
+@bp.route("/users")
+@permission_required("manage_users")
+def users() -> str:
+    """Search and filter users, paginated."""
+    form = UserFilterForm(request.args)
+    stmt = select(User).order_by(User.username)
+    if form.q.data:
+        pattern = f"%{form.q.data.strip().lower()[:255]}%"
+        stmt = stmt.where(or_(User.username.like(pattern), func.lower(User.email).like(pattern)))
+    if form.status.data in STATUSES:
+        stmt = stmt.where(User.status == form.status.data)
+    if form.role.data in ROLES:
+        stmt = stmt.where(User.role == form.role.data)
+    page = db.paginate(stmt, per_page=current_app.config["USERS_PER_PAGE"], error_out=False)
+    return render_template("admin/users.html", form=form, page=page)
+
+
+@bp.route("/users/<int:user_id>")
+@permission_required("manage_users")
+def user_detail(user_id: int) -> str:
+    """One user, with the forms that change them."""
+    user = db.get_or_404(User, user_id)
+    recent = db.session.scalars(
+        select(AuditLog)
+        .where(AuditLog.username == user.username)
+        .order_by(AuditLog.created_at.desc(), AuditLog.id.desc())
+        .limit(10)
+    ).all()
+    return render_template(
+        "admin/user_detail.html",
+        user=user,
+        recent=recent,
+        role_form=RoleForm(role=user.role),
+        password_form=ResetPasswordForm(),
+        confirm=ConfirmForm(),
+        reject=RejectForm(),
+    )
+
+
+def _apply(action: str, user: User, fn: Callable[..., None], *args: object) -> Response:
+    """Run an account operation, flash its outcome and go back where the form came from."""
+    try:
+        fn(user, *args)
+    except accounts.AccountError as exc:
+        flash(str(exc), "danger")
+    else:
+        flash(f"{action} {user.username}.", "success")
+    back = safe_next(request.form.get("back"))
+    return redirect(back or url_for("admin.user_detail", user_id=user.id))
+
+
+@bp.route("/users/<int:user_id>/approve", methods=["POST"])
+@permission_required("manage_users")
+def approve(user_id: int) -> Response:
+    """Approve a pending account."""
+    user = db.get_or_404(User, user_id)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    return _apply("Approved", user, accounts.approve, current_user)
+
+
+@bp.route("/users/<int:user_id>/reject", methods=["POST"])
+@permission_required("manage_users")
+def reject(user_id: int) -> Response:
+    """Reject a pending account with a reason."""
+    user = db.get_or_404(User, user_id)
+    form = RejectForm()
+    if not form.validate_on_submit():
+        flash("Say why the account is rejected.", "danger")
+        return redirect(url_for("admin.user_detail", user_id=user.id))
+    return _apply("Rejected", user, accounts.reject, current_user, form.reason.data)
+
+
+@bp.route("/users/<int:user_id>/role", methods=["POST"])
+@permission_required("manage_users")
+def change_role(user_id: int) -> Response:
+    """Change a user's role."""
+    user = db.get_or_404(User, user_id)
+    form = RoleForm()
+    if not form.validate_on_submit():
+        abort(400)
+    return _apply("Changed the role of", user, accounts.change_role, form.role.data, current_user)
+
+
+@bp.route("/users/<int:user_id>/password", methods=["POST"])
+@permission_required("manage_users")
+def reset_password(user_id: int) -> str | Response:
+    """Set a new password for a user and end their sessions."""
+    user = db.get_or_404(User, user_id)
+    form = ResetPasswordForm()
+    if not form.validate_on_submit():
+        for error in form.password.errors:
+            flash(error, "danger")
+        return redirect(url_for("admin.user_detail", user_id=user.id))
+    return _apply("Reset the password of", user, accounts.reset_password, form.password.data, current_user)
+
+
+@bp.route("/users/<int:user_id>/delete", methods=["POST"])
+@permission_required("manage_users")
+def delete_user(user_id: int) -> Response:
+    """Delete a user."""
+    user = db.get_or_404(User, user_id)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    username = user.username
+    try:
+        accounts.delete(user, current_user)
+    except accounts.AccountError as exc:
+        flash(str(exc), "danger")
+        return redirect(url_for("admin.user_detail", user_id=user_id))
+    flash(f"Deleted {username}.", "success")
+    return redirect(url_for("admin.users"))
+
+
+@bp.route("/audit")
+@permission_required("view_audit")
+def audit_log() -> str:
+    """The audit log, newest first, filtered by user, action and dates."""
+    form = AuditFilterForm(request.args)
+    stmt = select(AuditLog).order_by(AuditLog.created_at.desc(), AuditLog.id.desc())
+    if form.validate():
+        if form.user.data:
+            stmt = stmt.where(AuditLog.username == form.user.data.strip())
+        if form.action.data:
+            stmt = stmt.where(AuditLog.action_type == form.action.data.strip())
+        if form.date_from.data:
+            stmt = stmt.where(AuditLog.created_at >= datetime.combine(form.date_from.data, time.min))
+        if form.date_to.data:
+            end = datetime.combine(form.date_to.data, time.min) + timedelta(days=1)
+            stmt = stmt.where(AuditLog.created_at < end)
+    page = db.paginate(stmt, per_page=50, error_out=False)
+    return render_template("admin/audit.html", form=form, page=page)

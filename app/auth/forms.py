@@ -1,0 +1,53 @@
+"""Forms for registration and login."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from sqlalchemy import func, select
+from wtforms import EmailField, PasswordField, StringField, SubmitField, ValidationError
+from wtforms.validators import DataRequired, Email, EqualTo, Length
+
+from app.extensions import db
+from app.forms_common import strong_password
+from app.models import User
+from app.validators import username_problem
+
+
+class RegisterForm(FlaskForm):
+    """Ask for an account; an admin approves it later."""
+
+    username = StringField(
+        "Username",
+        validators=[DataRequired(), Length(max=32)],
+        description="3-32 lowercase letters, digits or hyphens; it becomes part of your links.",
+    )
+    email = EmailField("Email", validators=[DataRequired(), Email(), Length(max=255)])
+    password = PasswordField(
+        "Password",
+        validators=[DataRequired(), strong_password],
+        description="At least 12 characters, at most 72 bytes.",
+    )
+    confirm = PasswordField(
+        "Repeat password", validators=[DataRequired(), EqualTo("password", "Passwords differ.")]
+    )
+    submit = SubmitField("Register")
+
+    def validate_username(self, field: StringField) -> None:
+        problem = username_problem(field.data or "")
+        if problem:
+            raise ValidationError(problem)
+        if db.session.scalar(select(User.id).where(User.username == field.data)):
+            raise ValidationError("That username is taken.")
+
+    def validate_email(self, field: EmailField) -> None:
+        email = (field.data or "").lower()
+        if db.session.scalar(select(User.id).where(func.lower(User.email) == email)):
+            raise ValidationError("An account with that email already exists.")
+
+
+class LoginForm(FlaskForm):
+    """Username or email, and password."""
+
+    login = StringField("Username or email", validators=[DataRequired(), Length(max=255)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
+    submit = SubmitField("Log in")

@@ -1,0 +1,66 @@
+"""Server-side sessions: the cookie holds a random token, the row decides if it still counts."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+from flask import current_app, request, session
+from flask_login import login_user, logout_user
+from sqlalchemy import select
+
+from app.extensions import db, login_manager
+from app.models import User, UserSession
+from app.timeutil import utcnow
+
+# Writing last_seen on every request would turn every page view into a write.
+LAST_SEEN_RESOLUTION = timedelta(minutes=1)
+
+
+def start_session(user: User) -> UserSession:
+    """Record a new login for `user`, renew the Flask session and log them in."""
+    token = secrets.token_urlsafe(32)
+    now = utcnow()
+    row = UserSession(
+        user=user,
+        session_token=UserSession.hash_token(token),
+        ip_address=request.remote_addr,
+        user_agent=(request.user_agent.string or "")[:255],
+        created_at=now,
+        last_seen=now,
+        expires_at=now + timedelta(hours=current_app.config["SESSION_LIFETIME_HOURS"]),
+    )
+    db.session.add(row)
+    user.last_login = now
+    session.clear()  # no fixation: nothing from before the login survives it
+    user.session_token = token
+    user.current_session = row
+    login_user(user)
+    return row
+
+
+def end_session(user: User) -> None:
+    """Mark the current session inactive and clear the cookie."""
+    if user.current_session is not None:
+        user.current_session.is_active = False
+    logout_user()
+    session.clear()
+
+
+@login_manager.user_loader
+def load_user(token: str) -> User | None:
+    """Find the live session for `token`; expired, idle or revoked sessions load nobody."""
+    row = db.session.scalar(
+        select(UserSession).where(UserSession.session_token == UserSession.hash_token(token))
+    )
+    now = utcnow()
+    idle_limit = timedelta(minutes=current_app.config["SESSION_IDLE_MINUTES"])
+    if row is None or not row.is_active or row.expires_at <= now or row.last_seen + idle_limit <= now:
+        return None
+    if now - row.last_seen >= LAST_SEEN_RESOLUTION:
+        row.last_seen = now
+        db.session.commit()
+    user = row.user
+    user.session_token = token
+    user.current_session = row
+    return user

@@ -1,0 +1,47 @@
+"""Command-line tools: `flask --app wsgi create-admin | check-config`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import Flask, current_app
+from flask.cli import with_appcontext
+
+from app.services import accounts
+
+
+@click.command("create-admin")
+@click.option("--username", required=True, help="DNS-label username of the admin.")
+@click.option("--email", required=True, help="Email address of the admin.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--if-missing", is_flag=True, help="Do nothing (exit 0) if the user exists.")
+@with_appcontext
+def create_admin(username: str, email: str, password_stdin: bool, if_missing: bool) -> None:
+    """Create an approved admin account without any prompt."""
+    if not password_stdin:
+        raise click.UsageError("pass --password-stdin and send the password on standard input")
+    if if_missing and accounts.find_by_login(username):
+        click.echo(f"admin {username} already exists")
+        return
+    password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        accounts.create_admin(username, email, password)
+    except accounts.AccountError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"created admin {username}")
+
+
+@click.command("check-config")
+@with_appcontext
+def check_config() -> None:
+    """Print the effective environment name and database; start-up already validated them."""
+    click.echo(f"environment: {current_app.config['ENV_NAME']}")
+    click.echo(f"database: {current_app.config['SQLALCHEMY_DATABASE_URI'].split('@')[-1]}")
+    click.echo("configuration ok")
+
+
+def register_cli(app: Flask) -> None:
+    """Attach the commands to `app`."""
+    app.cli.add_command(create_admin)
+    app.cli.add_command(check_config)

@@ -1,0 +1,34 @@
+"""The front door: `/` sends people where they belong, `/health` reports the database."""
+
+from __future__ import annotations
+
+from flask import Blueprint, redirect, url_for
+from flask_login import current_user
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.wrappers import Response
+
+from app.auth.routes import home_for
+from app.errors import json_response
+from app.extensions import db
+
+bp = Blueprint("main", __name__)
+
+
+@bp.route("/")
+def index() -> Response:
+    """Logged-in users go to their home page, others to login."""
+    if current_user.is_authenticated:
+        return redirect(home_for(current_user))
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/health")
+def health() -> Response:
+    """200 when the database answers, 503 when it does not."""
+    try:
+        db.session.execute(text("SELECT 1"))
+    except SQLAlchemyError:
+        db.session.rollback()
+        return json_response(False, "database unreachable", {"database": False}, status=503)
+    return json_response(True, "ok", {"database": True})

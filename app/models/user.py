@@ -1,0 +1,75 @@
+"""Users and their server-side login sessions."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any
+
+from flask_login import UserMixin
+from sqlalchemy import JSON, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.extensions import db
+from app.timeutil import utcnow
+
+ROLES = ("admin", "qvp", "regular")
+STATUSES = ("pending", "approved", "rejected")
+
+
+class User(UserMixin, db.Model):
+    """A person with an account; `role` selects permissions, `status` the approval state."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(32), unique=True)
+    email: Mapped[str] = mapped_column(String(255), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(16), default="regular", index=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    redirect_url: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login: Mapped[datetime | None]
+
+    sessions: Mapped[list[UserSession]] = relationship(back_populates="user", cascade="all, delete-orphan")
+
+    # Set by the session loader: the raw token of the session this request runs under.
+    session_token = None  # str | None; not a column
+    current_session = None  # UserSession | None; not a column
+
+    def get_id(self) -> str | None:
+        """Flask-Login stores the session token, not the user id, so a session can be ended."""
+        return self.session_token
+
+    @property
+    def is_approved(self) -> bool:
+        """True once an admin approved the account."""
+        return self.status == "approved"
+
+    def __repr__(self) -> str:
+        return f"<User {self.username} {self.role}/{self.status}>"
+
+
+class UserSession(db.Model):
+    """One login: the browser cookie points here, and every request checks it is still live."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    session_token: Mapped[str] = mapped_column(String(64), unique=True)
+    ip_address: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    is_active: Mapped[bool] = mapped_column(default=True)
+
+    user: Mapped[User] = relationship(back_populates="sessions")
+
+    @staticmethod
+    def hash_token(token: str) -> str:
+        """Tokens are stored hashed so a database leak does not hand out live sessions."""
+        return hashlib.sha256(token.encode()).hexdigest()

@@ -1,0 +1,1 @@
+"""Security primitives: password hashing, and (later) MFA, tokens and stored-secret crypto."""

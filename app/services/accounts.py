@@ -1,0 +1,138 @@
+"""Account lifecycle: registration, approval, role changes, password resets, deletion.
+
+Each function is one unit of work: it changes the rows, writes the audit entry and
+commits, or raises `AccountError` having changed nothing.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import func, or_, select, update
+
+from app.extensions import db
+from app.models import ROLES, User, UserSession
+from app.security.passwords import hash_password
+from app.services import audit
+from app.validators import password_problem, username_problem
+
+
+class AccountError(ValueError):
+    """An account operation was refused; the message is meant for the person who asked."""
+
+
+def find_by_login(login: str) -> User | None:
+    """The user whose username or email is `login` (case-insensitive), if any."""
+    login = login.strip().lower()
+    return db.session.scalar(select(User).where(or_(User.username == login, func.lower(User.email) == login)))
+
+
+def _check_new_account(username: str, email: str, password: str) -> None:
+    problem = username_problem(username) or password_problem(password)
+    if problem:
+        raise AccountError(problem)
+    if db.session.scalar(select(User.id).where(User.username == username)):
+        raise AccountError("That username is taken.")
+    if db.session.scalar(select(User.id).where(func.lower(User.email) == email.lower())):
+        raise AccountError("An account with that email already exists.")
+
+
+def register(username: str, email: str, password: str) -> User:
+    """Create a pending account that waits for an admin's approval."""
+    _check_new_account(username, email, password)
+    user = User(username=username, email=email.lower(), password_hash=hash_password(password))
+    db.session.add(user)
+    audit.record("register", username, {"email": user.email})
+    db.session.commit()
+    return user
+
+
+def create_admin(username: str, email: str, password: str) -> User:
+    """Create an approved admin directly (the CLI's first-admin path)."""
+    _check_new_account(username, email, password)
+    user = User(
+        username=username,
+        email=email.lower(),
+        password_hash=hash_password(password),
+        role="admin",
+        status="approved",
+    )
+    db.session.add(user)
+    audit.record("create_admin", username, {"email": user.email}, source="cli")
+    db.session.commit()
+    return user
+
+
+def approve(user: User, actor: User) -> None:
+    """Approve a pending or rejected account."""
+    if user.status == "approved":
+        raise AccountError(f"{user.username} is already approved.")
+    user.status = "approved"
+    user.meta = {**(user.meta or {}), "rejection_reason": None}
+    audit.record("approve_user", actor.username, {"user": user.username})
+    db.session.commit()
+
+
+def reject(user: User, actor: User, reason: str) -> None:
+    """Reject a pending account with a reason the user will see."""
+    if user.status != "pending":
+        raise AccountError(f"Only pending accounts can be rejected; {user.username} is {user.status}.")
+    user.status = "rejected"
+    user.meta = {**(user.meta or {}), "rejection_reason": reason}
+    audit.record("reject_user", actor.username, {"user": user.username, "reason": reason})
+    db.session.commit()
+
+
+def _is_last_admin(user: User) -> bool:
+    if user.role != "admin" or user.status != "approved":
+        return False
+    count = db.session.scalar(
+        select(func.count(User.id)).where(User.role == "admin", User.status == "approved")
+    )
+    return count == 1
+
+
+def change_role(user: User, role: str, actor: User) -> None:
+    """Give `user` a new role; an admin cannot demote themselves or the last admin."""
+    if role not in ROLES:
+        raise AccountError(f"Unknown role {role!r}.")
+    if role == user.role:
+        raise AccountError(f"{user.username} already has the role {role}.")
+    if user.id == actor.id:
+        raise AccountError("You cannot change your own role.")
+    if _is_last_admin(user):
+        raise AccountError("This is the last admin; promote someone else first.")
+    old = user.role
+    user.role = role
+    audit.record("change_role", actor.username, {"user": user.username, "from": old, "to": role})
+    db.session.commit()
+
+
+def end_all_sessions(user: User, *, except_id: int | None = None) -> int:
+    """Mark every live session of `user` inactive (but one); returns how many ended."""
+    stmt = update(UserSession).where(UserSession.user_id == user.id, UserSession.is_active)
+    if except_id is not None:
+        stmt = stmt.where(UserSession.id != except_id)
+    result = db.session.execute(stmt.values(is_active=False))
+    return result.rowcount or 0
+
+
+def reset_password(user: User, password: str, actor: User) -> None:
+    """Set a new password chosen by an admin and end the user's sessions."""
+    problem = password_problem(password)
+    if problem:
+        raise AccountError(problem)
+    user.password_hash = hash_password(password)
+    ended = end_all_sessions(user)
+    audit.record("reset_password", actor.username, {"user": user.username, "sessions_ended": ended})
+    db.session.commit()
+
+
+def delete(user: User, actor: User) -> None:
+    """Delete an account and its sessions; the audit trail keeps its name."""
+    if user.id == actor.id:
+        raise AccountError("You cannot delete your own account.")
+    if _is_last_admin(user):
+        raise AccountError("This is the last admin and cannot be deleted.")
+    username = user.username
+    db.session.delete(user)
+    audit.record("delete_user", actor.username, {"user": username}, level="warning")
+    db.session.commit()

@@ -1,0 +1,19 @@
+"""Jinja helpers shared by every template."""
+
+from __future__ import annotations
+
+from flask import Flask, request, url_for
+
+
+def page_url(number: int) -> str:
+    """The current page's URL with the same filters and another page number."""
+    args = request.args.to_dict()
+    args["page"] = str(number)
+    return url_for(request.endpoint or "main.index", **(request.view_args or {}), **args)
+
+
+def init_templating(app: Flask) -> None:
+    """Expose the helpers and the permission check to templates."""
+    from app.permissions import can
+
+    app.jinja_env.globals.update(can=can, page_url=page_url)

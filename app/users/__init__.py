@@ -1,0 +1,1 @@
+"""What a regular user sees: their home page (their workspace arrives with its issue)."""

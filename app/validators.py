@@ -1,0 +1,90 @@
+"""Shared input rules: usernames as DNS labels, reserved names, hosts, ports and IPs.
+
+These serve forms, the API and the CLI alike, so a value that reaches an nginx
+file, a shell or a Docker call has passed one whitelist.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+USERNAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$")
+RESERVED_USERNAMES = frozenset(
+    {
+        "admin",
+        "administrator",
+        "root",
+        "www",
+        "api",
+        "ws",
+        "mail",
+        "ftp",
+        "smtp",
+        "localhost",
+        "static",
+        "auth",
+        "login",
+        "logout",
+        "health",
+        "system",
+        "support",
+        "nginx",
+        "docker",
+        "slipway",
+        "agent",
+        "registry",
+        "default",
+        "null",
+        "none",
+        "user",
+        "users",
+        "jupyter",
+        "vscode",
+        "code",
+        "workspace",
+        "workspaces",
+    }
+)
+PASSWORD_MIN_CHARS = 12
+PASSWORD_MAX_BYTES = 72
+
+
+def username_problem(username: str) -> str | None:
+    """Why `username` is not allowed, or None when it is a usable DNS label."""
+    if not USERNAME_RE.fullmatch(username):
+        return (
+            "Usernames are 3-32 characters: lowercase letters, digits and hyphens, "
+            "starting with a letter and not ending with a hyphen."
+        )
+    if "--" in username:
+        return "Usernames may not contain two hyphens in a row."
+    if username in RESERVED_USERNAMES:
+        return f"The name {username!r} is reserved."
+    return None
+
+
+def password_problem(password: str) -> str | None:
+    """Why `password` is not acceptable, or None. bcrypt only reads 72 bytes, so we refuse more."""
+    if len(password) < PASSWORD_MIN_CHARS:
+        return f"Passwords must be at least {PASSWORD_MIN_CHARS} characters long."
+    if len(password.encode("utf-8")) > PASSWORD_MAX_BYTES:
+        return (
+            f"Passwords may be at most {PASSWORD_MAX_BYTES} bytes (UTF-8); "
+            "accented letters and symbols count as 2-4 bytes each."
+        )
+    return None
+
+
+def is_port(value: object) -> bool:
+    """True for an int in 1-65535."""
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 65535
+
+
+def is_ip(value: str) -> bool:
+    """True for an IPv4 or IPv6 address literal."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,186 @@
+"""Slipway settings, read from the environment with explicit types.
+
+Each config class names its environment and its defaults; `load()` parses every
+setting, and `validate()` checks the result, both collecting *every* problem so
+start-up can stop with one message that lists them all.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+BASE_DIR = Path(__file__).resolve().parent
+DEFAULT_SECRET = "dev-only-secret-change-me"  # noqa: S105 - refused in production
+
+
+class ConfigError(RuntimeError):
+    """Raised at start-up with every configuration problem in its message."""
+
+
+class _EnvReader:
+    """Reads typed values from an environment mapping, collecting parse errors."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        self.problems: list[str] = []
+
+    def text(self, name: str, default: str | None) -> str | None:
+        value = self.environ.get(name)
+        return default if value is None or value == "" else value
+
+    def integer(self, name: str, default: int) -> int:
+        raw = self.environ.get(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            return int(raw)
+        except ValueError:
+            self.problems.append(f"{name} must be an integer, got {raw!r}")
+            return default
+
+    def boolean(self, name: str, default: bool) -> bool:
+        raw = self.environ.get(name)
+        if raw is None or raw == "":
+            return default
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        self.problems.append(f"{name} must be true or false, got {raw!r}")
+        return default
+
+    def path(self, name: str, default: Path) -> Path:
+        raw = self.environ.get(name)
+        return Path(raw) if raw else default
+
+
+class Config:
+    """Production settings: everything must come from the environment."""
+
+    ENV_NAME = "production"
+    DEBUG = False
+    TESTING = False
+    DEFAULT_DATABASE_URL: str | None = None
+    DEFAULT_SECRET_KEY: str | None = None
+    DEFAULT_BCRYPT_ROUNDS = 12
+    DEFAULT_HTTPS = True
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None) -> tuple[dict[str, Any], list[str]]:
+        """Parse the environment into a settings dict; returns (settings, parse problems)."""
+        env = _EnvReader(os.environ if environ is None else environ)
+        data_dir = env.path("SLIPWAY_DATA_DIR", BASE_DIR / "instance")
+        https = env.boolean("SLIPWAY_HTTPS", cls.DEFAULT_HTTPS)
+        settings: dict[str, Any] = {
+            "ENV_NAME": cls.ENV_NAME,
+            "DEBUG": cls.DEBUG,
+            "TESTING": cls.TESTING,
+            "SECRET_KEY": env.text("SLIPWAY_SECRET_KEY", cls.DEFAULT_SECRET_KEY),
+            "SQLALCHEMY_DATABASE_URI": env.text("DATABASE_URL", cls.default_database_url(data_dir)),
+            "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+            "DATA_DIR": data_dir,
+            "WORKSPACE_ROOT": env.path("SLIPWAY_WORKSPACE_ROOT", data_dir / "workspaces"),
+            "BCRYPT_ROUNDS": env.integer("SLIPWAY_BCRYPT_ROUNDS", cls.DEFAULT_BCRYPT_ROUNDS),
+            "HTTPS": https,
+            "SESSION_COOKIE_NAME": "__Host-slipway" if https else "slipway",
+            "SESSION_COOKIE_SECURE": https,
+            "SESSION_COOKIE_HTTPONLY": True,
+            "SESSION_COOKIE_SAMESITE": "Lax",
+            "SESSION_LIFETIME_HOURS": env.integer("SLIPWAY_SESSION_LIFETIME_HOURS", 12),
+            "SESSION_IDLE_MINUTES": env.integer("SLIPWAY_SESSION_IDLE_MINUTES", 120),
+            "TRUSTED_PROXY_COUNT": env.integer("SLIPWAY_TRUSTED_PROXY_COUNT", 0),
+            "REDIS_URL": env.text("REDIS_URL", None),
+            "LISTEN_HOST": env.text("SLIPWAY_LISTEN_HOST", "127.0.0.1"),
+            "LISTEN_PORT": env.integer("SLIPWAY_LISTEN_PORT", 8000),
+            "WORKSPACE_DOMAIN": env.text("SLIPWAY_WORKSPACE_DOMAIN", "ws.localhost:8080"),
+            "MAX_CONTENT_LENGTH": env.integer("SLIPWAY_MAX_REQUEST_BYTES", 16 * 1024 * 1024),
+            "USERS_PER_PAGE": 25,
+            "BOOTSTRAP_SERVE_LOCAL": True,
+            "WTF_CSRF_TIME_LIMIT": None,
+            "SQLALCHEMY_TRACK_MODIFICATIONS": False,
+        }
+        return settings, env.problems
+
+    @classmethod
+    def default_database_url(cls, data_dir: Path) -> str | None:
+        """The database used when DATABASE_URL is unset (none in production)."""
+        return cls.DEFAULT_DATABASE_URL
+
+
+class DevelopmentConfig(Config):
+    """`make run`: an embedded SQLite database under the data directory."""
+
+    ENV_NAME = "development"
+    DEBUG = True
+    DEFAULT_SECRET_KEY = DEFAULT_SECRET
+    DEFAULT_HTTPS = False
+
+    @classmethod
+    def default_database_url(cls, data_dir: Path) -> str | None:
+        return f"sqlite:///{data_dir / 'slipway.db'}"
+
+
+class TestingConfig(DevelopmentConfig):
+    """The test suite: fast hashing; the database comes from the test fixtures."""
+
+    ENV_NAME = "testing"
+    DEBUG = False
+    TESTING = True
+    DEFAULT_BCRYPT_ROUNDS = 4
+
+
+CONFIGS: dict[str, type[Config]] = {
+    "production": Config,
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+}
+
+
+def _check_port(problems: list[str], name: str, value: object) -> None:
+    if not isinstance(value, int) or not 1 <= value <= 65535:
+        problems.append(f"{name} must be a port number 1-65535, got {value!r}")
+
+
+def _check_writable_dir(problems: list[str], name: str, path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        problems.append(f"{name} ({path}) cannot be created: {exc.strerror}")
+        return
+    if not os.access(path, os.W_OK | os.X_OK):
+        problems.append(f"{name} ({path}) is not writable")
+
+
+def validate(settings: Mapping[str, Any]) -> list[str]:
+    """Return every problem with a parsed settings dict (empty when all is well)."""
+    problems: list[str] = []
+    url = settings.get("SQLALCHEMY_DATABASE_URI")
+    if not url:
+        problems.append("DATABASE_URL is not set")
+    elif urlsplit(url).scheme not in ("sqlite", "mysql+pymysql", "mariadb+pymysql"):
+        problems.append("DATABASE_URL must be sqlite:/// or mysql+pymysql://")
+    secret = settings.get("SECRET_KEY")
+    if not secret:
+        problems.append("SLIPWAY_SECRET_KEY is not set")
+    elif settings.get("ENV_NAME") == "production" and (secret == DEFAULT_SECRET or len(secret) < 32):
+        problems.append("SLIPWAY_SECRET_KEY must be a random value of 32+ characters in production")
+    _check_port(problems, "SLIPWAY_LISTEN_PORT", settings.get("LISTEN_PORT"))
+    try:
+        ipaddress.ip_address(settings.get("LISTEN_HOST") or "")
+    except ValueError:
+        problems.append(f"SLIPWAY_LISTEN_HOST must be an IP address, got {settings.get('LISTEN_HOST')!r}")
+    if not 4 <= settings.get("BCRYPT_ROUNDS", 0) <= 16:
+        problems.append("SLIPWAY_BCRYPT_ROUNDS must be between 4 and 16")
+    if settings.get("TRUSTED_PROXY_COUNT", 0) < 0:
+        problems.append("SLIPWAY_TRUSTED_PROXY_COUNT must not be negative")
+    for name in ("SESSION_LIFETIME_HOURS", "SESSION_IDLE_MINUTES"):
+        if settings.get(name, 0) <= 0:
+            problems.append(f"SLIPWAY_{name} must be positive")
+    _check_writable_dir(problems, "SLIPWAY_DATA_DIR", Path(settings["DATA_DIR"]))
+    _check_writable_dir(problems, "SLIPWAY_WORKSPACE_ROOT", Path(settings["WORKSPACE_ROOT"]))
+    return problems

@@ -1,0 +1,153 @@
+"""Admin pages: approval queue, user management, audit log."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import AuditLog, User, UserSession
+from tests.builders import PASSWORD, make_user
+from tests.conftest import form_post
+
+
+def fetch_user(app, username: str) -> User | None:
+    with app.app_context():
+        return db.session.scalar(select(User).where(User.username == username))
+
+
+def audit_rows(app, action: str) -> list[AuditLog]:
+    with app.app_context():
+        return db.session.scalars(select(AuditLog).where(AuditLog.action_type == action)).all()
+
+
+def test_approve_and_reject_from_the_queue(app, client, auth):
+    auth.as_role("admin", username="boss")
+    with app.app_context():
+        ivy = make_user("ivy", status="pending").id
+        jack = make_user("jack", status="pending").id
+    page = client.get("/admin/approvals").get_data(as_text=True)
+    assert "ivy" in page and "jack" in page
+    form_post(client, f"/admin/users/{ivy}/approve", {"back": "/admin/approvals"})
+    form_post(client, f"/admin/users/{jack}/reject", {"reason": "not a member"})
+    assert fetch_user(app, "ivy").status == "approved"
+    jack_row = fetch_user(app, "jack")
+    assert jack_row.status == "rejected" and jack_row.meta["rejection_reason"] == "not a member"
+    assert audit_rows(app, "approve_user")[0].details == {"user": "ivy"}
+    assert audit_rows(app, "reject_user")[0].username == "boss"
+    assert "ivy" not in client.get("/admin/approvals").get_data(as_text=True)
+
+
+def test_rejected_user_sees_the_reason(app, client, auth):
+    with app.app_context():
+        make_user("kate", status="rejected").meta = {}
+        user = db.session.scalar(select(User).where(User.username == "kate"))
+        user.meta = {"rejection_reason": "unknown person"}
+        db.session.commit()
+    auth.login("kate")
+    assert "unknown person" in client.get("/pending").get_data(as_text=True)
+
+
+def test_reject_without_reason_changes_nothing(app, client, auth):
+    auth.as_role("admin")
+    with app.app_context():
+        uid = make_user("liam", status="pending").id
+    form_post(client, f"/admin/users/{uid}/reject", {"reason": ""})
+    assert fetch_user(app, "liam").status == "pending"
+    assert audit_rows(app, "reject_user") == []
+
+
+def test_users_list_search_filter_and_paginate(app, client, auth):
+    auth.as_role("admin", username="root-admin")
+    with app.app_context():
+        for i in range(30):
+            make_user(f"member{i:02d}", status="pending" if i % 2 else "approved")
+        make_user("qvpuser", role="qvp")
+    page1 = client.get("/admin/users").get_data(as_text=True)
+    assert "32 users" in page1 and "member00" in page1 and "qvpuser" not in page1
+    page2 = client.get("/admin/users?page=2").get_data(as_text=True)
+    assert "qvpuser" in page2
+    found = client.get("/admin/users?q=member1&status=pending").get_data(as_text=True)
+    assert "5 users" in found and "member11" in found and "member10" not in found
+    by_role = client.get("/admin/users?role=qvp").get_data(as_text=True)
+    assert "1 user" in by_role and "qvpuser" in by_role
+
+
+def test_change_role_and_guards(app, client, auth):
+    admin = auth.as_role("admin")
+    with app.app_context():
+        uid = make_user("mia").id
+    form_post(client, f"/admin/users/{uid}/role", {"role": "qvp"})
+    assert fetch_user(app, "mia").role == "qvp"
+    assert audit_rows(app, "change_role")[0].details == {"user": "mia", "from": "regular", "to": "qvp"}
+    response = form_post(client, f"/admin/users/{admin.id}/role", {"role": "regular"}, follow_redirects=True)
+    assert "cannot change your own role" in response.get_data(as_text=True)
+    assert fetch_user(app, admin.username).role == "admin"
+    assert form_post(client, f"/admin/users/{uid}/role", {"role": "superuser"}).status_code == 400
+
+
+def test_reset_password_ends_sessions(app, client, auth):
+    auth.as_role("admin")
+    with app.app_context():
+        uid = make_user("noah").id
+    other = app.test_client()
+    form_post(other, "/login", {"login": "noah", "password": PASSWORD})
+    assert other.get("/home").status_code == 200
+    form_post(client, f"/admin/users/{uid}/password", {"password": "a brand new secret"})
+    assert other.get("/home").status_code == 302
+    assert form_post(other, "/login", {"login": "noah", "password": "a brand new secret"}).status_code == 302
+    assert audit_rows(app, "reset_password")[0].details["sessions_ended"] == 1
+
+
+def test_reset_password_refuses_weak_password(app, client, auth):
+    auth.as_role("admin")
+    with app.app_context():
+        user = make_user("olga")
+        uid, old_hash = user.id, user.password_hash
+    response = form_post(client, f"/admin/users/{uid}/password", {"password": "short"}, follow_redirects=True)
+    assert "at least 12" in response.get_data(as_text=True)
+    assert fetch_user(app, "olga").password_hash == old_hash
+
+
+def test_delete_user_removes_row_and_sessions_and_keeps_audit(app, client, auth):
+    admin = auth.as_role("admin")
+    with app.app_context():
+        uid = make_user("paul").id
+    form_post(app.test_client(), "/login", {"login": "paul", "password": PASSWORD})
+    response = form_post(client, f"/admin/users/{uid}/delete", {})
+    assert response.headers["Location"].endswith("/admin/users")
+    assert fetch_user(app, "paul") is None
+    with app.app_context():
+        assert db.session.scalar(select(UserSession).where(UserSession.user_id == uid)) is None
+    assert audit_rows(app, "delete_user")[0].details == {"user": "paul"}
+    form_post(client, f"/admin/users/{admin.id}/delete", {})
+    assert fetch_user(app, admin.username) is not None
+
+
+def test_missing_user_answers_404(client, auth):
+    auth.as_role("admin")
+    assert client.get("/admin/users/99999").status_code == 404
+    assert form_post(client, "/admin/users/99999/approve", {}).status_code == 404
+
+
+def test_audit_page_filters(app, client, auth):
+    auth.as_role("admin", username="auditor")
+    with app.app_context():
+        make_user("quinn")
+    form_post(app.test_client(), "/login", {"login": "quinn", "password": "wrong password!"})
+    page = client.get("/admin/audit?action=login_failed").get_data(as_text=True)
+    assert page.count('class="audit-row"') == 1 and "quinn" in page
+    by_user = client.get("/admin/audit?user=auditor").get_data(as_text=True)
+    assert by_user.count('class="audit-row"') == 1
+    future = client.get("/admin/audit?date_from=2999-01-01").get_data(as_text=True)
+    assert "No entries match." in future
+    today = client.get("/admin/audit?date_to=2999-01-01").get_data(as_text=True)
+    assert today.count('class="audit-row"') == 2
+
+
+def test_dashboard_counts(app, client, auth):
+    auth.as_role("admin")
+    with app.app_context():
+        make_user(status="pending")
+        make_user(status="pending")
+    page = client.get("/admin/").get_data(as_text=True)
+    assert 'class="count-pending">2<' in page and "Review 2 pending" in page

@@ -1,0 +1,55 @@
+"""Configuration parsing and start-up validation."""
+
+from __future__ import annotations
+
+import pytest
+
+from app import create_app
+from config import Config, ConfigError, DevelopmentConfig, TestingConfig, validate
+
+
+def test_production_reports_every_problem_at_once(tmp_path):
+    env = {
+        "SLIPWAY_SECRET_KEY": "short",
+        "SLIPWAY_LISTEN_PORT": "99999",
+        "SLIPWAY_LISTEN_HOST": "not-an-ip",
+        "SLIPWAY_BCRYPT_ROUNDS": "many",
+        "SLIPWAY_DATA_DIR": str(tmp_path),
+    }
+    settings, problems = Config.load(env)
+    problems += validate(settings)
+    text = "\n".join(problems)
+    assert "DATABASE_URL is not set" in text
+    assert "32+ characters" in text
+    assert "port number" in text
+    assert "IP address" in text
+    assert "SLIPWAY_BCRYPT_ROUNDS must be an integer" in text
+
+
+def test_unwritable_directory_is_reported(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    settings, _ = DevelopmentConfig.load({"SLIPWAY_DATA_DIR": str(blocker / "sub")})
+    assert any("SLIPWAY_DATA_DIR" in p for p in validate(settings))
+
+
+def test_create_app_stops_with_all_problems(monkeypatch, tmp_path):
+    monkeypatch.setenv("SLIPWAY_LISTEN_PORT", "0")
+    monkeypatch.setenv("SLIPWAY_SESSION_IDLE_MINUTES", "abc")
+    with pytest.raises(ConfigError) as info:
+        create_app(TestingConfig, {"DATA_DIR": tmp_path, "WORKSPACE_ROOT": tmp_path})
+    message = str(info.value)
+    assert "SLIPWAY_LISTEN_PORT" in message and "SLIPWAY_SESSION_IDLE_MINUTES" in message
+
+
+def test_development_defaults_are_valid(tmp_path):
+    settings, problems = DevelopmentConfig.load({"SLIPWAY_DATA_DIR": str(tmp_path)})
+    assert problems == [] and validate(settings) == []
+    assert settings["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///")
+    assert settings["SESSION_COOKIE_NAME"] == "slipway"
+
+
+def test_https_uses_host_only_secure_cookie(tmp_path):
+    settings, _ = DevelopmentConfig.load({"SLIPWAY_HTTPS": "true", "SLIPWAY_DATA_DIR": str(tmp_path)})
+    assert settings["SESSION_COOKIE_NAME"] == "__Host-slipway"
+    assert settings["SESSION_COOKIE_SECURE"] is True
