@@ -80,7 +80,7 @@ class Config:
             "ENV_NAME": cls.ENV_NAME,
             "DEBUG": cls.DEBUG,
             "TESTING": cls.TESTING,
-            "SECRET_KEY": env.text("SLIPWAY_SECRET_KEY", cls.DEFAULT_SECRET_KEY),
+            "SECRET_KEY": env.text("SECRET_KEY", cls.DEFAULT_SECRET_KEY),
             "SQLALCHEMY_DATABASE_URI": env.text("DATABASE_URL", cls.default_database_url(data_dir)),
             "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
             "DATA_DIR": data_dir,
@@ -166,9 +166,9 @@ def validate(settings: Mapping[str, Any]) -> list[str]:
         problems.append("DATABASE_URL must be sqlite:/// or mysql+pymysql://")
     secret = settings.get("SECRET_KEY")
     if not secret:
-        problems.append("SLIPWAY_SECRET_KEY is not set")
+        problems.append("SECRET_KEY is not set")
     elif settings.get("ENV_NAME") == "production" and (secret == DEFAULT_SECRET or len(secret) < 32):
-        problems.append("SLIPWAY_SECRET_KEY must be a random value of 32+ characters in production")
+        problems.append("SECRET_KEY must be a random value of 32+ characters in production")
     _check_port(problems, "SLIPWAY_LISTEN_PORT", settings.get("LISTEN_PORT"))
     try:
         ipaddress.ip_address(settings.get("LISTEN_HOST") or "")

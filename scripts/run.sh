@@ -7,10 +7,10 @@ flask=.venv/bin/flask
 data_dir=${SLIPWAY_DATA_DIR:-instance}
 mkdir -p "$data_dir"
 secret_file="$data_dir/secret-key"
-if [ -z "${SLIPWAY_SECRET_KEY:-}" ]; then
+if [ -z "${SECRET_KEY:-}" ]; then
   [ -s "$secret_file" ] || (umask 077; .venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(48))' >"$secret_file")
-  SLIPWAY_SECRET_KEY=$(cat "$secret_file")
-  export SLIPWAY_SECRET_KEY
+  SECRET_KEY=$(cat "$secret_file")
+  export SECRET_KEY
 fi
 
 $flask db upgrade

@@ -130,7 +130,7 @@ class AuthActions:
 
     def login(self, login: str, password: str = PASSWORD):
         """Submit the login form."""
-        return form_post(self.client, "/login", {"login": login, "password": password})
+        return form_post(self.client, "/login", {"username": login, "password": password})
 
     def as_role(self, role: str, **kwargs: object) -> User:
         """Create an approved user with `role` and log in as them."""

@@ -90,11 +90,13 @@ def test_reset_password_ends_sessions(app, client, auth):
     with app.app_context():
         uid = make_user("noah").id
     other = app.test_client()
-    form_post(other, "/login", {"login": "noah", "password": PASSWORD})
+    form_post(other, "/login", {"username": "noah", "password": PASSWORD})
     assert other.get("/home").status_code == 200
     form_post(client, f"/admin/users/{uid}/password", {"password": "a brand new secret"})
     assert other.get("/home").status_code == 302
-    assert form_post(other, "/login", {"login": "noah", "password": "a brand new secret"}).status_code == 302
+    assert (
+        form_post(other, "/login", {"username": "noah", "password": "a brand new secret"}).status_code == 302
+    )
     assert audit_rows(app, "reset_password")[0].details["sessions_ended"] == 1
 
 
@@ -112,7 +114,7 @@ def test_delete_user_removes_row_and_sessions_and_keeps_audit(app, client, auth)
     admin = auth.as_role("admin")
     with app.app_context():
         uid = make_user("paul").id
-    form_post(app.test_client(), "/login", {"login": "paul", "password": PASSWORD})
+    form_post(app.test_client(), "/login", {"username": "paul", "password": PASSWORD})
     response = form_post(client, f"/admin/users/{uid}/delete", {})
     assert response.headers["Location"].endswith("/admin/users")
     assert fetch_user(app, "paul") is None
@@ -133,7 +135,7 @@ def test_audit_page_filters(app, client, auth):
     auth.as_role("admin", username="auditor")
     with app.app_context():
         make_user("quinn")
-    form_post(app.test_client(), "/login", {"login": "quinn", "password": "wrong password!"})
+    form_post(app.test_client(), "/login", {"username": "quinn", "password": "wrong password!"})
     page = client.get("/admin/audit?action=login_failed").get_data(as_text=True)
     assert page.count('class="audit-row"') == 1 and "quinn" in page
     by_user = client.get("/admin/audit?user=auditor").get_data(as_text=True)
@@ -151,3 +153,50 @@ def test_dashboard_counts(app, client, auth):
         make_user(status="pending")
     page = client.get("/admin/").get_data(as_text=True)
     assert 'class="count-pending">2<' in page and "Review 2 pending" in page
+
+
+class QueryCounter:
+    """Counts SQL statements sent while it is active."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.count = 0
+
+    def _count(self, *args):
+        self.count += 1
+
+    def __enter__(self):
+        from sqlalchemy import event
+
+        event.listen(self.engine, "before_cursor_execute", self._count)
+        return self
+
+    def __exit__(self, *exc):
+        from sqlalchemy import event
+
+        event.remove(self.engine, "before_cursor_execute", self._count)
+
+
+def queries_for(app, client, url: str) -> int:
+    with app.app_context():
+        engine = db.engine
+    with QueryCounter(engine) as counter:
+        assert client.get(url).status_code == 200
+    return counter.count
+
+
+def test_list_pages_query_count_does_not_grow_with_rows(app, client, auth):
+    auth.as_role("admin")
+    client.get("/admin/users")  # warm the session's last-seen write out of the way
+    with app.app_context():
+        for _ in range(3):
+            make_user(status="pending")
+    small = {url: queries_for(app, client, url) for url in ("/admin/users", "/admin/approvals")}
+    with app.app_context():
+        for i in range(60):
+            db.session.add(
+                User(username=f"bulk{i}", email=f"bulk{i}@example.com", password_hash="x", status="pending")
+            )
+        db.session.commit()
+    large = {url: queries_for(app, client, url) for url in ("/admin/users", "/admin/approvals")}
+    assert large == small

@@ -24,7 +24,7 @@ def register(client, username="alice", email="alice@example.com", password=PASSW
     return form_post(
         client,
         "/register",
-        {"username": username, "email": email, "password": password, "confirm": confirm or password},
+        {"username": username, "email": email, "password": password, "password_confirm": confirm or password},
     )
 
 
@@ -124,12 +124,12 @@ def test_next_is_followed_only_to_local_paths(app, client):
         ("//evil.example.com", "/admin/"),
         ("/\\evil.example.com", "/admin/"),
     ):
-        response = form_post(client, f"/login?next={target}", {"login": "hank", "password": PASSWORD})
+        response = form_post(client, f"/login?next={target}", {"username": "hank", "password": PASSWORD})
         assert response.headers["Location"] == expected, target
         form_post(client, "/logout", {})
 
 
 def test_missing_csrf_token_gets_a_clear_400(client):
-    response = client.post("/login", data={"login": "x", "password": "y"})
+    response = client.post("/login", data={"username": "x", "password": "y"})
     assert response.status_code == 400
     assert "security token" in response.get_data(as_text=True)

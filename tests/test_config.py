@@ -10,7 +10,7 @@ from config import Config, ConfigError, DevelopmentConfig, TestingConfig, valida
 
 def test_production_reports_every_problem_at_once(tmp_path):
     env = {
-        "SLIPWAY_SECRET_KEY": "short",
+        "SECRET_KEY": "short",
         "SLIPWAY_LISTEN_PORT": "99999",
         "SLIPWAY_LISTEN_HOST": "not-an-ip",
         "SLIPWAY_BCRYPT_ROUNDS": "many",

@@ -53,12 +53,11 @@ def dashboard() -> str:
 @bp.route("/approvals")
 @permission_required("manage_users")
 def approvals() -> str:
-    """The queue of pending accounts, oldest first."""
-    pending = db.session.scalars(
-        select(User).where(User.status == "pending").order_by(User.created_at, User.id)
-    ).all()
+    """The queue of pending accounts, oldest first, paginated."""
+    stmt = select(User).where(User.status == "pending").order_by(User.created_at, User.id)
+    page = db.paginate(stmt, per_page=current_app.config["USERS_PER_PAGE"], error_out=False)
     return render_template(
-        "admin/approvals.html", pending=pending, confirm=ConfirmForm(), reject=RejectForm()
+        "admin/approvals.html", page=page, confirm=ConfirmForm(), reject=RejectForm()
     )
 
 

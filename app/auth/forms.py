@@ -27,7 +27,7 @@ class RegisterForm(FlaskForm):
         validators=[DataRequired(), strong_password],
         description="At least 12 characters, at most 72 bytes.",
     )
-    confirm = PasswordField(
+    password_confirm = PasswordField(
         "Repeat password", validators=[DataRequired(), EqualTo("password", "Passwords differ.")]
     )
     submit = SubmitField("Register")
@@ -48,6 +48,6 @@ class RegisterForm(FlaskForm):
 class LoginForm(FlaskForm):
     """Username or email, and password."""
 
-    login = StringField("Username or email", validators=[DataRequired(), Length(max=255)])
+    username = StringField("Username or email", validators=[DataRequired(), Length(max=255)])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
     submit = SubmitField("Log in")

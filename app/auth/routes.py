@@ -78,7 +78,7 @@ def login() -> str | Response:
         return redirect(home_for(current_user))
     form = LoginForm()
     if form.validate_on_submit():
-        user = accounts.find_by_login(form.login.data)
+        user = accounts.find_by_login(form.username.data)
         if check_password(form.password.data, user.password_hash if user else None):
             start_session(user)
             audit.record("login", user.username, {"status": user.status})
@@ -89,7 +89,7 @@ def login() -> str | Response:
         audit.record(
             "login_failed",
             user.username if user else None,
-            {"login": form.login.data[:255]},
+            {"login": form.username.data[:255]},
             level="warning",
         )
         db.session.commit()
