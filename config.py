@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 
 BASE_DIR = Path(__file__).resolve().parent
 DEFAULT_SECRET = "dev-only-secret-change-me"  # noqa: S105 - refused in production
+# 32 zero-ish bytes, urlsafe-base64: only for development and tests, refused in production.
+DEFAULT_SECRETS_KEY = "ZGV2LW9ubHktc2VjcmV0cy1rZXktY2hhbmdlLW1lISE="  # noqa: S105
 
 
 class ConfigError(RuntimeError):
@@ -67,6 +69,7 @@ class Config:
     TESTING = False
     DEFAULT_DATABASE_URL: str | None = None
     DEFAULT_SECRET_KEY: str | None = None
+    DEFAULT_SECRETS_KEY: str | None = None
     DEFAULT_BCRYPT_ROUNDS = 12
     DEFAULT_HTTPS = True
 
@@ -81,6 +84,7 @@ class Config:
             "DEBUG": cls.DEBUG,
             "TESTING": cls.TESTING,
             "SECRET_KEY": env.text("SECRET_KEY", cls.DEFAULT_SECRET_KEY),
+            "SECRETS_KEY": env.text("SLIPWAY_SECRETS_KEY", cls.DEFAULT_SECRETS_KEY),
             "SQLALCHEMY_DATABASE_URI": env.text("DATABASE_URL", cls.default_database_url(data_dir)),
             "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
             "DATA_DIR": data_dir,
@@ -99,6 +103,11 @@ class Config:
             "LISTEN_PORT": env.integer("SLIPWAY_LISTEN_PORT", 8000),
             "WORKSPACE_DOMAIN": env.text("SLIPWAY_WORKSPACE_DOMAIN", "ws.localhost:8080"),
             "MAX_CONTENT_LENGTH": env.integer("SLIPWAY_MAX_REQUEST_BYTES", 16 * 1024 * 1024),
+            "WORKER_CONCURRENCY": env.integer("SLIPWAY_WORKER_CONCURRENCY", 4),
+            "TASK_LEASE_SECONDS": env.integer("SLIPWAY_TASK_LEASE_SECONDS", 60),
+            "TASK_POLL_MS": env.integer("SLIPWAY_TASK_POLL_MS", 500),
+            "TASK_RETRY_BASE_SECONDS": env.integer("SLIPWAY_TASK_RETRY_BASE_SECONDS", 5),
+            "WORKER_SHUTDOWN_GRACE_SECONDS": env.integer("SLIPWAY_WORKER_SHUTDOWN_GRACE_SECONDS", 30),
             "USERS_PER_PAGE": 25,
             "BOOTSTRAP_SERVE_LOCAL": True,
             "WTF_CSRF_TIME_LIMIT": None,
@@ -118,6 +127,7 @@ class DevelopmentConfig(Config):
     ENV_NAME = "development"
     DEBUG = True
     DEFAULT_SECRET_KEY = DEFAULT_SECRET
+    DEFAULT_SECRETS_KEY = DEFAULT_SECRETS_KEY
     DEFAULT_HTTPS = False
 
     @classmethod
@@ -146,6 +156,22 @@ def _check_port(problems: list[str], name: str, value: object) -> None:
         problems.append(f"{name} must be a port number 1-65535, got {value!r}")
 
 
+def _check_secrets_key(problems: list[str], settings: Mapping[str, Any]) -> None:
+    from app.security.crypto import parse_key
+
+    raw = settings.get("SECRETS_KEY")
+    if not raw:
+        problems.append("SLIPWAY_SECRETS_KEY is not set (32 random bytes, urlsafe-base64)")
+        return
+    try:
+        parse_key(raw)
+    except ValueError:
+        problems.append("SLIPWAY_SECRETS_KEY must be 32 bytes in urlsafe-base64")
+        return
+    if settings.get("ENV_NAME") == "production" and raw == DEFAULT_SECRETS_KEY:
+        problems.append("SLIPWAY_SECRETS_KEY must not be the development key in production")
+
+
 def _check_writable_dir(problems: list[str], name: str, path: Path) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -169,6 +195,7 @@ def validate(settings: Mapping[str, Any]) -> list[str]:
         problems.append("SECRET_KEY is not set")
     elif settings.get("ENV_NAME") == "production" and (secret == DEFAULT_SECRET or len(secret) < 32):
         problems.append("SECRET_KEY must be a random value of 32+ characters in production")
+    _check_secrets_key(problems, settings)
     _check_port(problems, "SLIPWAY_LISTEN_PORT", settings.get("LISTEN_PORT"))
     try:
         ipaddress.ip_address(settings.get("LISTEN_HOST") or "")
@@ -178,7 +205,13 @@ def validate(settings: Mapping[str, Any]) -> list[str]:
         problems.append("SLIPWAY_BCRYPT_ROUNDS must be between 4 and 16")
     if settings.get("TRUSTED_PROXY_COUNT", 0) < 0:
         problems.append("SLIPWAY_TRUSTED_PROXY_COUNT must not be negative")
-    for name in ("SESSION_LIFETIME_HOURS", "SESSION_IDLE_MINUTES"):
+    for name in (
+        "SESSION_LIFETIME_HOURS",
+        "SESSION_IDLE_MINUTES",
+        "WORKER_CONCURRENCY",
+        "TASK_LEASE_SECONDS",
+        "TASK_POLL_MS",
+    ):
         if settings.get(name, 0) <= 0:
             problems.append(f"SLIPWAY_{name} must be positive")
     _check_writable_dir(problems, "SLIPWAY_DATA_DIR", Path(settings["DATA_DIR"]))

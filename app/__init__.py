@@ -63,8 +63,10 @@ def _init_extensions(app: Flask) -> None:
     from app import models  # noqa: F401  - registers the tables with SQLAlchemy
     from app.auth import sessions  # noqa: F401  - registers the session loader
     from app.templating import init_templating
+    from app.worker import load_kinds
 
     init_templating(app)
+    load_kinds()
 
 
 def _register_blueprints(app: Flask) -> None:

@@ -43,5 +43,9 @@ def check_config() -> None:
 
 def register_cli(app: Flask) -> None:
     """Attach the commands to `app`."""
+    from app.worker import dev_server_command, worker_command
+
     app.cli.add_command(create_admin)
     app.cli.add_command(check_config)
+    app.cli.add_command(worker_command)
+    app.cli.add_command(dev_server_command)

@@ -13,6 +13,13 @@ if [ -z "${SECRET_KEY:-}" ]; then
   export SECRET_KEY
 fi
 
+key_file="$data_dir/secrets-key"
+if [ -z "${SLIPWAY_SECRETS_KEY:-}" ]; then
+  [ -s "$key_file" ] || (umask 077; .venv/bin/python -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())' >"$key_file")
+  SLIPWAY_SECRETS_KEY=$(cat "$key_file")
+  export SLIPWAY_SECRETS_KEY
+fi
+
 $flask db upgrade
 
 admin_file="$data_dir/first-admin.txt"
@@ -27,4 +34,4 @@ echo "Slipway is starting on http://127.0.0.1:${SLIPWAY_LISTEN_PORT:-8000}"
 echo "First admin login (also saved in $admin_file):"
 sed 's/^/  /' "$admin_file"
 echo
-exec $flask run --host 127.0.0.1 --port "${SLIPWAY_LISTEN_PORT:-8000}" --no-reload --with-threads
+exec $flask dev-server

@@ -1,6 +1,18 @@
 """All models, re-exported so `from app.models import User` works everywhere."""
 
 from app.models.audit import LOG_LEVELS, AuditLog
+from app.models.task import FINISHED_STATES, TASK_STATES, Task, TaskEvent
 from app.models.user import ROLES, STATUSES, User, UserSession
 
-__all__ = ["LOG_LEVELS", "ROLES", "STATUSES", "AuditLog", "User", "UserSession"]
+__all__ = [
+    "FINISHED_STATES",
+    "LOG_LEVELS",
+    "ROLES",
+    "STATUSES",
+    "TASK_STATES",
+    "AuditLog",
+    "Task",
+    "TaskEvent",
+    "User",
+    "UserSession",
+]

@@ -1,0 +1,1 @@
+"""Task pages: list, detail with live events, cancel and retry."""

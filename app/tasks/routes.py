@@ -1,0 +1,129 @@
+"""Task list and detail pages, cancel/retry buttons, and the live event stream."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+from simple_websocket import ConnectionClosed
+from sqlalchemy import select
+from werkzeug.wrappers import Response
+
+from app.extensions import db, sock
+from app.forms_common import ConfirmForm
+from app.models import TASK_STATES, Task, TaskEvent, UserSession
+from app.permissions import can, permission_required
+from app.services import audit, tasks
+from app.tasks.access import load_visible_task_or_404
+
+bp = Blueprint("tasks", __name__, url_prefix="/tasks")
+
+STREAM_POLL_SECONDS = 0.5
+STREAM_MAX_SECONDS = 3600
+
+
+@bp.route("/")
+@permission_required("view_tasks")
+def index() -> str:
+    """All tasks, newest first, filtered by state and kind."""
+    stmt = select(Task).order_by(Task.id.desc())
+    state = request.args.get("state", "")
+    kind = request.args.get("kind", "")[:32]
+    if state in TASK_STATES:
+        stmt = stmt.where(Task.state == state)
+    if kind:
+        stmt = stmt.where(Task.kind == kind)
+    page = db.paginate(stmt, per_page=50, error_out=False)
+    return render_template("tasks/index.html", page=page, states=TASK_STATES, state=state, kind=kind)
+
+
+@bp.route("/<int:task_id>")
+@login_required
+def detail(task_id: int) -> str:
+    """One task: state, progress and every event (the stream only adds to this)."""
+    task = load_visible_task_or_404(task_id)
+    return render_template("tasks/detail.html", task=task, events=task.events, confirm=ConfirmForm())
+
+
+@bp.route("/<int:task_id>/cancel", methods=["POST"])
+@login_required
+def cancel(task_id: int) -> Response:
+    """Cancel a queued task or ask a running one to stop."""
+    task = load_visible_task_or_404(task_id)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    if tasks.cancel(task, current_user.username):
+        audit.record("cancel_task", current_user.username, {"task": task.id, "kind": task.kind})
+        flash("Cancel requested." if task.state == "running" else "Task cancelled.", "info")
+    else:
+        flash(f"The task already {task.state}.", "warning")
+    db.session.commit()
+    return redirect(url_for("tasks.detail", task_id=task.id))
+
+
+@bp.route("/<int:task_id>/retry", methods=["POST"])
+@login_required
+def retry(task_id: int) -> Response:
+    """Queue a failed or cancelled task again."""
+    task = load_visible_task_or_404(task_id)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    try:
+        new_task = tasks.retry(task, current_user.username)
+    except tasks.TaskConflict as exc:
+        flash(str(exc), "danger")
+        return redirect(url_for("tasks.detail", task_id=task.id))
+    audit.record("retry_task", current_user.username, {"task": task.id, "kind": task.kind})
+    db.session.commit()
+    flash(f"Queued again as task #{new_task.id}.", "success")
+    return redirect(url_for("tasks.detail", task_id=new_task.id))
+
+
+def _origin_allowed() -> bool:
+    origin = request.headers.get("Origin")
+    return origin is not None and origin.rstrip("/") == request.host_url.rstrip("/")
+
+
+def _session_live(session_id: int | None) -> bool:
+    db.session.rollback()  # a fresh snapshot each time (MariaDB REPEATABLE READ)
+    return bool(session_id and db.session.scalar(
+        select(UserSession.is_active).where(UserSession.id == session_id)
+    ))
+
+
+@sock.route("/<int:task_id>/stream", bp=bp)
+def stream(ws: object, task_id: int) -> None:
+    """Send the task's new events as JSON until it finishes; checks Origin, owner and session."""
+    if not _origin_allowed() or not current_user.is_authenticated or not current_user.is_approved:
+        abort(403)
+    task = load_visible_task_or_404(task_id)
+    session_id = current_user.current_session.id if current_user.current_session else None
+    last_id = int(request.args.get("after", 0) or 0)
+    deadline = time.monotonic() + STREAM_MAX_SECONDS
+    while time.monotonic() < deadline:
+        if not _session_live(session_id):
+            ws.close(reason=1008, message="session ended")  # type: ignore[attr-defined]
+            return
+        events = db.session.scalars(
+            select(TaskEvent).where(TaskEvent.task_id == task_id, TaskEvent.id > last_id)
+            .order_by(TaskEvent.id).limit(500)
+        ).all()
+        task = db.session.get(Task, task_id)
+        if events:
+            last_id = events[-1].id
+        message = {"state": task.state, "progress": task.progress, "message": task.message,
+                   "events": [event.as_dict() for event in events]}
+        try:
+            ws.send(json.dumps(message))  # type: ignore[attr-defined]
+        except ConnectionClosed:
+            return
+        if task.is_finished and len(events) < 500:
+            ws.close()  # type: ignore[attr-defined]
+            return
+        time.sleep(current_app.config.get("STREAM_POLL_SECONDS", STREAM_POLL_SECONDS))
+    ws.close()  # type: ignore[attr-defined]
+
+
+__all__ = ["bp", "can"]

@@ -1,0 +1,71 @@
+"""The worker: `flask --app wsgi worker` runs the task runner (and the poller, where present).
+
+`make run` starts the same threads inside the development server (`flask dev-server`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import signal
+import threading
+
+import click
+from flask import Flask, current_app
+from flask.cli import with_appcontext
+
+# Modules that register task kinds when imported (each area adds its own).
+KIND_MODULES: tuple[str, ...] = ()
+
+
+def load_kinds() -> None:
+    """Import every module that registers task kinds."""
+    for name in KIND_MODULES:
+        importlib.import_module(name)
+
+
+def start_worker(app: Flask, stop: threading.Event) -> list[threading.Thread]:
+    """Start the runner (and poller) threads for `app`; they end when `stop` is set."""
+    from app.worker.runner import Runner
+
+    runner = Runner(app)
+    thread = threading.Thread(target=runner.run, args=(stop,), name="slipway-runner", daemon=True)
+    thread.start()
+    return [thread]
+
+
+@click.command("worker")
+@with_appcontext
+def worker_command() -> None:
+    """Run the task runner until SIGTERM or SIGINT; running tasks finish or are released."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    threads = start_worker(app, stop)
+    click.echo(f"worker started ({len(threads)} threads)")
+    while not stop.wait(1):
+        pass
+    grace = app.config["WORKER_SHUTDOWN_GRACE_SECONDS"] + 5
+    for thread in threads:
+        thread.join(timeout=grace)
+    click.echo("worker stopped")
+
+
+@click.command("dev-server")
+@with_appcontext
+def dev_server_command() -> None:
+    """Serve the app with the worker running as threads inside (for `make run`)."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    stop = threading.Event()
+    start_worker(app, stop)
+    try:
+        app.run(
+            host=app.config["LISTEN_HOST"],
+            port=app.config["LISTEN_PORT"],
+            threaded=True,
+            use_reloader=False,
+        )
+    finally:
+        stop.set()

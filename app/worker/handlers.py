@@ -1,0 +1,78 @@
+"""The task contract: kinds are functions registered by name, run with a `TaskContext`.
+
+A handler is `def handler(ctx: TaskContext) -> dict | None`. It must be idempotent:
+a retry after a crash or a dead agent runs it again from the start. It reports with
+`ctx.log()` and `ctx.progress()`, checks `ctx.cancelled()` between long steps, and
+ends by returning (success; a returned dict is stored as the task's result), raising
+`TaskFailed` (permanent failure, no retry) or raising anything else (a transient
+failure: retried with exponential backoff until `max_attempts`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask
+
+from app.models import Task
+
+
+class TaskFailed(Exception):  # noqa: N818 - reads as an outcome, like StopIteration
+    """Raised by a handler to fail its task for good; the message is shown to the user."""
+
+
+class TaskCancelled(Exception):  # noqa: N818
+    """Raised inside a handler (by `TaskContext.check_cancelled`) when cancel was requested."""
+
+
+@dataclass(frozen=True)
+class TaskKind:
+    """A registered kind: its handler and how often it may be attempted."""
+
+    name: str
+    handler: Callable[[Any], dict[str, Any] | None]
+    max_attempts: int
+
+
+HANDLERS: dict[str, TaskKind] = {}
+
+
+def task_kind(name: str, *, max_attempts: int = 3) -> Callable[[Callable], Callable]:
+    """Register the decorated function as the handler of tasks of kind `name`."""
+
+    def register(fn: Callable) -> Callable:
+        if name in HANDLERS and HANDLERS[name].handler is not fn:
+            raise ValueError(f"task kind {name!r} registered twice")
+        HANDLERS[name] = TaskKind(name, fn, max_attempts)
+        return fn
+
+    return register
+
+
+class TaskContext:
+    """What a handler gets: its task row (read-only by convention), the app, and reporting."""
+
+    def __init__(self, app: Flask, task: Task, reporter: Any) -> None:
+        self.app = app
+        self.task = task
+        self.payload: dict[str, Any] = dict(task.payload or {})
+        self._reporter = reporter
+
+    def log(self, message: str, level: str = "info") -> None:
+        """Append a log line to the task (committed at once, so streams see it)."""
+        self._reporter.event(self.task.id, message, level=level)
+
+    def progress(self, percent: int, message: str | None = None) -> None:
+        """Record progress 0-100, with an optional log line."""
+        self._reporter.progress(self.task.id, max(0, min(100, int(percent))), message)
+
+    def cancelled(self) -> bool:
+        """True when someone asked to cancel this task."""
+        return self._reporter.cancel_requested(self.task.id)
+
+    def check_cancelled(self) -> None:
+        """Raise `TaskCancelled` when a cancel was requested."""
+        if self.cancelled():
+            raise TaskCancelled("cancelled on request")
