@@ -11,7 +11,8 @@ from flask_login import current_user
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_QVP = frozenset({"view_dashboard", "view_servers", "view_images", "build_images", "push_images"})
+_QVP = frozenset({"view_dashboard", "view_servers", "view_images", "build_images", "push_images",
+                  "view_tasks"})
 _ADMIN_ONLY = frozenset({"manage_users", "delete_server", "delete_image", "manage_servers", "view_audit"})
 
 PERMISSIONS: dict[str, frozenset[str]] = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
@@ -14,9 +15,10 @@ from werkzeug.wrappers import Response
 from app.extensions import db, sock
 from app.forms_common import ConfirmForm
 from app.models import TASK_STATES, Task, TaskEvent, UserSession
-from app.permissions import can, permission_required
+from app.permissions import permission_required
 from app.services import audit, tasks
 from app.tasks.access import load_visible_task_or_404
+from app.timeutil import utcnow
 
 bp = Blueprint("tasks", __name__, url_prefix="/tasks")
 
@@ -88,42 +90,54 @@ def _origin_allowed() -> bool:
 
 def _session_live(session_id: int | None) -> bool:
     db.session.rollback()  # a fresh snapshot each time (MariaDB REPEATABLE READ)
-    return bool(session_id and db.session.scalar(
-        select(UserSession.is_active).where(UserSession.id == session_id)
-    ))
+    row = db.session.get(UserSession, session_id) if session_id else None
+    return row is not None and row.is_active and row.expires_at > utcnow()
+
+
+@bp.before_request
+def guard_stream() -> None:
+    """Refuse a stream handshake before it is upgraded: bad Origin 403, foreign task 404."""
+    if request.endpoint != "tasks.stream":
+        return
+    if not _origin_allowed():
+        abort(403)
+    if not current_user.is_authenticated or not current_user.is_approved:
+        abort(401)
+    load_visible_task_or_404(int((request.view_args or {})["task_id"]))
 
 
 @sock.route("/<int:task_id>/stream", bp=bp)
-def stream(ws: object, task_id: int) -> None:
-    """Send the task's new events as JSON until it finishes; checks Origin, owner and session."""
-    if not _origin_allowed() or not current_user.is_authenticated or not current_user.is_approved:
-        abort(403)
-    task = load_visible_task_or_404(task_id)
+def stream(ws: Any, task_id: int) -> None:
+    """Send the task's new events as JSON until it finishes; a revoked session closes it."""
     session_id = current_user.current_session.id if current_user.current_session else None
-    last_id = int(request.args.get("after", 0) or 0)
+    try:
+        last_id = max(0, int(request.args.get("after", 0) or 0))
+    except ValueError:
+        last_id = 0
+    poll = current_app.config.get("STREAM_POLL_SECONDS", STREAM_POLL_SECONDS)
     deadline = time.monotonic() + STREAM_MAX_SECONDS
     while time.monotonic() < deadline:
         if not _session_live(session_id):
-            ws.close(reason=1008, message="session ended")  # type: ignore[attr-defined]
+            ws.close(reason=1008, message="session ended")
             return
         events = db.session.scalars(
             select(TaskEvent).where(TaskEvent.task_id == task_id, TaskEvent.id > last_id)
             .order_by(TaskEvent.id).limit(500)
         ).all()
         task = db.session.get(Task, task_id)
+        if task is None:
+            ws.close(reason=1008, message="task gone")
+            return
         if events:
             last_id = events[-1].id
         message = {"state": task.state, "progress": task.progress, "message": task.message,
                    "events": [event.as_dict() for event in events]}
         try:
-            ws.send(json.dumps(message))  # type: ignore[attr-defined]
+            ws.send(json.dumps(message))
         except ConnectionClosed:
             return
         if task.is_finished and len(events) < 500:
-            ws.close()  # type: ignore[attr-defined]
+            ws.close(reason=1000, message="finished")
             return
-        time.sleep(current_app.config.get("STREAM_POLL_SECONDS", STREAM_POLL_SECONDS))
-    ws.close()  # type: ignore[attr-defined]
-
-
-__all__ = ["bp", "can"]
+        time.sleep(poll)
+    ws.close()
