@@ -13,6 +13,7 @@ import threading
 import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
+from werkzeug.serving import run_simple
 
 # Modules that register task kinds when imported (each area adds its own).
 KIND_MODULES: tuple[str, ...] = ()
@@ -61,9 +62,11 @@ def dev_server_command() -> None:
     stop = threading.Event()
     start_worker(app, stop)
     try:
-        app.run(
-            host=app.config["LISTEN_HOST"],
-            port=app.config["LISTEN_PORT"],
+        # app.run() refuses to run inside a `flask` command, so serve with Werkzeug directly.
+        run_simple(
+            app.config["LISTEN_HOST"],
+            app.config["LISTEN_PORT"],
+            app,
             threaded=True,
             use_reloader=False,
         )
