@@ -1,0 +1,1 @@
+"""Images: per-server image lists, builds, pushes, registries, uploads and imports."""
