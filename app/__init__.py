@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import BASE_DIR, CONFIGS, Config, ConfigError, validate
 
@@ -29,8 +28,11 @@ def create_app(config_class: type[Config] | None = None, overrides: Mapping[str,
     )
     app.config.update(settings)
     if app.config["TRUSTED_PROXY_COUNT"]:
-        count = app.config["TRUSTED_PROXY_COUNT"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)  # type: ignore[method-assign]
+        from app.security.proxy import TrustedProxyFix, parse_networks
+
+        app.wsgi_app = TrustedProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, app.config["TRUSTED_PROXY_COUNT"], parse_networks(app.config["TRUSTED_PROXIES"])
+        )
 
     _init_extensions(app)
     _register_blueprints(app)

@@ -16,7 +16,16 @@ PUBLIC_ENDPOINTS = {
     "auth.register",
     "api.index",
 }
-LOGIN_ONLY_ENDPOINTS = {"auth.logout", "auth.pending", "users.home"}
+LOGIN_ONLY_ENDPOINTS = {
+    "auth.logout",
+    "auth.pending",
+    "users.home",
+    # a task is visible to whoever asked for it (others get 404) and to view_tasks holders
+    "tasks.detail",
+    "tasks.cancel",
+    "tasks.retry",
+    "tasks.stream",
+}
 
 
 def protected_routes(app):
@@ -88,6 +97,7 @@ def test_matrix_matches_design():
         "view_images",
         "build_images",
         "push_images",
+        "view_tasks",
     }
     assert PERMISSIONS["regular"] == frozenset()
     assert PERMISSIONS["qvp"] < PERMISSIONS["admin"]
