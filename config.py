@@ -108,6 +108,17 @@ class Config:
             "TASK_POLL_MS": env.integer("SLIPWAY_TASK_POLL_MS", 500),
             "TASK_RETRY_BASE_SECONDS": env.integer("SLIPWAY_TASK_RETRY_BASE_SECONDS", 5),
             "WORKER_SHUTDOWN_GRACE_SECONDS": env.integer("SLIPWAY_WORKER_SHUTDOWN_GRACE_SECONDS", 30),
+            "PUBLIC_URL": env.text("SLIPWAY_PUBLIC_URL", "http://127.0.0.1:8000"),
+            "EDGE_DIR": env.path("SLIPWAY_EDGE_DIR", data_dir / "edge"),
+            "EDGE_BIND": env.text("SLIPWAY_EDGE_BIND", "127.0.0.1"),
+            "EDGE_PORT": env.integer("SLIPWAY_EDGE_PORT", 8080),
+            "NGINX_BIN": env.text("SLIPWAY_NGINX_BIN", "/usr/sbin/nginx"),
+            "WORKSPACE_ADMIN_ACCESS": env.boolean("SLIPWAY_WORKSPACE_ADMIN_ACCESS", False),
+            "DEFAULT_IMAGE": env.text("SLIPWAY_DEFAULT_IMAGE", "slipway/test-workspace:latest"),
+            "DEFAULT_CPU": float(env.integer("SLIPWAY_DEFAULT_CPU_MILLI", 1000)) / 1000,
+            "DEFAULT_MEMORY_MB": env.integer("SLIPWAY_DEFAULT_MEMORY_MB", 1024),
+            "ORPHAN_GRACE_SECONDS": env.integer("SLIPWAY_ORPHAN_GRACE_SECONDS", 300),
+            "RECONCILE_INTERVAL_SECONDS": env.integer("SLIPWAY_RECONCILE_INTERVAL_SECONDS", 120),
             "USERS_PER_PAGE": 25,
             "BOOTSTRAP_SERVE_LOCAL": True,
             "WTF_CSRF_TIME_LIMIT": None,
@@ -197,6 +208,7 @@ def validate(settings: Mapping[str, Any]) -> list[str]:
         problems.append("SECRET_KEY must be a random value of 32+ characters in production")
     _check_secrets_key(problems, settings)
     _check_port(problems, "SLIPWAY_LISTEN_PORT", settings.get("LISTEN_PORT"))
+    _check_port(problems, "SLIPWAY_EDGE_PORT", settings.get("EDGE_PORT"))
     try:
         ipaddress.ip_address(settings.get("LISTEN_HOST") or "")
     except ValueError:

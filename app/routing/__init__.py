@@ -1,0 +1,1 @@
+"""Workspace routing: the edge nginx configuration, generated from the database."""

@@ -1,0 +1,228 @@
+"""Render the workspace routes, check them with `nginx -t`, swap them in atomically, reload.
+
+The database is the truth and the routes file a projection of it: one `map` from
+workspace host to upstream address and one server block for every workspace.
+Every value is whitelisted before it is rendered; `nginx -t` is a second line of
+defence, not the first. On any failure the last good file stays in place.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import ipaddress
+import os
+import re
+import signal
+import subprocess
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from app.validators import USERNAME_RE, is_port
+from config import BASE_DIR
+
+TEMPLATES = BASE_DIR / "docker" / "nginx"
+APPS = ("vscode", "jupyter")
+STOPPED = "-"  # map value of a workspace that is not running
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+DNS_NAME_RE = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+AUTH_CACHE_SECONDS = 5
+
+TEMPLATE_ENV = Environment(
+    loader=FileSystemLoader(str(TEMPLATES)),
+    undefined=StrictUndefined,
+    autoescape=False,  # noqa: S701 - nginx config, every value whitelisted first
+    keep_trailing_newline=True,
+)
+
+
+class RouteError(ValueError):
+    """A value refused by the whitelist; it never reaches the nginx file."""
+
+
+class NginxError(RuntimeError):
+    """`nginx -t` refused the new routes, or nginx could not be reloaded; the message is nginx's."""
+
+
+@dataclass(frozen=True)
+class Route:
+    """One app of one workspace: its owner, app and upstream (None while not running)."""
+
+    username: str
+    app: str
+    upstream_host: str | None = None
+    upstream_port: int | None = None
+
+
+@dataclass(frozen=True)
+class EdgePaths:
+    """Where the edge nginx keeps its files (all under one run folder)."""
+
+    run_dir: Path
+
+    @property
+    def main_conf(self) -> Path:
+        """The main configuration nginx runs with."""
+        return self.run_dir / "nginx.conf"
+
+    @property
+    def test_conf(self) -> Path:
+        """The same main configuration, including the candidate routes file instead."""
+        return self.run_dir / "nginx.test.conf"
+
+    @property
+    def routes(self) -> Path:
+        """The live generated routes file."""
+        return self.run_dir / "routes.conf"
+
+    @property
+    def candidate(self) -> Path:
+        """Where a new routes file is written and checked before the swap."""
+        return self.run_dir / "routes.conf.next"
+
+    @property
+    def pid_file(self) -> Path:
+        """The master's pid file."""
+        return self.run_dir / "nginx.pid"
+
+
+def is_dns_name(value: object) -> bool:
+    """True for a lowercase ASCII DNS name (labels of letters, digits and inner hyphens)."""
+    return isinstance(value, str) and len(value) <= 253 and DNS_NAME_RE.fullmatch(value) is not None
+
+
+def is_username(value: object) -> bool:
+    """True for a username that is a DNS label as app/validators.py defines it."""
+    return isinstance(value, str) and USERNAME_RE.fullmatch(value) is not None and "--" not in value
+
+
+def domain_host(workspace_domain: str) -> str:
+    """The host part of WORKSPACE_DOMAIN (`ws.localhost:8080` → `ws.localhost`), whitelisted."""
+    host = workspace_domain.rsplit(":", 1)[0] if ":" in workspace_domain else workspace_domain
+    if not is_dns_name(host):
+        raise RouteError(f"WORKSPACE_DOMAIN {workspace_domain!r} is not a DNS name")
+    return host
+
+
+def workspace_host(username: str, app: str, workspace_domain: str) -> str:
+    """The host serving `app` of `username`'s workspace: `{user}-{app}.{domain}` (no port)."""
+    if not is_username(username):
+        raise RouteError(f"username {username!r} is not a DNS label")
+    if app not in APPS:
+        raise RouteError(f"app {app!r} is not one of {', '.join(APPS)}")
+    return f"{username}-{app}.{domain_host(workspace_domain)}"
+
+
+def parse_workspace_host(host: str, workspace_domain: str) -> tuple[str, str] | None:
+    """(username, app) for a workspace host (port ignored), or None when it is not one."""
+    host = host.lower().rsplit(":", 1)[0] if host.count(":") == 1 else host.lower()
+    suffix = "." + domain_host(workspace_domain)
+    if not host.endswith(suffix):
+        return None
+    name, _, app = host[: -len(suffix)].rpartition("-")
+    if app not in APPS or not is_username(name):
+        return None
+    return name, app
+
+
+def _upstream(route: Route) -> str:
+    if route.upstream_host is None and route.upstream_port is None:
+        return STOPPED
+    if not is_port(route.upstream_port):
+        raise RouteError(f"port {route.upstream_port!r} of {route.username}/{route.app} is not a port")
+    host = route.upstream_host
+    try:
+        address = ipaddress.ip_address(host or "")
+    except ValueError:
+        if not is_dns_name(host):
+            raise RouteError(f"upstream host {host!r} is neither an IP address nor a DNS name") from None
+        return f"{host}:{route.upstream_port}"
+    if address.version == 6:
+        return f"[{address.compressed}]:{route.upstream_port}"
+    return f"{address.compressed}:{route.upstream_port}"
+
+
+def render_routes(routes: Iterable[Route], settings: Mapping[str, Any]) -> str:
+    """The routes file for `routes`; raises RouteError before anything is written."""
+    domain = settings["WORKSPACE_DOMAIN"]
+    listen = f"{settings['EDGE_BIND']}:{settings['EDGE_PORT']}"
+    if not is_port(settings["EDGE_PORT"]) or not _is_ip(settings["EDGE_BIND"]):
+        raise RouteError(f"edge listen address {listen!r} is not an IP and port")
+    if ":" in settings["EDGE_BIND"]:
+        listen = f"[{settings['EDGE_BIND']}]:{settings['EDGE_PORT']}"
+    lines = []
+    seen: set[str] = set()
+    for route in routes:
+        host = workspace_host(route.username, route.app, domain)
+        if host in seen:
+            raise RouteError(f"duplicate route for {host}")
+        seen.add(host)
+        lines.append(f'    {host} "{_upstream(route)}";')
+    return TEMPLATE_ENV.get_template("routes.conf.j2").render(
+        count=len(lines),
+        map_lines="\n".join(lines),
+        listen=listen,
+        auth_cache_seconds=AUTH_CACHE_SECONDS,
+    )
+
+
+def _is_ip(value: object) -> bool:
+    try:
+        ipaddress.ip_address(str(value))
+    except ValueError:
+        return False
+    return True
+
+
+def check_config(paths: EdgePaths, nginx_bin: str, conf: Path | None = None) -> None:
+    """Run `nginx -t` on `conf` (default: the candidate); raise NginxError with its output."""
+    conf = conf or paths.test_conf
+    result = subprocess.run(  # noqa: S603 - fixed argv, no shell
+        [nginx_bin, "-t", "-q", "-p", str(paths.run_dir), "-c", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise NginxError((result.stderr or result.stdout).strip() or f"nginx -t exited {result.returncode}")
+
+
+def master_pid(paths: EdgePaths) -> int | None:
+    """The running master's pid, or None when the edge is not running."""
+    try:
+        pid = int(paths.pid_file.read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+def install(text: str, paths: EdgePaths, nginx_bin: str) -> bool:
+    """Write `text` as the candidate, `nginx -t` it, rename it into place and HUP the master.
+
+    Returns True when a running nginx was signalled. On a failed check the candidate is
+    removed, the live file is untouched, and NginxError carries nginx's message.
+    """
+    paths.run_dir.mkdir(parents=True, exist_ok=True)
+    with open(paths.run_dir / "routes.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one writer at a time, across processes
+        with open(paths.candidate, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            check_config(paths, nginx_bin)
+        except NginxError:
+            paths.candidate.unlink(missing_ok=True)
+            raise
+        os.replace(paths.candidate, paths.routes)
+        pid = master_pid(paths)
+        if pid is None:
+            return False
+        # Our own nginx -t already parsed the file: HUP avoids a third parse by `nginx -s reload`.
+        os.kill(pid, signal.SIGHUP)
+        return True

@@ -1,0 +1,95 @@
+"""Helpers for tests against the real edge nginx: free ports, stub HTTP servers, Host-header GETs.
+
+Python's resolver does not resolve *.localhost, so requests go to 127.0.0.1 with the
+workspace `Host` header, as nginx sees them from a browser.
+"""
+
+from __future__ import annotations
+
+import http.client
+import shutil
+import socket
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+NGINX_BIN = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def nginx_available() -> bool:
+    """True when an nginx binary is installed."""
+    return Path(NGINX_BIN).exists()
+
+
+@contextmanager
+def edge_dir() -> Iterator[Path]:
+    """A run folder for the edge whose ancestors nginx's unprivileged workers can traverse."""
+    path = Path(tempfile.mkdtemp(prefix="slipway-edge-", dir="/tmp"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def free_port() -> int:
+    """A port that was free on 127.0.0.1 a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+Answer = tuple[int, dict[str, str], bytes]
+
+
+@contextmanager
+def stub_server(answer: Callable[[BaseHTTPRequestHandler], Answer]) -> Iterator[int]:
+    """A threaded HTTP/1.1 server on 127.0.0.1 answering every GET with `answer(handler)`."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            status, headers, body = answer(self)
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def text_server(text: str) -> Any:
+    """A stub upstream that answers 200 with `text` to every GET."""
+    return stub_server(lambda _h: (200, {"Content-Type": "text/plain"}, text.encode()))
+
+
+def get(port: int, host: str, path: str = "/", headers: dict[str, str] | None = None,
+        timeout: float = 5) -> tuple[int, dict[str, str], str]:
+    """GET `path` from 127.0.0.1:`port` with the `Host` header `host`; (status, headers, body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Host": host, **(headers or {})})
+        response = conn.getresponse()
+        body = response.read().decode(errors="replace")
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, body
+    finally:
+        conn.close()

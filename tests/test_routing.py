@@ -1,0 +1,97 @@
+"""The routes renderer: hostile values never reach the nginx file; hosts parse back."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.routing.nginx import (
+    Route,
+    RouteError,
+    parse_workspace_host,
+    render_routes,
+    workspace_host,
+)
+
+SETTINGS = {"WORKSPACE_DOMAIN": "ws.localhost:8080", "EDGE_BIND": "127.0.0.1", "EDGE_PORT": 8080}
+
+
+def test_renders_one_map_and_one_server() -> None:
+    text = render_routes(
+        [Route("alice", "vscode", "127.0.0.1", 4001), Route("alice", "jupyter", None, None)], SETTINGS
+    )
+    assert text.count("map $host $slipway_upstream") == 1
+    assert text.count("server {") == 1
+    assert '    alice-vscode.ws.localhost "127.0.0.1:4001";' in text
+    assert '    alice-jupyter.ws.localhost "-";' in text
+    assert "listen 127.0.0.1:8080 default_server;" in text
+
+
+HOSTILE_NAMES = [
+    "a;}",
+    "bob\n}",
+    "bob\nserver {",
+    "$host",
+    "bob$host",
+    "аlice",  # Cyrillic a
+    "alice\u200b",
+    "ALICE",
+    "al ice",
+    "bob;",
+    "b",
+    "-bob",
+    "bob-",
+    "bo--b",
+    "x" * 40,
+    "bob\n",
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_hostile_usernames_are_refused(name: str) -> None:
+    with pytest.raises(RouteError):
+        render_routes([Route(name, "vscode", "127.0.0.1", 4001)], SETTINGS)
+
+
+@pytest.mark.parametrize(
+    "host, port",
+    [
+        ("127.0.0.1;}", 4001),
+        ("evil.example\n", 4001),
+        ("$host", 4001),
+        ("exаmple.com", 4001),
+        ("127.0.0.1", 0),
+        ("127.0.0.1", 70000),
+        ("127.0.0.1", "4001;"),
+        ("127.0.0.1", True),
+        (None, 4001),
+    ],
+)
+def test_hostile_upstreams_are_refused(host: object, port: object) -> None:
+    with pytest.raises(RouteError):
+        render_routes([Route("alice", "vscode", host, port)], SETTINGS)  # type: ignore[arg-type]
+
+
+def test_unknown_app_and_bad_domain_are_refused() -> None:
+    with pytest.raises(RouteError):
+        render_routes([Route("alice", "shell", "127.0.0.1", 4001)], SETTINGS)
+    with pytest.raises(RouteError):
+        render_routes([Route("alice", "vscode", "127.0.0.1", 4001)], {**SETTINGS, "WORKSPACE_DOMAIN": "a;b"})
+    with pytest.raises(RouteError):
+        render_routes([Route("alice", "vscode", "127.0.0.1", 4001)] * 2, SETTINGS)
+
+
+def test_ipv6_and_dns_upstreams() -> None:
+    text = render_routes(
+        [Route("alice", "vscode", "::1", 4001), Route("alice", "jupyter", "node-2.internal", 4002)], SETTINGS
+    )
+    assert '"[::1]:4001"' in text and '"node-2.internal:4002"' in text
+
+
+def test_workspace_host_round_trip() -> None:
+    host = workspace_host("alice-b", "jupyter", "ws.localhost:8080")
+    assert host == "alice-b-jupyter.ws.localhost"
+    assert parse_workspace_host(host + ":8080", "ws.localhost:8080") == ("alice-b", "jupyter")
+    assert parse_workspace_host("ALICE-B-JUPYTER.ws.localhost", "ws.localhost:8080") == ("alice-b", "jupyter")
+    assert parse_workspace_host("alice-shell.ws.localhost", "ws.localhost:8080") is None
+    assert parse_workspace_host("alice-vscode.evil.localhost", "ws.localhost:8080") is None
+    assert parse_workspace_host("alice-vscode.xws.localhost", "ws.localhost:8080") is None
