@@ -60,6 +60,16 @@ class _EnvReader:
         raw = self.environ.get(name)
         return Path(raw) if raw else default
 
+    def number(self, name: str, default: float) -> float:
+        raw = self.environ.get(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            return float(raw)
+        except ValueError:
+            self.problems.append(f"{name} must be a number, got {raw!r}")
+            return default
+
 
 class Config:
     """Production settings: everything must come from the environment."""
@@ -108,6 +118,19 @@ class Config:
             "TASK_POLL_MS": env.integer("SLIPWAY_TASK_POLL_MS", 500),
             "TASK_RETRY_BASE_SECONDS": env.integer("SLIPWAY_TASK_RETRY_BASE_SECONDS", 5),
             "WORKER_SHUTDOWN_GRACE_SECONDS": env.integer("SLIPWAY_WORKER_SHUTDOWN_GRACE_SECONDS", 30),
+            # Agents and the poller (issue 5): see README's settings table.
+            "AGENT_CONNECT_TIMEOUT": env.number("SLIPWAY_AGENT_CONNECT_TIMEOUT", 3.0),
+            "AGENT_READ_TIMEOUT": env.number("SLIPWAY_AGENT_READ_TIMEOUT", 10.0),
+            "AGENT_RETRIES": env.integer("SLIPWAY_AGENT_RETRIES", 2),
+            "POLL_ENABLED": env.boolean("SLIPWAY_POLL_ENABLED", True),
+            "POLL_INTERVAL_SECONDS": env.number("SLIPWAY_POLL_INTERVAL_SECONDS", 10.0),
+            "POLL_POOL_SIZE": env.integer("SLIPWAY_POLL_POOL_SIZE", 32),
+            "POLL_FAILURES_OFFLINE": env.integer("SLIPWAY_POLL_FAILURES_OFFLINE", 3),
+            "POLL_SUCCESSES_ONLINE": env.integer("SLIPWAY_POLL_SUCCESSES_ONLINE", 2),
+            "POLL_LEASE_SECONDS": env.number("SLIPWAY_POLL_LEASE_SECONDS", 30.0),
+            "SERVER_STATS_TTL_SECONDS": env.integer("SLIPWAY_SERVER_STATS_TTL_SECONDS", 60),
+            "METRICS_RAW_HOURS": env.integer("SLIPWAY_METRICS_RAW_HOURS", 24),
+            "METRICS_KEEP_DAYS": env.integer("SLIPWAY_METRICS_KEEP_DAYS", 30),
             "PUBLIC_URL": env.text("SLIPWAY_PUBLIC_URL", "http://127.0.0.1:8000"),
             "EDGE_DIR": env.path("SLIPWAY_EDGE_DIR", data_dir / "edge"),
             "EDGE_BIND": env.text("SLIPWAY_EDGE_BIND", "127.0.0.1"),
@@ -193,6 +216,18 @@ def _check_writable_dir(problems: list[str], name: str, path: Path) -> None:
         problems.append(f"{name} ({path}) is not writable")
 
 
+def _check_poller(problems: list[str], settings: Mapping[str, Any]) -> None:
+    for name in ("AGENT_CONNECT_TIMEOUT", "AGENT_READ_TIMEOUT", "POLL_INTERVAL_SECONDS", "POLL_POOL_SIZE",
+                 "POLL_FAILURES_OFFLINE", "POLL_SUCCESSES_ONLINE", "POLL_LEASE_SECONDS",
+                 "SERVER_STATS_TTL_SECONDS", "METRICS_RAW_HOURS", "METRICS_KEEP_DAYS"):
+        if settings.get(name, 1) <= 0:
+            problems.append(f"SLIPWAY_{name} must be positive")
+    if not 0 <= settings.get("AGENT_RETRIES", 0) <= 10:
+        problems.append("SLIPWAY_AGENT_RETRIES must be between 0 and 10")
+    if settings.get("POLL_LEASE_SECONDS", 30) <= settings.get("POLL_INTERVAL_SECONDS", 10):
+        problems.append("SLIPWAY_POLL_LEASE_SECONDS must be longer than SLIPWAY_POLL_INTERVAL_SECONDS")
+
+
 def validate(settings: Mapping[str, Any]) -> list[str]:
     """Return every problem with a parsed settings dict (empty when all is well)."""
     problems: list[str] = []
@@ -226,6 +261,7 @@ def validate(settings: Mapping[str, Any]) -> list[str]:
     ):
         if settings.get(name, 0) <= 0:
             problems.append(f"SLIPWAY_{name} must be positive")
+    _check_poller(problems, settings)
     _check_writable_dir(problems, "SLIPWAY_DATA_DIR", Path(settings["DATA_DIR"]))
     _check_writable_dir(problems, "SLIPWAY_WORKSPACE_ROOT", Path(settings["WORKSPACE_ROOT"]))
     return problems

@@ -1,0 +1,126 @@
+"""A tiny threaded stub of the agent's HTTP API for tests and benchmarks (loopback only).
+
+`StubAgent(token, mode=...)` listens on a free 127.0.0.1 port. Modes: "ok" answers at once,
+"slow" sleeps `delay` seconds first, "down" answers 503 (Docker down), "dead" is a port with
+nothing listening. It checks the HMAC signature like the real agent and counts requests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from agent.signing import NonceCache, verify
+
+STATS = {
+    "cpu_percent": 12.5,
+    "load": [0.5, 0.4, 0.3],
+    "memory": {"total": 8 * 1024**3, "used": 2 * 1024**3, "percent": 25.0},
+    "disk": {"path": "/", "total": 100 * 1024**3, "used": 40 * 1024**3, "percent": 40.0},
+    "containers": {"running": 2, "total": 3},
+    "images": 4,
+    "docker_version": "stub",
+    "cpu_count": 4,
+}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: Any) -> None:  # quiet
+        pass
+
+    def _answer(self, status: int, success: bool, message: str, data: Any = None) -> None:
+        body = json.dumps({"success": success, "message": message, "data": data}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _handle(self, method: str) -> None:
+        stub = self.server.stub
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        with stub.lock:
+            stub.requests.append((method, self.path))
+        if stub.mode == "slow":
+            time.sleep(stub.delay)
+        if self.path == "/health":
+            self._answer(200, True, "ok", {})
+            return
+        if not verify(stub.token, method, self.path, dict(self.headers.items()),
+                      hashlib.sha256(body).hexdigest(), nonce_cache=stub.nonces):
+            self._answer(401, False, "unauthorized")
+            return
+        if stub.mode == "down":
+            self._answer(503, False, "Docker is not reachable")
+            return
+        path = self.path.split("?")[0]
+        if path == "/get_system_stats":
+            self._answer(200, True, "ok", stub.stats)
+        elif path == "/api/containers" and method == "GET":
+            self._answer(200, True, "ok", stub.containers)
+        elif path.startswith("/api/containers/missing"):
+            self._answer(404, False, "container missing not found")
+        elif path == "/api/containers" and method == "POST":
+            self._answer(409, False, "name already in use")
+        else:
+            self._answer(404, False, "no such endpoint")
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._handle("GET")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._handle("POST")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+    stub: StubAgent
+
+
+class StubAgent:
+    """One stub agent; `url` is its base URL. Use as a context manager or call `stop()`."""
+
+    def __init__(self, token: str, mode: str = "ok", delay: float = 5.0) -> None:
+        self.token = token
+        self.mode = mode
+        self.delay = delay
+        self.stats: dict[str, Any] = json.loads(json.dumps(STATS))
+        self.containers: list[dict[str, Any]] = []
+        self.requests: list[tuple[str, str]] = []
+        self.lock = threading.Lock()
+        self.nonces = NonceCache()
+        self._server: _Server | None = None
+        if mode == "dead":
+            probe = socket.socket()
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+            probe.close()  # nothing listens here any more: connection refused
+        else:
+            self._server = _Server(("127.0.0.1", 0), _Handler)
+            self._server.stub = self
+            self.port = self._server.server_address[1]
+            threading.Thread(target=self._server.serve_forever, args=(0.2,), daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        """Stop listening."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> StubAgent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

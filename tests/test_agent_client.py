@@ -1,0 +1,67 @@
+"""AgentClient against a signature-checking stub: signing, error mapping, retries, timeouts."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from app.agents import AgentClient, AgentConflict, AgentError, AgentNotFound, AgentUnavailable
+from bench.stub_agent import StubAgent
+
+TOKEN = "t" * 40
+
+
+def test_signed_calls_reach_data_and_wrong_token_is_refused():
+    with StubAgent(TOKEN) as stub:
+        assert AgentClient(stub.url, TOKEN).system_stats()["memory"]["percent"] == 25.0
+        assert AgentClient(stub.url, TOKEN).list_containers({"slipway.managed": "true"}) == []
+        assert stub.requests[-1] == ("GET", "/api/containers?label=slipway.managed%3Dtrue")
+        with pytest.raises(AgentError) as refused:
+            AgentClient(stub.url, "wrong" * 10).system_stats()
+        assert refused.value.status == 401 and refused.value.message == "unauthorized"
+
+
+def test_errors_carry_the_agents_message():
+    with StubAgent(TOKEN) as stub:
+        client = AgentClient(stub.url, TOKEN, retries=0)
+        with pytest.raises(AgentNotFound) as missing:
+            client.delete_container("missing")
+        assert missing.value.message == "container missing not found"
+        with pytest.raises(AgentConflict):
+            client.create_container({"name": "x"})
+        with pytest.raises(AgentError):
+            client.start_container("../etc")
+
+
+def test_idempotent_calls_retry_on_503_but_creates_do_not():
+    with StubAgent(TOKEN, mode="down") as stub:
+        client = AgentClient(stub.url, TOKEN, retries=2, backoff=0.01)
+        with pytest.raises(AgentUnavailable) as down:
+            client.system_stats()
+        assert down.value.message == "Docker is not reachable"
+        assert len(stub.requests) == 3
+        with pytest.raises(AgentUnavailable):
+            client.create_container({"name": "x"})
+        assert len(stub.requests) == 4
+
+
+def test_dead_and_slow_agents_cost_at_most_their_timeout():
+    dead = StubAgent(TOKEN, mode="dead")
+    started = time.monotonic()
+    assert AgentClient(dead.url, TOKEN, retries=0).health() is False
+    assert time.monotonic() - started < 1
+    with StubAgent(TOKEN, mode="slow", delay=3) as slow:
+        client = AgentClient(slow.url, TOKEN, connect_timeout=0.5, read_timeout=0.5, retries=0)
+        started = time.monotonic()
+        with pytest.raises(AgentUnavailable):
+            client.system_stats()
+        assert time.monotonic() - started < 1.5
+
+
+def test_token_is_not_in_repr_or_errors():
+    client = AgentClient("http://127.0.0.1:9", TOKEN, retries=0)
+    assert TOKEN not in repr(client)
+    with pytest.raises(AgentUnavailable) as error:
+        client.system_stats()
+    assert TOKEN not in str(error.value)
