@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TEST_DATABASE_URL ?= mysql+pymysql://slipway:slipway-test-password@127.0.0.1/slipway_test
 PYTEST_ARGS ?=
 
-.PHONY: run test test-sqlite bench lint services images clean
+.PHONY: run test test-sqlite bench lint services images test-image clean
 
 $(STAMP): requirements.txt requirements-dev.txt $(wildcard agent/requirements.txt)
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -22,8 +22,11 @@ services:
 	@bash scripts/install-system.sh test
 	@bash scripts/services.sh test
 
-images: services
-	@if [ -x docker/images/build-test-image.sh ]; then bash docker/images/build-test-image.sh; fi
+# Workspace images: the tiny busybox test image (seconds) and, with `images`, the real one.
+test-image: services
+	@bash docker/images/build-test-image.sh
+
+images: test-image
 
 test: $(STAMP) images
 	@bash scripts/test.sh "$(TEST_DATABASE_URL)" $(PYTEST_ARGS)

@@ -54,10 +54,55 @@ start_redis() {
   wait_for "Redis" 20 redis-cli -h 127.0.0.1 -p 6379 ping
 }
 
+# Debian's docker-registry on 127.0.0.1:5000 with htpasswd (bcrypt) auth: slipway / registry-test-password.
+start_registry() {
+  local dir=$logdir/registry user=slipway password=registry-test-password
+  local url=http://127.0.0.1:5000/v2/
+  if curl -sf -o /dev/null -u "$user:$password" "$url"; then return 0; fi
+  mkdir -p "$dir/data"
+  if [ ! -s "$dir/htpasswd" ]; then
+    local py=python3
+    if .venv/bin/python -c "import bcrypt" 2>/dev/null; then py=.venv/bin/python; fi
+    "$py" -W ignore - "$user" "$password" >"$dir/htpasswd" <<'PY'
+import sys
+try:
+    import bcrypt
+    hashed = bcrypt.hashpw(sys.argv[2].encode(), bcrypt.gensalt()).decode()
+except ImportError:
+    import crypt
+    hashed = crypt.crypt(sys.argv[2], crypt.mksalt(crypt.METHOD_BLOWFISH))
+print(f"{sys.argv[1]}:{hashed}")
+PY
+  fi
+  cat >"$dir/config.yml" <<YAML
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $dir/data
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:5000
+auth:
+  htpasswd:
+    realm: slipway-test-registry
+    path: $dir/htpasswd
+YAML
+  # A packaged registry service on :5000 with another config would shadow ours.
+  if command -v systemctl >/dev/null && systemctl is-active --quiet docker-registry 2>/dev/null; then
+    systemctl stop docker-registry || true
+  fi
+  nohup docker-registry serve "$dir/config.yml" >"$logdir/registry.log" 2>&1 &
+  wait_for "docker-registry" 30 curl -sf -o /dev/null -u "$user:$password" "$url"
+}
+
 if command -v dockerd >/dev/null; then start_docker; elif [ "$mode" = test ]; then
   echo "dockerd is not installed" >&2; exit 1
 fi
 if [ "$mode" = test ]; then
   start_mariadb
   start_redis
+  start_registry
 fi

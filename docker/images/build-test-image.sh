@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Build slipway/test-workspace:latest: a tiny image from Debian's busybox-static that serves a page
+# naming each app on 8080 (vscode) and 8888 (jupyter), as a non-root user. Takes about a second.
+# Skips the build when an image made by this same script version exists; FORCE=1 (or --force) rebuilds.
+set -euo pipefail
+image=${TEST_IMAGE:-slipway/test-workspace:latest}
+busybox=${BUSYBOX:-/bin/busybox}
+[ -x "$busybox" ] || busybox=/usr/bin/busybox
+script_hash=$(sha256sum "$0" | cut -c1-16)
+if [ "${1:-}" != "--force" ] && [ "${FORCE:-0}" != 1 ]; then
+  have=$(docker image inspect -f '{{ index .Config.Labels "slipway.build-hash" }}' "$image" 2>/dev/null || true)
+  if [ "$have" = "$script_hash" ]; then echo "$image is up to date"; exit 0; fi
+fi
+if [[ "$(ldd "$busybox" 2>&1 || true)" != *"not a dynamic"* ]]; then
+  echo "$busybox is not a static busybox (install busybox-static)" >&2; exit 1
+fi
+
+root=$(mktemp -d)
+trap 'rm -rf "$root"' EXIT
+mkdir -p "$root"/{bin,etc,tmp,workspace,www/vscode,www/jupyter}
+cp "$busybox" "$root/bin/busybox"
+for applet in $("$busybox" --list); do
+  [ "$applet" = busybox ] || ln -s busybox "$root/bin/$applet"
+done
+printf 'root:x:0:0:root:/root:/bin/sh\nslipway:x:1000:1000:workspace:/workspace:/bin/sh\n' >"$root/etc/passwd"
+printf 'root:x:0:\nslipway:x:1000:\n' >"$root/etc/group"
+for app in vscode jupyter; do
+  printf '<!doctype html><title>%s</title><h1>Slipway test workspace: %s</h1>\n' "$app" "$app" \
+    >"$root/www/$app/index.html"
+done
+cat >"$root/start.sh" <<'SH'
+#!/bin/sh
+# Both "apps" as daemons; the shell stays as the main process and exits cleanly on TERM.
+httpd -p 0.0.0.0:8080 -h /www/vscode
+httpd -p 0.0.0.0:8888 -h /www/jupyter
+trap 'exit 0' TERM INT
+while :; do sleep 3600 & wait $!; done
+SH
+chmod 755 "$root/start.sh"
+chmod 1777 "$root/tmp"
+
+tar -C "$root" --numeric-owner --owner=0 --group=0 -c . \
+  | docker import \
+      --change 'USER 1000:1000' \
+      --change 'WORKDIR /workspace' \
+      --change 'ENV HOME=/workspace' \
+      --change 'EXPOSE 8080 8888' \
+      --change 'CMD ["/bin/sh", "/start.sh"]' \
+      --change "LABEL slipway.build-hash=$script_hash slipway.image=test-workspace" \
+      - "$image" >/dev/null
+echo "built $image"
