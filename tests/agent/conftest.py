@@ -92,7 +92,7 @@ def _wait_healthy(proc: subprocess.Popen, url: str, log: Path) -> None:
         if proc.poll() is not None:
             raise RuntimeError(f"agent exited with {proc.returncode}: {log.read_text()[-2000:]}")
         try:
-            if requests.get(url + "/health", timeout=1).status_code == 200:
+            if requests.get(url + "/health", timeout=1).status_code in (200, 403):
                 return
         except requests.ConnectionError:
             pass
