@@ -76,8 +76,10 @@ def _register_blueprints(app: Flask) -> None:
     from app.api.routes import bp as api_bp
     from app.auth.routes import bp as auth_bp
     from app.main import bp as main_bp
+    from app.servers.routes import bp as servers_bp
     from app.tasks.routes import bp as tasks_bp
     from app.users.routes import bp as users_bp
 
     for blueprint in (main_bp, auth_bp, users_bp, admin_bp, api_bp, tasks_bp):
         app.register_blueprint(blueprint)
+    app.register_blueprint(servers_bp)

@@ -88,3 +88,38 @@ def is_ip(value: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+HOSTNAME_RE = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
+
+
+def host_problem(host: str) -> str | None:
+    """Why `host` is not a usable host name or IP literal, or None."""
+    if is_ip(host.strip("[]")) or HOSTNAME_RE.fullmatch(host.lower()):
+        return None
+    return f"{host!r} is not a valid host name or IP address."
+
+
+def agent_url_problem(url: str) -> str | None:
+    """Why `url` is not an acceptable agent URL (http(s)://host[:port], no credentials), or None."""
+    from urllib.parse import urlsplit
+
+    if not url or len(url) > 255 or any(ch.isspace() or ord(ch) < 32 for ch in url):
+        return "The agent URL is empty, too long or contains spaces."
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "The agent URL is malformed (check the port)."
+    if parts.scheme not in ("http", "https"):
+        return "The agent URL must start with http:// or https://."
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        return "The agent URL must not contain a user name or password; the token goes in its own field."
+    if not parts.hostname:
+        return "The agent URL has no host."
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        return "The agent URL must be only scheme, host and port, e.g. http://10.0.0.5:9100."
+    if port is not None and not is_port(port):
+        return "The agent URL's port must be 1-65535."
+    return host_problem(parts.hostname)

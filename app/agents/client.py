@@ -50,6 +50,10 @@ class AgentError(Exception):
 class AgentUnavailable(AgentError):
     """The agent could not be reached, timed out, or answered 502/503/504."""
 
+    def __init__(self, message: str, status: int | None = None, *, timed_out: bool = False) -> None:
+        super().__init__(message, status)
+        self.timed_out = timed_out
+
 
 class AgentNotFound(AgentError):
     """The agent answered 404: the container or image does not exist (or is not managed)."""
@@ -164,8 +168,14 @@ class AgentClient:
                     method, self._origin + full_path, data=body, headers={**extra, **signed},
                     timeout=self.timeout, stream=stream, allow_redirects=False,
                 )
+            except requests.Timeout:
+                error: AgentError = AgentUnavailable(
+                    f"agent did not answer within {self.timeout[1]:g} s", timed_out=True)
+            except requests.ConnectionError as exc:
+                reason = "connection refused" if "refused" in str(exc).lower() else "connection failed"
+                error = AgentUnavailable(f"agent unreachable: {reason}")
             except requests.RequestException as exc:
-                error: AgentError = AgentUnavailable(f"agent unreachable: {type(exc).__name__}")
+                error = AgentUnavailable(f"agent unreachable: {type(exc).__name__}")
             else:
                 if response.status_code < 400:
                     return response

@@ -1,6 +1,7 @@
 """All models, re-exported so `from app.models import User` works everywhere."""
 
 from app.models.audit import LOG_LEVELS, AuditLog
+from app.models.server import SERVER_STATUSES, PollerLease, Server, ServerMetric
 from app.models.task import FINISHED_STATES, TASK_STATES, Task, TaskEvent
 from app.models.user import ROLES, STATUSES, User, UserSession
 
@@ -9,8 +10,12 @@ __all__ = [
     "LOG_LEVELS",
     "ROLES",
     "STATUSES",
+    "SERVER_STATUSES",
     "TASK_STATES",
     "AuditLog",
+    "PollerLease",
+    "Server",
+    "ServerMetric",
     "Task",
     "TaskEvent",
     "User",

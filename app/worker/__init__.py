@@ -16,7 +16,9 @@ from flask.cli import with_appcontext
 from werkzeug.serving import run_simple
 
 # Modules that register task kinds when imported (each area adds its own).
-KIND_MODULES: tuple[str, ...] = ()
+KIND_MODULES: tuple[str, ...] = (
+    "app.servers.tasks",
+)
 
 
 def load_kinds() -> None:
@@ -32,7 +34,15 @@ def start_worker(app: Flask, stop: threading.Event) -> list[threading.Thread]:
     runner = Runner(app)
     thread = threading.Thread(target=runner.run, args=(stop,), name="slipway-runner", daemon=True)
     thread.start()
-    return [thread]
+    threads = [thread]
+    if app.config["POLL_ENABLED"]:
+        from app.worker.poller import Poller
+
+        poller = Poller(app)
+        polling = threading.Thread(target=poller.run, args=(stop,), name="slipway-poller", daemon=True)
+        polling.start()
+        threads.append(polling)
+    return threads
 
 
 @click.command("worker")

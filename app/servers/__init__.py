@@ -1,0 +1,1 @@
+"""Servers area: Docker hosts, their agents, health, charts and the refresh task."""

@@ -1,0 +1,166 @@
+"""The poller: every interval, probe every server's agent in a bounded thread pool.
+
+Only one poller is active across all processes: it holds the `poller_leases` row named
+"poller" (renewed each cycle); another process takes over once the lease has expired, or
+at once when the holder shuts down cleanly. A round waits for all its probes, each bounded
+by the agent timeouts, so rounds never overlap; a probe that overruns even that is left to
+finish in its pool thread and its server is skipped until it does, so threads never pile
+up. The interval is jittered so many workers do not beat in step.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import timedelta
+
+from flask import Flask
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from app.agents import AgentClient
+from app.extensions import db
+from app.models import PollerLease, Server
+from app.security.crypto import SecretDecryptError
+from app.services.servers import Outcome, apply_outcome, downsample, probe
+from app.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+LEASE_NAME = "poller"
+RETENTION_EVERY_SECONDS = 600
+
+
+@dataclass
+class RoundReport:
+    """What one round did: how many servers, outcomes by kind, wall time, status changes."""
+
+    servers: int
+    outcomes: dict[str, int]
+    seconds: float
+    changes: int
+
+
+class Poller:
+    """Polls every server each interval while it holds the lease."""
+
+    def __init__(self, app: Flask, *, holder: str | None = None) -> None:
+        self.app = app
+        config = app.config
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.interval = float(config["POLL_INTERVAL_SECONDS"])
+        self.lease = timedelta(seconds=float(config["POLL_LEASE_SECONDS"]))
+        self.bound = float(config["AGENT_CONNECT_TIMEOUT"]) + float(config["AGENT_READ_TIMEOUT"]) + 1
+        self.pool = ThreadPoolExecutor(config["POLL_POOL_SIZE"], thread_name_prefix="slipway-poll")
+        self._in_flight: dict[int, Future] = {}
+        self._last_retention = 0.0
+        self.rounds = 0
+
+    # -- the lease ----------------------------------------------------------------------------
+
+    def acquire_lease(self) -> bool:
+        """Take or renew the poller lease; False while another live holder has it."""
+        now = utcnow()
+        won = db.session.execute(
+            update(PollerLease)
+            .where(PollerLease.name == LEASE_NAME,
+                   or_(PollerLease.holder == self.holder, PollerLease.expires_at < now))
+            .values(holder=self.holder, expires_at=now + self.lease)
+        ).rowcount
+        if not won and db.session.get(PollerLease, LEASE_NAME) is None:
+            db.session.add(PollerLease(name=LEASE_NAME, holder=self.holder, expires_at=now + self.lease))
+            try:
+                db.session.commit()
+            except IntegrityError:  # another process created it first
+                db.session.rollback()
+                return False
+            return True
+        db.session.commit()
+        return bool(won)
+
+    def release_lease(self) -> None:
+        """Give the lease up at once (clean shutdown) so another process takes over."""
+        db.session.execute(
+            update(PollerLease).where(PollerLease.name == LEASE_NAME, PollerLease.holder == self.holder)
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+        db.session.commit()
+
+    # -- rounds -------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Poll while holding the lease until `stop` is set; then release it."""
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                with self.app.app_context():
+                    if self.acquire_lease():
+                        self.poll_round()
+                        self._maybe_apply_retention()
+            except Exception:  # boundary: a database outage must not kill the poller
+                log.exception("poll round failed")
+            delay = self.interval * random.uniform(0.9, 1.1) - (time.monotonic() - started)
+            stop.wait(max(delay, 0.05))
+        try:
+            with self.app.app_context():
+                self.release_lease()
+        except Exception:  # boundary: shutting down anyway
+            log.exception("could not release the poller lease")
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def poll_round(self) -> RoundReport:
+        """Probe every server concurrently, then record all outcomes in one transaction."""
+        started = time.monotonic()
+        config = self.app.config
+        servers = db.session.scalars(select(Server).order_by(Server.id)).all()
+        futures: dict[int, Future] = {}
+        outcomes: dict[int, Outcome] = {}
+        for server in servers:
+            previous = self._in_flight.get(server.id)
+            if previous is not None and not previous.done():
+                continue  # last probe still running: skip rather than stack another thread
+            try:
+                client = AgentClient.for_server(server, retries=0)
+            except SecretDecryptError:
+                outcomes[server.id] = Outcome("degraded", error="stored token cannot be decrypted")
+                continue
+            futures[server.id] = self._in_flight[server.id] = self.pool.submit(probe, client)
+        done, _ = wait(futures.values(), timeout=self.bound)
+        for server_id, future in futures.items():
+            if future in done:
+                outcomes[server_id] = future.result()
+                self._in_flight.pop(server_id, None)
+            else:
+                outcomes[server_id] = Outcome("timeout", error=f"no answer within {self.bound:g} s")
+        now = utcnow()
+        changes = 0
+        for server in servers:
+            outcome = outcomes.get(server.id)
+            if outcome is None:
+                continue
+            if apply_outcome(server, outcome, now, failures_offline=config["POLL_FAILURES_OFFLINE"],
+                             successes_online=config["POLL_SUCCESSES_ONLINE"]):
+                changes += 1
+                log.info("server %s is now %s (%s)", server.name, server.status, outcome.kind)
+        db.session.commit()
+        counts: dict[str, int] = {}
+        for outcome in outcomes.values():
+            counts[outcome.kind] = counts.get(outcome.kind, 0) + 1
+        self.rounds += 1
+        return RoundReport(len(servers), counts, time.monotonic() - started, changes)
+
+    def _maybe_apply_retention(self) -> None:
+        if time.monotonic() - self._last_retention < RETENTION_EVERY_SECONDS:
+            return
+        self._last_retention = time.monotonic()
+        config = self.app.config
+        while downsample(utcnow(), raw_hours=config["METRICS_RAW_HOURS"],
+                         keep_days=config["METRICS_KEEP_DAYS"]):
+            db.session.commit()
+        db.session.commit()
