@@ -142,6 +142,25 @@ class Config:
             "DEFAULT_MEMORY_MB": env.integer("SLIPWAY_DEFAULT_MEMORY_MB", 1024),
             "ORPHAN_GRACE_SECONDS": env.integer("SLIPWAY_ORPHAN_GRACE_SECONDS", 300),
             "RECONCILE_INTERVAL_SECONDS": env.integer("SLIPWAY_RECONCILE_INTERVAL_SECONDS", 120),
+            "TRUSTED_PROXIES": env.text("SLIPWAY_TRUSTED_PROXIES", "127.0.0.1,::1"),
+            "MFA_REQUIRED_ROLES": env.text("SLIPWAY_MFA_REQUIRED_ROLES", "admin,qvp"),
+            "MFA_ISSUER": env.text("SLIPWAY_MFA_ISSUER", "Slipway"),
+            "LOGIN_LOCK_THRESHOLD": env.integer("SLIPWAY_LOGIN_LOCK_THRESHOLD", 5),
+            "LOGIN_LOCK_SECONDS": env.integer("SLIPWAY_LOGIN_LOCK_SECONDS", 60),
+            "LOGIN_LOCK_MAX_SECONDS": env.integer("SLIPWAY_LOGIN_LOCK_MAX_SECONDS", 3600),
+            "IP_BAN_FAILURES": env.integer("SLIPWAY_IP_BAN_FAILURES", 50),
+            "IP_BAN_ACCOUNTS": env.integer("SLIPWAY_IP_BAN_ACCOUNTS", 5),
+            "IP_BAN_WINDOW_SECONDS": env.integer("SLIPWAY_IP_BAN_WINDOW_SECONDS", 900),
+            "IP_BAN_SECONDS": env.integer("SLIPWAY_IP_BAN_SECONDS", 3600),
+            "PASSWORD_HISTORY": env.integer("SLIPWAY_PASSWORD_HISTORY", 5),
+            "RATELIMIT_LOGIN": env.text("SLIPWAY_RATELIMIT_LOGIN", "10 per minute;100 per hour"),
+            "RATELIMIT_REGISTER": env.text("SLIPWAY_RATELIMIT_REGISTER", "5 per minute;20 per hour"),
+            "RATELIMIT_MFA": env.text("SLIPWAY_RATELIMIT_MFA", "10 per minute"),
+            "RATELIMIT_PASSWORD": env.text("SLIPWAY_RATELIMIT_PASSWORD", "5 per minute"),
+            "RATELIMIT_API": env.text("SLIPWAY_RATELIMIT_API", "120 per minute"),
+            "RATELIMIT_ENABLED": env.boolean("SLIPWAY_RATELIMIT_ENABLED", True),
+            "RATELIMIT_HEADERS_ENABLED": True,
+            "RATELIMIT_KEY_PREFIX": env.text("SLIPWAY_RATELIMIT_KEY_PREFIX", "slipway"),
             "USERS_PER_PAGE": 25,
             "BOOTSTRAP_SERVE_LOCAL": True,
             "WTF_CSRF_TIME_LIMIT": None,
@@ -228,6 +247,51 @@ def _check_poller(problems: list[str], settings: Mapping[str, Any]) -> None:
         problems.append("SLIPWAY_POLL_LEASE_SECONDS must be longer than SLIPWAY_POLL_INTERVAL_SECONDS")
 
 
+def _check_security(problems: list[str], settings: Mapping[str, Any]) -> None:
+    from limits import parse_many
+
+    from app.models.user import ROLES
+
+    for raw in (settings.get("TRUSTED_PROXIES") or "").split(","):
+        try:
+            ipaddress.ip_network(raw.strip(), strict=False)
+        except ValueError:
+            problems.append(f"SLIPWAY_TRUSTED_PROXIES must list IP addresses or networks, got {raw!r}")
+    roles = [r.strip() for r in (settings.get("MFA_REQUIRED_ROLES") or "").split(",") if r.strip()]
+    unknown = sorted(set(roles) - set(ROLES))
+    if unknown:
+        problems.append(f"SLIPWAY_MFA_REQUIRED_ROLES names unknown roles: {', '.join(unknown)}")
+    for name in (
+        "LOGIN_LOCK_THRESHOLD",
+        "LOGIN_LOCK_SECONDS",
+        "LOGIN_LOCK_MAX_SECONDS",
+        "IP_BAN_FAILURES",
+        "IP_BAN_ACCOUNTS",
+        "IP_BAN_WINDOW_SECONDS",
+        "IP_BAN_SECONDS",
+        "PASSWORD_HISTORY",
+    ):
+        if settings.get(name, 0) <= 0:
+            problems.append(f"SLIPWAY_{name} must be positive")
+    for name in ("LOGIN", "REGISTER", "MFA", "PASSWORD", "API"):
+        try:
+            parse_many(settings.get(f"RATELIMIT_{name}") or "")
+        except ValueError:
+            problems.append(f"SLIPWAY_RATELIMIT_{name} must be a rate limit such as '10 per minute'")
+
+
+def _check_poller(problems: list[str], settings: Mapping[str, Any]) -> None:
+    for name in ("AGENT_CONNECT_TIMEOUT", "AGENT_READ_TIMEOUT", "POLL_INTERVAL_SECONDS", "POLL_POOL_SIZE",
+                 "POLL_FAILURES_OFFLINE", "POLL_SUCCESSES_ONLINE", "POLL_LEASE_SECONDS",
+                 "SERVER_STATS_TTL_SECONDS", "METRICS_RAW_HOURS", "METRICS_KEEP_DAYS"):
+        if settings.get(name, 1) <= 0:
+            problems.append(f"SLIPWAY_{name} must be positive")
+    if not 0 <= settings.get("AGENT_RETRIES", 0) <= 10:
+        problems.append("SLIPWAY_AGENT_RETRIES must be between 0 and 10")
+    if settings.get("POLL_LEASE_SECONDS", 30) <= settings.get("POLL_INTERVAL_SECONDS", 10):
+        problems.append("SLIPWAY_POLL_LEASE_SECONDS must be longer than SLIPWAY_POLL_INTERVAL_SECONDS")
+
+
 def validate(settings: Mapping[str, Any]) -> list[str]:
     """Return every problem with a parsed settings dict (empty when all is well)."""
     problems: list[str] = []
@@ -252,6 +316,7 @@ def validate(settings: Mapping[str, Any]) -> list[str]:
         problems.append("SLIPWAY_BCRYPT_ROUNDS must be between 4 and 16")
     if settings.get("TRUSTED_PROXY_COUNT", 0) < 0:
         problems.append("SLIPWAY_TRUSTED_PROXY_COUNT must not be negative")
+    _check_security(problems, settings)
     for name in (
         "SESSION_LIFETIME_HOURS",
         "SESSION_IDLE_MINUTES",

@@ -86,6 +86,15 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128
     stub: StubAgent
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that gave up (timeout) is expected here
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        conn, addr = super().get_request()
+        with self.stub.lock:
+            self.stub.connections.append(conn)
+        return conn, addr
+
 
 class StubAgent:
     """One stub agent; `url` is its base URL. Use as a context manager or call `stop()`."""
@@ -99,6 +108,7 @@ class StubAgent:
         self.requests: list[tuple[str, str]] = []
         self.lock = threading.Lock()
         self.nonces = NonceCache()
+        self.connections: list[socket.socket] = []
         self._server: _Server | None = None
         if mode == "dead":
             probe = socket.socket()
@@ -118,6 +128,13 @@ class StubAgent:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        with self.lock:
+            for conn in self.connections:  # end keep-alive connections too, like a dead process
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            self.connections.clear()
 
     def __enter__(self) -> StubAgent:
         return self

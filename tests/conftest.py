@@ -74,6 +74,8 @@ def build_app(database_url: str, data_dir: Path, **overrides: object) -> Flask:
         "DATA_DIR": data_dir,
         "WORKSPACE_ROOT": data_dir / "workspaces",
         "RATELIMIT_ENABLED": False,
+        # Password-only logins for the suite; tests/test_mfa.py covers forced MFA for admin and qvp.
+        "MFA_REQUIRED_ROLES": "",
     }
     settings.update(overrides)
     return create_app(TestingConfig, settings)

@@ -15,8 +15,25 @@ PUBLIC_ENDPOINTS = {
     "auth.login",
     "auth.register",
     "api.index",
+    "api.openapi_document",
+    # the second login step: reachable only with a half-logged-in session (tests/test_mfa.py)
+    "auth.mfa_verify",
+    "auth.mfa_setup",
 }
-LOGIN_ONLY_ENDPOINTS = {
+# A user's own security pages: any logged-in user, for their own account only.
+ACCOUNT_ENDPOINTS = {
+    "account.overview",
+    "account.change_password",
+    "account.mfa_setup",
+    "account.mfa_disable",
+    "account.regenerate_codes",
+    "account.sessions",
+    "account.revoke_session",
+    "account.revoke_other_sessions",
+    "account.api_keys",
+    "account.revoke_api_key",
+}
+LOGIN_ONLY_ENDPOINTS = ACCOUNT_ENDPOINTS | {
     "auth.logout",
     "auth.pending",
     "users.home",
@@ -47,7 +64,7 @@ def protected_routes(app):
 def test_every_route_is_public_login_only_or_permission_guarded(app):
     for rule in app.url_map.iter_rules():
         view = app.view_functions[rule.endpoint]
-        guarded = hasattr(view, "required_permission")
+        guarded = hasattr(view, "required_permission") or hasattr(view, "required_scope")
         known = rule.endpoint in PUBLIC_ENDPOINTS | LOGIN_ONLY_ENDPOINTS
         assert guarded or known, f"{rule.endpoint} declares no permission"
 
@@ -64,12 +81,44 @@ def test_permission_matrix(app, client, auth, role):
             response = client.post(url, data={"csrf_token": token})
         else:
             response = client.get(url)
-        if role == "anonymous":
+        if url.startswith("/api/"):
+            assert response.status_code == 401, (role, url)  # the API ignores session cookies
+        elif role == "anonymous":
             assert response.status_code == 302 and "/login" in response.headers["Location"], url
         elif permission in PERMISSIONS[role]:
             assert response.status_code not in (302, 401, 403), (role, url, response.status_code)
         else:
             assert response.status_code == 403, (role, url, response.status_code)
+
+
+def _urls(app, endpoints):
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint in endpoints:
+            url = rule.rule
+            for arg in rule.arguments:
+                url = url.replace(f"<int:{arg}>", "99999")
+            yield ("POST" if "POST" in rule.methods else "GET"), url
+
+
+def test_account_pages_need_a_login(app, client):
+    token = csrf_token(client)
+    urls = list(_urls(app, ACCOUNT_ENDPOINTS))
+    assert len(urls) == len(ACCOUNT_ENDPOINTS)
+    for method, url in urls:
+        response = client.post(url, data={"csrf_token": token}) if method == "POST" else client.get(url)
+        assert response.status_code == 302 and "/login" in response.headers["Location"], url
+
+
+@pytest.mark.parametrize("role", ["regular", "qvp", "admin"])
+def test_api_scoped_routes_refuse_a_session_cookie(app, client, auth, role):
+    auth.as_role(role)
+    views = app.view_functions
+    scoped = {r.endpoint for r in app.url_map.iter_rules() if hasattr(views[r.endpoint], "required_scope")}
+    assert "api.me" in scoped
+    for method, url in _urls(app, scoped):
+        response = client.post(url) if method == "POST" else client.get(url)
+        assert response.status_code == 401, url
+        assert response.get_json()["success"] is False
 
 
 def test_forbidden_json_client_gets_json(app, client, auth):

@@ -51,3 +51,26 @@ class LoginForm(FlaskForm):
     username = StringField("Username or email", validators=[DataRequired(), Length(max=255)])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
     submit = SubmitField("Log in")
+
+
+class MfaCodeForm(FlaskForm):
+    """The second login step: a code from the authenticator app or a backup code."""
+
+    code = StringField(
+        "Code",
+        validators=[DataRequired(), Length(max=16)],
+        description="The 6-digit code from your authenticator app, or one of your backup codes.",
+        render_kw={"autocomplete": "one-time-code", "inputmode": "text", "autofocus": True},
+    )
+    submit = SubmitField("Verify")
+
+
+class MfaSetupForm(FlaskForm):
+    """Confirm a new authenticator by typing its current code."""
+
+    code = StringField(
+        "Code from your app",
+        validators=[DataRequired(), Length(min=6, max=8)],
+        render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"},
+    )
+    submit = SubmitField("Enable two-factor authentication")

@@ -1,17 +1,21 @@
-"""Registration, login, logout and the page unapproved accounts see."""
+"""Registration, login (password step), logout and the page unapproved accounts see."""
 
 from __future__ import annotations
 
+import time
 from urllib.parse import urlsplit
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
 from app.auth.forms import LoginForm, RegisterForm
 from app.auth.sessions import end_session, start_session
-from app.extensions import db
+from app.errors import error_response
+from app.extensions import db, limiter
 from app.forms_common import ConfirmForm
+from app.models import User
+from app.security import bruteforce, mfa
 from app.security.passwords import check_password
 from app.services import accounts, audit
 
@@ -19,11 +23,23 @@ bp = Blueprint("auth", __name__)
 
 # Pages a logged-in but unapproved user may still reach.
 OPEN_TO_UNAPPROVED = frozenset({"auth.logout", "auth.pending", "static", "main.health"})
+# Pages a user who must replace an admin-set password may still reach.
+OPEN_TO_MUST_CHANGE = frozenset({"auth.logout", "account.change_password", "static", "main.health"})
+# Blueprints whose requests a banned address never gets past (login, MFA, registration, API).
+BAN_CHECKED_BLUEPRINTS = frozenset({"auth", "api"})
+LIMIT_MESSAGE = "Too many attempts. Please wait a moment and try again."
+
+
+def _limit(setting: str) -> object:
+    """A flask-limiter decorator whose rate comes from config `setting`, on POST only."""
+    return limiter.limit(
+        lambda: current_app.config[setting], methods=["POST"], error_message=LIMIT_MESSAGE
+    )
 
 
 def safe_next(target: str | None) -> str | None:
     """Follow `next` only to a local path: no scheme, no host, no backslash tricks."""
-    if not target or "\\" in target:
+    if not target or "\\" in target or any(ord(ch) < 32 for ch in target):
         return None
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
@@ -41,20 +57,34 @@ def home_for(user: object) -> str:
 
 
 @bp.before_app_request
+def refuse_banned_ip() -> Response | tuple[str, int] | None:
+    """A banned address gets 403 on login, MFA, registration and the API, before any password check."""
+    if request.blueprint not in BAN_CHECKED_BLUEPRINTS:
+        return None
+    ban = bruteforce.active_ban(request.remote_addr)
+    if ban is None:
+        return None
+    until = ban.expires_at.strftime("%Y-%m-%d %H:%M")
+    return error_response(403, f"Your address is blocked until {until} UTC after repeated failed logins.")
+
+
+@bp.before_app_request
 def keep_unapproved_out() -> Response | None:
-    """A pending or rejected account sees only the page that says so."""
-    if (
-        current_user.is_authenticated
-        and not current_user.is_approved
-        and request.endpoint not in OPEN_TO_UNAPPROVED
-        and request.endpoint is not None
-        and not (request.blueprint == "bootstrap")
-    ):
+    """A pending or rejected account sees only the page that says so; a forced change comes first."""
+    if request.blueprint in ("api", "bootstrap") or request.endpoint is None:
+        return None
+    if not current_user.is_authenticated:
+        return None
+    if not current_user.is_approved and request.endpoint not in OPEN_TO_UNAPPROVED:
         return redirect(url_for("auth.pending"))
+    if current_user.must_change_password and request.endpoint not in OPEN_TO_MUST_CHANGE:
+        flash("An administrator set your password. Choose a new one to continue.", "warning")
+        return redirect(url_for("account.change_password"))
     return None
 
 
 @bp.route("/register", methods=["GET", "POST"])
+@_limit("RATELIMIT_REGISTER")
 def register() -> str | Response:
     """Create a pending account."""
     if current_user.is_authenticated:
@@ -71,27 +101,54 @@ def register() -> str | Response:
     return render_template("auth/register.html", form=form)
 
 
+def finish_login(user: User, target: str | None) -> Response:
+    """Start the real session (renewed, no fixation), audit it and send the user on."""
+    start_session(user)
+    audit.record("login", user.username, {"status": user.status, "mfa": user.mfa_enabled})
+    db.session.commit()
+    if not user.is_approved:
+        return redirect(url_for("auth.pending"))
+    return redirect(safe_next(target) or home_for(user))
+
+
+def begin_second_step(user: User, target: str | None) -> Response:
+    """Password accepted: remember only who is half-logged-in; no page but the MFA step opens."""
+    session.clear()
+    session["mfa_user_id"] = user.id
+    session["mfa_started"] = int(time.time())
+    session["mfa_next"] = safe_next(target)
+    db.session.commit()
+    if user.mfa_enabled:
+        return redirect(url_for("auth.mfa_verify"))
+    return redirect(url_for("auth.mfa_setup"))
+
+
 @bp.route("/login", methods=["GET", "POST"])
+@_limit("RATELIMIT_LOGIN")
 def login() -> str | Response:
-    """Log in by username or email."""
+    """Log in by username or email (first step; MFA follows when enabled or required)."""
     if current_user.is_authenticated:
         return redirect(home_for(current_user))
     form = LoginForm()
     if form.validate_on_submit():
+        ip = request.remote_addr or "unknown"
+        login_name = form.username.data.strip().lower()[:255]
         user = accounts.find_by_login(form.username.data)
-        if check_password(form.password.data, user.password_hash if user else None):
-            start_session(user)
-            audit.record("login", user.username, {"status": user.status})
+        until = bruteforce.locked_until(user)
+        if until is not None:
+            check_password(form.password.data, None)  # the same bcrypt work as any other attempt
+            bruteforce.record_failure(user, login_name, ip, counted=False)
             db.session.commit()
-            if not user.is_approved:
-                return redirect(url_for("auth.pending"))
-            return redirect(safe_next(request.args.get("next")) or home_for(user))
-        audit.record(
-            "login_failed",
-            user.username if user else None,
-            {"login": form.username.data[:255]},
-            level="warning",
-        )
+            flash(f"Too many failed attempts. This account is locked until {until:%H:%M:%S} UTC.", "danger")
+            return render_template("auth/login.html", form=form)
+        if check_password(form.password.data, user.password_hash if user else None):
+            assert user is not None
+            bruteforce.record_success(user, ip)
+            if user.is_approved and (user.mfa_enabled or mfa.mfa_required_for(user)):
+                return begin_second_step(user, request.args.get("next"))
+            return finish_login(user, request.args.get("next"))
+        bruteforce.record_failure(user, login_name, ip)
+        audit.record("login_failed", user.username if user else None, {"login": login_name}, level="warning")
         db.session.commit()
         flash("Wrong username, email or password.", "danger")
     return render_template("auth/login.html", form=form)
@@ -117,3 +174,6 @@ def pending() -> str | Response:
         return redirect(home_for(current_user))
     reason = (current_user.meta or {}).get("rejection_reason")
     return render_template("auth/pending.html", reason=reason, form=ConfirmForm())
+
+
+from app.auth import second_step  # noqa: E402,F401  - registers the MFA step views on bp

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from app.extensions import db, login_manager
 from app.models import User, UserSession
-from app.timeutil import utcnow
+from app.security import clock
 
 # Writing last_seen on every request would turn every page view into a write.
 LAST_SEEN_RESOLUTION = timedelta(minutes=1)
@@ -20,7 +20,7 @@ LAST_SEEN_RESOLUTION = timedelta(minutes=1)
 def start_session(user: User) -> UserSession:
     """Record a new login for `user`, renew the Flask session and log them in."""
     token = secrets.token_urlsafe(32)
-    now = utcnow()
+    now = clock.now()
     row = UserSession(
         user=user,
         session_token=UserSession.hash_token(token),
@@ -53,7 +53,7 @@ def load_user(token: str) -> User | None:
     row = db.session.scalar(
         select(UserSession).where(UserSession.session_token == UserSession.hash_token(token))
     )
-    now = utcnow()
+    now = clock.now()
     idle_limit = timedelta(minutes=current_app.config["SESSION_IDLE_MINUTES"])
     if row is None or not row.is_active or row.expires_at <= now or row.last_seen + idle_limit <= now:
         return None

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import bcrypt
 from flask import current_app
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import PasswordHistory, User
+from app.security import clock
 
 # A hash per cost, checked when the user does not exist so both paths cost one bcrypt check.
 _dummy_hashes: dict[int, bytes] = {}
@@ -31,3 +36,21 @@ def _dummy_hash() -> bytes:
     if rounds not in _dummy_hashes:
         _dummy_hashes[rounds] = bcrypt.hashpw(b"slipway-dummy", bcrypt.gensalt(rounds=rounds))
     return _dummy_hashes[rounds]
+
+
+def recently_used(user: User, password: str) -> bool:
+    """True when `password` is the current one or one of the last PASSWORD_HISTORY ones."""
+    keep = current_app.config["PASSWORD_HISTORY"]
+    older = db.session.scalars(
+        select(PasswordHistory.password_hash)
+        .where(PasswordHistory.user_id == user.id)
+        .order_by(PasswordHistory.created_at.desc(), PasswordHistory.id.desc())
+        .limit(keep - 1)
+    )
+    return any(check_password(password, stored) for stored in [user.password_hash, *older] if stored)
+
+
+def set_password(user: User, password: str) -> None:
+    """Give `user` a new password, keeping the old hash in password_history. The caller commits."""
+    db.session.add(PasswordHistory(user_id=user.id, password_hash=user.password_hash, created_at=clock.now()))
+    user.password_hash = hash_password(password)

@@ -10,7 +10,7 @@ from sqlalchemy import func, or_, select, update
 
 from app.extensions import db
 from app.models import ROLES, User, UserSession
-from app.security.passwords import hash_password
+from app.security.passwords import hash_password, set_password
 from app.services import audit
 from app.validators import password_problem, username_problem
 
@@ -120,7 +120,8 @@ def reset_password(user: User, password: str, actor: User) -> None:
     problem = password_problem(password)
     if problem:
         raise AccountError(problem)
-    user.password_hash = hash_password(password)
+    set_password(user, password)
+    user.must_change_password = True  # the admin knows this password; the user must replace it
     ended = end_all_sessions(user)
     audit.record("reset_password", actor.username, {"user": user.username, "sessions_ended": ended})
     db.session.commit()

@@ -1,0 +1,1 @@
+"""A user's own security pages: password, MFA, sessions and API keys."""

@@ -1,0 +1,102 @@
+"""Brute-force defence: login attempts, growing account locks and IP bans kept in the database."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import distinct, func, select
+
+from app.extensions import db
+from app.models import BannedIP, LoginAttempt, User
+from app.security import clock
+from app.services import audit
+
+
+def active_ban(ip: str | None) -> BannedIP | None:
+    """The live ban on `ip`, if any: one lookup on the unique ip_address index, no bcrypt."""
+    if not ip:
+        return None
+    ban = db.session.scalar(select(BannedIP).where(BannedIP.ip_address == ip))
+    if ban is None or ban.expires_at <= clock.now():
+        return None
+    return ban
+
+
+def locked_until(user: User | None) -> datetime | None:
+    """When `user`'s temporary lock ends, or None when they may try now."""
+    if user is None or user.locked_until is None or user.locked_until <= clock.now():
+        return None
+    return user.locked_until
+
+
+def _lock_seconds(failures: int) -> int:
+    config = current_app.config
+    over = failures - config["LOGIN_LOCK_THRESHOLD"]
+    # Doubles with every failure past the threshold, capped; the shift is bounded to avoid huge ints.
+    return min(config["LOGIN_LOCK_SECONDS"] << min(over, 20), config["LOGIN_LOCK_MAX_SECONDS"])
+
+
+def record_failure(user: User | None, login: str, ip: str, *, counted: bool = True) -> None:
+    """Store a failed attempt, lock the account past the threshold, ban the IP past its limits.
+
+    `counted=False` stores the attempt (it still counts against the IP) without growing the
+    account's lock, used while the account is already locked. The caller commits.
+    """
+    now = clock.now()
+    db.session.add(LoginAttempt(user_id=user.id if user else None, login=login[:255], ip_address=ip,
+                                success=False, created_at=now))
+    if user is not None and counted:
+        user.failed_logins = (user.failed_logins or 0) + 1
+        if user.failed_logins >= current_app.config["LOGIN_LOCK_THRESHOLD"]:
+            user.locked_until = now + timedelta(seconds=_lock_seconds(user.failed_logins))
+            audit.record(
+                "account_locked",
+                user.username,
+                {"until": user.locked_until.isoformat(timespec="seconds"), "failures": user.failed_logins},
+                level="warning",
+            )
+    db.session.flush()
+    _maybe_ban(ip, now)
+
+
+def _maybe_ban(ip: str, now: datetime) -> None:
+    config = current_app.config
+    since = now - timedelta(seconds=config["IP_BAN_WINDOW_SECONDS"])
+    failures, accounts = db.session.execute(
+        select(func.count(LoginAttempt.id), func.count(distinct(LoginAttempt.login))).where(
+            LoginAttempt.ip_address == ip, LoginAttempt.created_at >= since, LoginAttempt.success.is_(False)
+        )
+    ).one()
+    if failures < config["IP_BAN_FAILURES"] or accounts < config["IP_BAN_ACCOUNTS"]:
+        return
+    reason = f"{failures} failed logins for {accounts} accounts within {config['IP_BAN_WINDOW_SECONDS']} s"
+    ban(ip, reason, config["IP_BAN_SECONDS"], actor=None)
+
+
+def ban(ip: str, reason: str, seconds: int, *, actor: str | None) -> BannedIP:
+    """Ban `ip` for `seconds` (renewing an existing row) and audit it. The caller commits."""
+    now = clock.now()
+    row = db.session.scalar(select(BannedIP).where(BannedIP.ip_address == ip))
+    if row is None:
+        row = BannedIP(ip_address=ip)
+        db.session.add(row)
+    row.reason = reason[:255]
+    row.created_by = actor
+    row.created_at = now
+    row.expires_at = now + timedelta(seconds=seconds)
+    audit.record(
+        "ip_banned",
+        actor,
+        {"ip": ip, "reason": row.reason, "until": row.expires_at.isoformat(timespec="seconds")},
+        level="warning",
+    )
+    return row
+
+
+def record_success(user: User, ip: str) -> None:
+    """Store a successful password check and clear the account's failure count. The caller commits."""
+    db.session.add(LoginAttempt(user_id=user.id, login=user.username, ip_address=ip, success=True,
+                                created_at=clock.now()))
+    user.failed_logins = 0
+    user.locked_until = None

@@ -1,0 +1,34 @@
+"""The clock security code reads: tests replace it (`app.config["SECURITY_CLOCK"]`) instead of sleeping."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from flask import current_app, has_app_context
+
+from app.timeutil import utcnow
+
+
+def now() -> datetime:
+    """Naive UTC now, from the app's injected clock when one is configured."""
+    if has_app_context():
+        clock: Callable[[], datetime] | None = current_app.config.get("SECURITY_CLOCK")
+        if clock is not None:
+            return clock()
+    return utcnow()
+
+
+class FakeClock:
+    """A settable clock for tests: `clock.advance(seconds=30)` moves time without sleeping."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.current = start or utcnow()
+
+    def __call__(self) -> datetime:
+        return self.current
+
+    def advance(self, **delta: float) -> datetime:
+        """Move the clock forward by a `timedelta(**delta)` and return the new time."""
+        self.current += timedelta(**delta)
+        return self.current

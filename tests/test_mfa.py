@@ -1,0 +1,143 @@
+"""TOTP MFA: setup, two-step login, backup codes, replay refusal, forced setup, policy, disabling."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import MfaBackupCode, RolePolicy
+from tests.builders import PASSWORD, make_user
+from tests.conftest import form_post
+from tests.security_helpers import CODE_RE, SECRET_RE, actions, code_at, enrol, get_user, install_clock
+
+
+def login(client, username, next_url=None):
+    url = "/login" + (f"?next={next_url}" if next_url else "")
+    return form_post(client, url, {"username": username, "password": PASSWORD}, page="/login")
+
+
+def post_code(client, url, code):
+    return form_post(client, url, {"code": code}, page=url)
+
+
+def second_step(client, code):
+    return form_post(client, "/login/mfa", {"code": code}, page="/login/mfa")
+
+
+def test_setup_shows_a_server_side_qr_and_needs_a_valid_code(app, client, auth):
+    clock = install_clock(app)
+    auth.as_role("regular", username="rita")
+    page = client.get("/account/mfa/setup").get_data(as_text=True)
+    assert "<svg" in page and "http" not in page.split("<svg", 1)[1].split("</svg>")[0].replace(
+        "http://www.w3.org/2000/svg", ""
+    )
+    secret = SECRET_RE.search(page).group(1)
+    wrong = post_code(client, "/account/mfa/setup", "000000")
+    assert "does not match" in wrong.get_data(as_text=True)
+    assert not get_user(app, "rita").mfa_enabled
+    shown = post_code(client, "/account/mfa/setup", code_at(secret, clock))
+    codes = CODE_RE.findall(shown.get_data(as_text=True))
+    assert len(codes) == 10 and len(set(codes)) == 10
+    user = get_user(app, "rita")
+    assert user.mfa_enabled and secret not in (user.mfa_secret or "")
+    with app.app_context():
+        query = select(MfaBackupCode.code_hash).where(MfaBackupCode.user_id == user.id)
+        stored = db.session.scalars(query).all()
+    assert len(stored) == 10 and not set(codes) & set(stored)
+    assert "mfa_enabled" in actions(app)
+
+
+def test_totp_login_half_state_reaches_nothing_and_replay_is_refused(app, client):
+    clock = install_clock(app)
+    with app.app_context():
+        make_user("tom")
+    secret = enrol(app, "tom")
+    response = login(client, "tom", next_url="/account/")
+    assert response.headers["Location"] == "/login/mfa"
+    for path in ("/home", "/account/", "/account/api-keys", "/admin/"):
+        assert "/login" in client.get(path).headers["Location"], path
+    assert client.get("/login/mfa/setup").headers["Location"] == "/login"  # no second route around the code
+    login(client, "tom", next_url="/account/")
+    assert second_step(client, "123456").status_code == 200
+    code = code_at(secret, clock)
+    done = second_step(client, code)
+    assert done.headers["Location"] == "/account/"
+    assert client.get("/home").status_code == 200
+    form_post(client, "/logout", {})
+    login(client, "tom")
+    replay = second_step(client, code)
+    assert replay.status_code == 200 and "not valid" in replay.get_data(as_text=True)
+    clock.advance(seconds=30)
+    assert second_step(client, code_at(secret, clock)).status_code == 302
+    assert "mfa_failed" in actions(app)
+
+
+def test_backup_code_logs_in_once(app, client, auth):
+    clock = install_clock(app)
+    auth.as_role("regular", username="bea")
+    page = client.get("/account/mfa/setup").get_data(as_text=True)
+    secret = SECRET_RE.search(page).group(1)
+    shown = post_code(client, "/account/mfa/setup", code_at(secret, clock))
+    backup = CODE_RE.findall(shown.get_data(as_text=True))[3]
+    form_post(client, "/logout", {})
+    login(client, "bea")
+    assert second_step(client, backup.upper()).status_code == 302
+    assert client.get("/home").status_code == 200
+    assert "mfa_backup_code_used" in actions(app)
+    form_post(client, "/logout", {})
+    login(client, "bea")
+    again = second_step(client, backup)
+    assert again.status_code == 200 and "not valid" in again.get_data(as_text=True)
+
+
+def test_admin_role_is_forced_through_setup_before_anything_else(app, client):
+    app.config["MFA_REQUIRED_ROLES"] = "admin,qvp"
+    clock = install_clock(app)
+    with app.app_context():
+        make_user("ada", role="admin")
+    response = login(client, "ada", next_url="/admin/users")
+    assert response.headers["Location"] == "/login/mfa/setup"
+    assert "/login" in client.get("/admin/").headers["Location"]
+    page = client.get("/login/mfa/setup").get_data(as_text=True)
+    assert "requires two-factor" in page
+    secret = SECRET_RE.search(page).group(1)
+    assert post_code(client, "/login/mfa/setup", "999999").status_code == 200
+    assert "/login" in client.get("/admin/").headers["Location"]
+    done = post_code(client, "/login/mfa/setup", code_at(secret, clock))
+    body = done.get_data(as_text=True)
+    assert len(CODE_RE.findall(body)) == 10 and 'href="/admin/users"' in body
+    assert client.get("/admin/").status_code == 200
+    assert get_user(app, "ada").mfa_enabled
+    # MFA cannot be turned off while the role requires it.
+    clock.advance(seconds=30)
+    form = {"password": PASSWORD, "code": code_at(secret, clock)}
+    form_post(client, "/account/mfa/disable", form, page="/account/")
+    assert get_user(app, "ada").mfa_enabled
+
+
+def test_admin_can_require_mfa_for_regular_users(app, client, auth):
+    auth.as_role("admin", username="boss")
+    form_post(client, "/admin/security/mfa-policy", {"admin": "y", "regular": "y"}, page="/admin/security/")
+    with app.app_context():
+        policies = {row.role: row.mfa_required for row in db.session.scalars(select(RolePolicy))}
+        make_user("reg")
+    assert policies == {"admin": True, "qvp": False, "regular": True}
+    assert "mfa_policy_changed" in actions(app)
+    form_post(client, "/logout", {})
+    assert login(client, "reg").headers["Location"] == "/login/mfa/setup"
+
+
+def test_disabling_needs_password_and_code(app, client, auth):
+    clock = install_clock(app)
+    auth.as_role("regular", username="dan")
+    secret = enrol(app, "dan")
+    form = {"password": "wrong password!", "code": code_at(secret, clock)}
+    bad = form_post(client, "/account/mfa/disable", form, page="/account/")
+    assert bad.status_code == 302 and get_user(app, "dan").mfa_enabled
+    form_post(client, "/account/mfa/disable", {"password": PASSWORD, "code": "000000"}, page="/account/")
+    assert get_user(app, "dan").mfa_enabled
+    form = {"password": PASSWORD, "code": code_at(secret, clock)}
+    form_post(client, "/account/mfa/disable", form, page="/account/")
+    user = get_user(app, "dan")
+    assert not user.mfa_enabled and user.mfa_secret is None
+    assert "mfa_disabled" in actions(app)
