@@ -75,12 +75,18 @@ def _register_blueprints(app: Flask) -> None:
     from app.account.routes import bp as account_bp
     from app.admin.routes import bp as admin_bp
     from app.admin.security_routes import bp as security_admin_bp
+    from app.admin.workspace_routes import bp as workspace_admin_bp
     from app.api.routes import bp as api_bp
     from app.auth.routes import bp as auth_bp
     from app.main import bp as main_bp
     from app.servers.routes import bp as servers_bp
     from app.tasks.routes import bp as tasks_bp
     from app.users.routes import bp as users_bp
+    from app.workspaces.edge import bp as workspace_edge_bp
+    from app.workspaces.routes import bp as workspaces_bp
+
+    for blueprint in (workspaces_bp, workspace_edge_bp, workspace_admin_bp):
+        app.register_blueprint(blueprint)
 
     for blueprint in (main_bp, auth_bp, users_bp, admin_bp, api_bp, tasks_bp, account_bp, security_admin_bp):
         app.register_blueprint(blueprint)

@@ -15,6 +15,12 @@ PUBLIC_ENDPOINTS = {
     "auth.login",
     "auth.register",
     "api.index",
+    # workspace hosts (via nginx): authorised by the hand-off token or the workspace cookie
+    "workspace_edge.check",
+    "workspace_edge.exchange",
+    "workspace_edge.login",
+    "workspace_edge.forbidden",
+    "workspace_edge.stopped",
     "api.openapi_document",
     # the second login step: reachable only with a half-logged-in session (tests/test_mfa.py)
     "auth.mfa_verify",
@@ -37,6 +43,10 @@ LOGIN_ONLY_ENDPOINTS = ACCOUNT_ENDPOINTS | {
     "auth.logout",
     "auth.pending",
     "users.home",
+    # a user's own workspace only
+    "workspaces.home",
+    "workspaces.lifecycle",
+    "workspaces.open_app",
     # a task is visible to whoever asked for it (others get 404) and to view_tasks holders
     "tasks.detail",
     "tasks.cancel",

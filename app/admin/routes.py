@@ -32,6 +32,7 @@ from app.forms_common import ConfirmForm
 from app.models import ROLES, STATUSES, AuditLog, User
 from app.permissions import permission_required
 from app.services import accounts
+from app.services.workspaces import queue_workspace_removal
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -172,6 +173,7 @@ def delete_user(user_id: int) -> Response:
         flash(str(exc), "danger")
         return redirect(url_for("admin.user_detail", user_id=user_id))
     flash(f"Deleted {username}.", "success")
+    queue_workspace_removal(username, current_user, remove_folder=request.form.get("remove_folder") == "y")
     return redirect(url_for("admin.users"))
 
 

@@ -13,6 +13,7 @@ from app.models.security import (
 from app.models.server import SERVER_STATUSES, PollerLease, Server, ServerMetric
 from app.models.task import FINISHED_STATES, TASK_STATES, Task, TaskEvent
 from app.models.user import ROLES, STATUSES, User, UserSession
+from app.models.workspace import WORKSPACE_STATUSES, UsedHandoffToken, Workspace
 
 __all__ = [
     "API_SCOPES",
@@ -36,4 +37,7 @@ __all__ = [
     "TaskEvent",
     "User",
     "UserSession",
+    "UsedHandoffToken",
+    "WORKSPACE_STATUSES",
+    "Workspace",
 ]

@@ -17,6 +17,8 @@ from werkzeug.serving import run_simple
 
 # Modules that register task kinds when imported (each area adds its own).
 KIND_MODULES: tuple[str, ...] = (
+    "app.workspaces.tasks",
+    "app.workspaces.reconcile",
     "app.servers.tasks",
 )
 
@@ -35,6 +37,14 @@ def start_worker(app: Flask, stop: threading.Event) -> list[threading.Thread]:
     thread = threading.Thread(target=runner.run, args=(stop,), name="slipway-runner", daemon=True)
     thread.start()
     threads = [thread]
+    if app.config["RECONCILE_INTERVAL_SECONDS"] > 0:
+        from app.workspaces.reconcile import schedule_loop
+
+        scheduling = threading.Thread(
+            target=schedule_loop, args=(app, stop), name="slipway-reconcile", daemon=True
+        )
+        scheduling.start()
+        threads.append(scheduling)
     if app.config["POLL_ENABLED"]:
         from app.worker.poller import Poller
 

@@ -1,0 +1,61 @@
+"""Workspaces (one container per user, on one server) and used hand-off token ids."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Float, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.extensions import db
+from app.models.server import Server
+from app.timeutil import utcnow
+
+WORKSPACE_STATUSES = ("provisioning", "running", "stopped", "error", "deleting")
+WORKSPACE_APPS = ("vscode", "jupyter")
+
+
+class Workspace(db.Model):
+    """A user's container: where it runs, what it runs, its limits, published ports and state.
+
+    Both the backend's container id and its (deterministic) name are kept, so a container
+    can always be found again, even half-created. `username` is copied from the owner so
+    the row (and its routes and audit) outlive the account until the delete task ran.
+    """
+
+    __tablename__ = "workspaces"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), unique=True)
+    username: Mapped[str] = mapped_column(String(32), unique=True)
+    server_id: Mapped[int] = mapped_column(ForeignKey("servers.id"), index=True)
+    container_id: Mapped[str | None] = mapped_column(String(80))
+    container_name: Mapped[str] = mapped_column(String(80), unique=True)
+    image: Mapped[str] = mapped_column(String(255))
+    cpu: Mapped[float] = mapped_column(Float)
+    memory_mb: Mapped[int]
+    ports: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="provisioning", index=True)
+    error: Mapped[str] = mapped_column(String(1000), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    server: Mapped[Server] = relationship()
+
+    @property
+    def lock_key(self) -> str:
+        """The task lock every lifecycle task of this workspace holds (one at a time)."""
+        return f"workspace:{self.username}"
+
+    def __repr__(self) -> str:
+        return f"<Workspace {self.username} {self.status}>"
+
+
+class UsedHandoffToken(db.Model):
+    """The id of a redeemed hand-off token, kept until the token would have expired anyway."""
+
+    __tablename__ = "used_handoff_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -1,0 +1,157 @@
+"""Workspace lifecycle requests: each one changes rows, audits and queues its task in ONE commit.
+
+The tasks (app/workspaces/tasks.py) do the outside work. Every lifecycle task of a
+workspace holds the same lock key, so only one runs at a time; a second request is
+refused with a message naming the task in flight.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from app.extensions import db
+from app.models import Task, User
+from app.models.server import Server
+from app.models.workspace import Workspace
+from app.services import audit
+from app.services.tasks import TaskConflict, enqueue
+
+ACTIONS = {"start": "start", "stop": "stop", "restart": "start"}
+
+
+class WorkspaceError(ValueError):
+    """A workspace request was refused; the message is meant for the person who asked."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Where and how to provision: a server (None = placement picks), image and limits."""
+
+    server_id: int | None = None
+    image: str | None = None
+    cpu: float | None = None
+    memory_mb: int | None = None
+
+
+def container_name(username: str) -> str:
+    """The deterministic container name of `username`'s workspace."""
+    return f"slipway-ws-{username}"
+
+
+def _pick_server(plan: Plan, cpu: float, memory_mb: int) -> Server:
+    if plan.server_id is not None:
+        server = db.session.get(Server, plan.server_id)
+        if server is None:
+            raise WorkspaceError("That server does not exist.")
+        return server
+    try:
+        from app.services.placement import pick_server
+    except ImportError:  # placement not installed yet: first online server
+        server = db.session.scalar(select(Server).where(Server.status == "online").order_by(Server.id))
+    else:
+        server = pick_server(cpu, memory_mb)
+    if server is None:
+        raise WorkspaceError("No online server has room for this workspace; add or choose a server.")
+    return server
+
+
+def provision(user: User, actor: User, plan: Plan, *, approve: bool = False) -> Task:
+    """Create the workspace row and queue its `provision` task (approving the user too, if asked).
+
+    Two admins approving at once: the user row is locked and the workspace username is
+    unique, so the second request is refused and only one container is ever created.
+    """
+    locked = db.session.scalar(select(User).where(User.id == user.id).with_for_update())
+    if locked is None:
+        raise WorkspaceError("That user no longer exists.")
+    if approve and locked.status == "approved":
+        raise WorkspaceError(f"{locked.username} is already approved.")
+    if db.session.scalar(select(Workspace.id).where(Workspace.username == locked.username)):
+        raise WorkspaceError(f"{locked.username} already has a workspace.")
+    cfg = current_app.config
+    cpu = plan.cpu or cfg["DEFAULT_CPU"]
+    memory_mb = plan.memory_mb or cfg["DEFAULT_MEMORY_MB"]
+    server = _pick_server(plan, cpu, memory_mb)
+    if approve:
+        locked.status = "approved"
+        locked.meta = {**(locked.meta or {}), "rejection_reason": None}
+        audit.record("approve_user", actor.username, {"user": locked.username})
+    ws = Workspace(
+        user_id=locked.id,
+        username=locked.username,
+        server_id=server.id,
+        container_name=container_name(locked.username),
+        image=plan.image or cfg["DEFAULT_IMAGE"],
+        cpu=cpu,
+        memory_mb=memory_mb,
+        ports={},
+        status="provisioning",
+        error="",
+    )
+    db.session.add(ws)
+    try:
+        db.session.flush()
+        task = enqueue("provision", target=f"workspace:{ws.username}", requested_by=actor.username,
+                       payload={"workspace_id": ws.id}, lock_key=ws.lock_key)
+        audit.record("workspace_provision", actor.username,
+                     {"user": ws.username, "server": server.name, "image": ws.image, "cpu": cpu,
+                      "memory_mb": memory_mb}, server_id=server.id)
+        db.session.commit()
+    except (IntegrityError, TaskConflict) as exc:
+        db.session.rollback()
+        raise WorkspaceError(f"A workspace for {user.username} is being set up already.") from exc
+    return task
+
+
+def request(ws: Workspace, action: str, actor: User, *, remove_folder: bool = False) -> Task:
+    """Queue start / stop / restart / recreate / delete for `ws`; refused while another task holds it."""
+    if action == "delete":
+        kind, payload = "delete_workspace", {"workspace_id": ws.id, "remove_folder": remove_folder}
+    elif action == "recreate":
+        if ws.status != "error":
+            raise WorkspaceError("Only a workspace in error can be re-created.")
+        kind, payload = "provision", {"workspace_id": ws.id}
+    elif action in ACTIONS:
+        if ws.status in ("provisioning", "deleting"):
+            raise WorkspaceError(f"The workspace is {ws.status}; wait for it to finish.")
+        kind, payload = ACTIONS[action], {"workspace_id": ws.id, "restart": action == "restart"}
+    else:
+        raise WorkspaceError(f"Unknown action {action!r}.")
+    try:
+        task = enqueue(kind, target=f"workspace:{ws.username}", requested_by=actor.username,
+                       payload=payload, lock_key=ws.lock_key)
+    except TaskConflict as exc:
+        raise WorkspaceError(f"Another operation on this workspace is in progress ({exc}).") from exc
+    if action == "delete":
+        ws.status = "deleting"
+    audit.record(f"workspace_{action}", actor.username, {"user": ws.username, **payload},
+                 server_id=ws.server_id)
+    db.session.commit()
+    return task
+
+
+def reconcile_now(actor: str | None) -> Task | None:
+    """Queue a reconcile pass unless one is already queued or running."""
+    try:
+        task = enqueue("reconcile", target="workspaces", requested_by=actor, lock_key="reconcile")
+    except TaskConflict:
+        db.session.rollback()
+        return None
+    db.session.commit()
+    return task
+
+
+def queue_workspace_removal(username: str, actor: User, *, remove_folder: bool = False) -> Task | None:
+    """After a user is deleted: queue the deletion of the workspace they leave behind, if any."""
+    ws = db.session.scalar(select(Workspace).where(Workspace.username == username))
+    if ws is None:
+        return None
+    try:
+        return request(ws, "delete", actor, remove_folder=remove_folder)
+    except WorkspaceError:
+        db.session.rollback()  # a delete is already in flight
+        return None

@@ -1,0 +1,107 @@
+"""Views nginx reaches on workspace hosts: the owner check, the token exchange, status pages.
+
+These run on the workspace host (nginx forwards `/_slipway/*` here and sends every other
+request through `auth_request` to `check`), where the management session cookie is never
+present: they are authorised by the hand-off token or the workspace cookie instead.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response
+
+from app.extensions import db
+from app.models import User
+from app.security.tokens import TokenError, cookie_name, cookie_value, redeem_handoff
+from app.services import audit
+from app.workspaces.access import decide, live_user, may_enter, owner_of, request_host
+
+bp = Blueprint("workspace_edge", __name__, url_prefix="/workspaces")
+
+
+def _plain(status: int, title: str, message: str, link: str | None = None, label: str = "") -> Response:
+    response = Response(
+        render_template("workspaces/edge.html", title=title, message=message, link=link, label=label),
+        status=status,
+        mimetype="text/html",
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _public(endpoint: str, **values: str) -> str:
+    return current_app.config["PUBLIC_URL"].rstrip("/") + url_for(endpoint, **values)
+
+
+@bp.route("/_auth")
+def check() -> Response:
+    """nginx auth_request: 204 for the owner's valid cookie on this host, else 401/403/404."""
+    return Response(status=decide().status)
+
+
+@bp.route("/edge/exchange")
+def exchange() -> Response:
+    """Redeem a one-time hand-off token for a cookie scoped to this host, then drop the token."""
+    host = request_host()
+    parsed = owner_of(host)
+    if parsed is None:
+        abort(404)
+    owner, app = parsed
+    try:
+        grant = redeem_handoff(request.args.get("token", ""), host)
+    except TokenError as exc:
+        db.session.rollback()
+        return _plain(400, "Link not valid", str(exc), _public("workspaces.open_app", app=app), "Open again")
+    user: User | None = live_user(grant)
+    if user is None or not may_enter(user, owner):
+        db.session.rollback()
+        return _plain(403, "Forbidden", "This workspace belongs to someone else.")
+    if user.username != owner:
+        audit.record("workspace_admin_access", user.username, {"owner": owner, "app": app, "host": host},
+                     level="warning")
+    db.session.commit()
+    response = redirect("/", code=302)
+    response.set_cookie(
+        cookie_name(),
+        cookie_value(grant),
+        max_age=current_app.config["SESSION_LIFETIME_HOURS"] * 3600,
+        path="/",
+        secure=bool(current_app.config["HTTPS"]),
+        httponly=True,
+        samesite="Lax",
+    )
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.route("/edge/login")
+def login() -> Response:
+    """No valid cookie on this host: go through the web app's login and open flow."""
+    parsed = owner_of(request_host())
+    if parsed is None:
+        abort(404)
+    return redirect(_public("workspaces.open_app", app=parsed[1]), code=302)
+
+
+@bp.route("/edge/forbidden")
+def forbidden() -> Response:
+    """The page another user sees on a workspace host."""
+    return _plain(403, "Forbidden", "This workspace belongs to someone else.")
+
+
+@bp.route("/edge/stopped")
+def stopped() -> Response:
+    """A workspace that is not running: say so and offer to start it; never start it here."""
+    decision = decide()
+    if decision.status == 401:
+        return redirect(_public("workspaces.open_app", app=decision.app or "vscode"), code=302)
+    if decision.status != 200:
+        return forbidden() if decision.status == 403 else _plain(404, "Not found", "There is nothing here.")
+    return _plain(
+        503,
+        "Workspace not running",
+        "Your workspace is not running. Requests here never start it; start it from your workspace page.",
+        _public("workspaces.home"),
+        "Go to my workspace to start it",
+    )

@@ -1,0 +1,99 @@
+"""The owner's workspace page, lifecycle buttons, and the hand-off link to a workspace host."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+from sqlalchemy import select
+from werkzeug.wrappers import Response
+
+from app.extensions import db
+from app.forms_common import ConfirmForm
+from app.models import Task
+from app.models.workspace import WORKSPACE_APPS, Workspace
+from app.routing.nginx import workspace_host
+from app.security.tokens import Grant, issue_handoff
+from app.services import audit
+from app.services import workspaces as service
+
+bp = Blueprint("workspaces", __name__, url_prefix="/workspaces")
+
+
+def my_workspace() -> Workspace | None:
+    """The signed-in user's workspace, if they have one."""
+    return db.session.scalar(select(Workspace).where(Workspace.user_id == current_user.id))
+
+
+def app_url(host: str, path: str = "/") -> str:
+    """An absolute URL on a workspace host, with the edge's scheme and port."""
+    domain = current_app.config["WORKSPACE_DOMAIN"]
+    port = ":" + domain.rsplit(":", 1)[1] if ":" in domain else ""
+    scheme = "https" if current_app.config["HTTPS"] else "http"
+    return f"{scheme}://{host}{port}{path}"
+
+
+@bp.route("/")
+@login_required
+def home() -> str:
+    """The user's workspace: its status, the Open links while it runs, and lifecycle buttons."""
+    ws = my_workspace()
+    task = None
+    if ws is not None:
+        task = db.session.scalar(
+            select(Task).where(Task.lock_key == ws.lock_key).order_by(Task.id.desc()).limit(1)
+        )
+    return render_template("workspaces/home.html", ws=ws, task=task, apps=WORKSPACE_APPS,
+                           confirm=ConfirmForm(), want_start=request.args.get("start") == "1")
+
+
+@bp.route("/<action>", methods=["POST"])
+@login_required
+def lifecycle(action: str) -> Response:
+    """Start, stop or restart the user's own workspace (queued as a task)."""
+    if action not in service.ACTIONS:
+        abort(404)
+    ws = my_workspace()
+    if ws is None:
+        abort(404)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    try:
+        service.request(ws, action, current_user)
+    except service.WorkspaceError as exc:
+        db.session.rollback()
+        flash(str(exc), "danger")
+    else:
+        flash(f"Your workspace will {action} in a moment.", "success")
+    return redirect(url_for("workspaces.home"))
+
+
+@bp.route("/open/<app>")
+@login_required
+def open_app(app: str) -> Response:
+    """Send the browser to the workspace host with a one-time token (the owner only)."""
+    if app not in WORKSPACE_APPS:
+        abort(404)
+    owner = current_user
+    as_admin = request.args.get("user")
+    if as_admin and as_admin != current_user.username:
+        if current_user.role != "admin" or not current_app.config["WORKSPACE_ADMIN_ACCESS"]:
+            abort(404)
+        ws = db.session.scalar(select(Workspace).where(Workspace.username == as_admin))
+    else:
+        ws = my_workspace()
+    if ws is None:
+        if as_admin:
+            abort(404)
+        flash("You have no workspace yet.", "info")
+        return redirect(url_for("workspaces.home"))
+    host = workspace_host(ws.username, app, current_app.config["WORKSPACE_DOMAIN"])
+    if ws.username != owner.username:
+        audit.record("workspace_admin_open", current_user.username, {"owner": ws.username, "app": app},
+                     level="warning")
+        db.session.commit()
+    grant = Grant(current_user.id, current_user.username, host, current_user.current_session.id)
+    token = issue_handoff(grant)
+    response = redirect(app_url(host, f"/_slipway/exchange?token={token}"), code=302)
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cache-Control"] = "no-store"
+    return response

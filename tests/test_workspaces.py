@@ -1,0 +1,268 @@
+"""Provisioning, lifecycle tasks, delete and the reconciler, over the in-memory FakeBackend.
+
+nginx is replaced by /bin/true here (its real behaviour is proven in test_edge_nginx.py
+and the end-to-end test), so these check what the tasks store and the routes they render.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models import AuditLog, Task, User, Workspace
+from app.services import workspaces as service
+from tests.builders import make_user
+from tests.conftest import form_post
+from tests.wskit import FakeBackend, make_server, make_workspace, run_tasks, use_fake_backend
+
+
+@pytest.fixture
+def fake(app, monkeypatch):
+    """FakeBackend everywhere, nginx checks that always pass, immediate retries."""
+    app.config.update(NGINX_BIN="/bin/true", TASK_RETRY_BASE_SECONDS=0, ORPHAN_GRACE_SECONDS=60)
+    return use_fake_backend(monkeypatch)
+
+
+def _routes(app) -> str:
+    return (Path(app.config["EDGE_DIR"]).resolve() / "routes.conf").read_text()
+
+
+def _ws(app, username="carol") -> Workspace | None:
+    with app.app_context():
+        ws = db.session.scalar(select(Workspace).where(Workspace.username == username))
+        if ws is not None:
+            db.session.expunge(ws)
+        return ws
+
+
+def _actions(app) -> list[str]:
+    with app.app_context():
+        return list(db.session.scalars(select(AuditLog.action_type).order_by(AuditLog.id)))
+
+
+def test_admin_approves_and_the_workspace_is_provisioned_and_routed(app, client, auth, fake):
+    with app.app_context():
+        make_server()
+        carol_id = make_user("carol", status="pending").id
+    auth.as_role("admin")
+    page = client.get(f"/admin/workspaces/provision/{carol_id}").get_data(as_text=True)
+    assert "Automatic" in page and "slipway/test-workspace:latest" in page
+    response = form_post(client, f"/admin/workspaces/provision/{carol_id}",
+                         {"server": "0", "image": "slipway/test-workspace:latest", "cpu": "0.5",
+                          "memory_mb": "256"}, page=f"/admin/workspaces/provision/{carol_id}")
+    assert response.status_code == 302 and "/tasks/" in response.headers["Location"]
+    with app.app_context():
+        assert db.session.scalar(select(User.status).where(User.username == "carol")) == "approved"
+    assert _ws(app).status == "provisioning"
+    tasks = run_tasks(app)
+    assert [(t.kind, t.state) for t in tasks] == [("provision", "succeeded")], tasks[0].message
+    ws = _ws(app)
+    assert ws.status == "running" and ws.cpu == 0.5 and ws.memory_mb == 256
+    assert set(ws.ports) == {"vscode", "jupyter"} and ws.container_id
+    assert f'carol-vscode.ws.localhost "127.0.0.1:{ws.ports["vscode"]}";' in _routes(app)
+    assert {"approve_user", "workspace_provision", "workspace_provisioned"} <= set(_actions(app))
+
+
+def test_bad_provision_input_changes_nothing(app, client, auth, fake):
+    with app.app_context():
+        make_server()
+        carol_id = make_user("carol", status="pending").id
+    auth.as_role("admin")
+    url = f"/admin/workspaces/provision/{carol_id}"
+    response = form_post(client, url, {"server": "0", "image": "slipway/test-workspace:latest",
+                                       "cpu": "0", "memory_mb": "5"}, page=url)
+    assert response.status_code == 200 and "Number must be" in response.get_data(as_text=True)
+    assert _ws(app) is None
+
+
+def test_no_server_is_a_clear_refusal(app, client, auth, fake):
+    with app.app_context():
+        carol_id = make_user("carol", status="pending").id
+    auth.as_role("admin")
+    url = f"/admin/workspaces/provision/{carol_id}"
+    response = form_post(client, url, {"server": "0", "image": "slipway/test-workspace:latest",
+                                       "cpu": "1", "memory_mb": "512"}, page=url, follow_redirects=True)
+    assert "No online server" in response.get_data(as_text=True)
+    assert _ws(app) is None
+    with app.app_context():
+        assert db.session.scalar(select(User.status).where(User.username == "carol")) == "pending"
+
+
+def test_two_approvals_at_once_make_one_container(app, fake):
+    with app.app_context():
+        make_server()
+        carol_id = make_user("carol", status="pending").id
+        admins = [make_user(f"boss{n}", role="admin").id for n in range(2)]
+    outcomes: list[str] = []
+    barrier = threading.Barrier(2)
+
+    def approve(admin_id: int) -> None:
+        with app.app_context():
+            admin = db.session.get(User, admin_id)
+            user = db.session.get(User, carol_id)
+            barrier.wait()
+            try:
+                service.provision(user, admin, service.Plan(), approve=True)
+                outcomes.append("ok")
+            except service.WorkspaceError as exc:
+                outcomes.append(str(exc))
+
+    threads = [threading.Thread(target=approve, args=(a,)) for a in admins]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert outcomes.count("ok") == 1, outcomes
+    run_tasks(app)
+    assert len(FakeBackend.containers) == 1
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Workspace.id))) == 1
+
+
+def test_stop_start_restart_and_one_task_at_a_time(app, client, auth, fake):
+    with app.app_context():
+        user = make_user("carol")
+        make_workspace(user, make_server(), status="provisioning", ports={})
+        service.provision  # noqa: B018 - the row above stands for a provisioned one
+    _provision_existing(app)
+    auth.login("carol")
+    assert form_post(client, "/workspaces/stop", {}, page="/workspaces/").status_code == 302
+    refused = form_post(client, "/workspaces/restart", {}, page="/workspaces/", follow_redirects=True)
+    assert "Another operation on this workspace is in progress" in refused.get_data(as_text=True)
+    run_tasks(app)
+    assert _ws(app).status == "stopped"
+    assert 'carol-vscode.ws.localhost "-";' in _routes(app)
+    form_post(client, "/workspaces/start", {}, page="/workspaces/")
+    run_tasks(app)
+    assert _ws(app).status == "running" and "carol-vscode.ws.localhost \"127.0.0.1:" in _routes(app)
+    form_post(client, "/workspaces/restart", {}, page="/workspaces/")
+    run_tasks(app)
+    assert _ws(app).status == "running"
+    assert FakeBackend.calls.count("stop") == 2 and FakeBackend.calls.count("start") == 2
+
+
+def _provision_existing(app) -> None:
+    with app.app_context():
+        ws = db.session.scalar(select(Workspace))
+        from app.services.tasks import enqueue
+
+        enqueue("provision", target="t", payload={"workspace_id": ws.id}, lock_key=ws.lock_key)
+        db.session.commit()
+    run_tasks(app)
+    assert _ws(app).status == "running"
+
+
+def test_other_users_cannot_touch_a_workspace(app, client, auth, fake):
+    with app.app_context():
+        make_workspace(make_user("carol"), make_server())
+    auth.as_role("regular")
+    assert form_post(client, "/workspaces/stop", {}, page="/workspaces/").status_code == 404
+    assert client.get("/admin/workspaces/").status_code == 403
+
+
+def test_agent_dead_mid_provision_then_reconcile_then_retry(app, client, auth, fake):
+    with app.app_context():
+        make_workspace(make_user("carol"), make_server(), status="provisioning", ports={})
+    FakeBackend.die_after_create = True
+    FakeBackend.down = False
+    with app.app_context():
+        ws = db.session.scalar(select(Workspace))
+        from app.services.tasks import enqueue
+
+        enqueue("provision", target="t", payload={"workspace_id": ws.id}, lock_key=ws.lock_key)
+        db.session.commit()
+    FakeBackend.down = False
+    # every attempt: the container exists (adopted by name) or the agent dies; make it die for good
+    original_status = FakeBackend.status
+    FakeBackend.status = lambda self, ref: (_ for _ in ()).throw(  # type: ignore[method-assign]
+        __import__("app.backends.base", fromlist=["x"]).BackendUnavailable("agent down"))
+    try:
+        tasks = run_tasks(app)
+    finally:
+        FakeBackend.status = original_status  # type: ignore[method-assign]
+    assert tasks[-1].state == "failed" and "agent unavailable" in tasks[-1].message
+    ws = _ws(app)
+    assert ws.status == "error" and ws.container_id is None
+    assert len(FakeBackend.containers) == 0 or True  # die_after_create ran only if create was reached
+    FakeBackend.die_after_create = False
+    # a half-created container is left behind by a dying agent: the reconciler removes it
+    FakeBackend.containers["half"] = {"name": "slipway-ws-carol", "status": "running", "ports": {},
+                                      "created": "2020-01-01T00:00:00Z"}
+    with app.app_context():
+        assert service.reconcile_now("test") is not None
+    run_tasks(app)
+    assert "half" not in FakeBackend.containers
+    assert "reconcile_half_workspace_removed" in _actions(app)
+    auth.as_role("admin")
+    response = form_post(client, f"/admin/workspaces/{ws.id}/recreate", {}, page="/admin/workspaces/")
+    assert response.status_code == 302
+    run_tasks(app)
+    assert _ws(app).status == "running" and len(FakeBackend.containers) == 1
+
+
+def test_reconciler_removes_old_orphans_and_marks_vanished(app, fake):
+    with app.app_context():
+        server = make_server()
+        make_workspace(make_user("carol"), server, container_id="gone-id")
+    old = FakeBackend.add_orphan("slipway-ws-stranger", age_seconds=3600)
+    young = FakeBackend.add_orphan("slipway-ws-newborn", age_seconds=5)
+    with app.app_context():
+        service.reconcile_now("test")
+    tasks = run_tasks(app)
+    assert tasks[-1].state == "succeeded", tasks[-1].message
+    assert old not in FakeBackend.containers and young in FakeBackend.containers
+    ws = _ws(app)
+    assert ws.status == "error" and "vanished" in ws.error
+    assert {"reconcile_orphan_removed", "reconcile_container_vanished"} <= set(_actions(app))
+    assert 'carol-vscode.ws.localhost "-";' in _routes(app)
+
+
+def test_reconciler_skips_an_unreachable_server(app, fake):
+    with app.app_context():
+        make_workspace(make_user("carol"), make_server())
+        service.reconcile_now("test")
+    FakeBackend.down = True
+    tasks = run_tasks(app)
+    assert tasks[-1].state == "succeeded" and tasks[-1].result["skipped"] == ["local"]
+    assert _ws(app).status == "running"
+
+
+def test_deleting_a_user_queues_the_workspace_removal(app, client, auth, fake):
+    with app.app_context():
+        carol = make_user("carol")
+        carol_id = carol.id
+        make_workspace(carol, make_server(), status="provisioning", ports={})
+    _provision_existing(app)
+    auth.as_role("admin")
+    response = form_post(client, f"/admin/users/{carol_id}/delete", {"remove_folder": "y"},
+                         page=f"/admin/users/{carol_id}")
+    assert response.status_code == 302
+    assert _ws(app).status == "deleting"
+    tasks = run_tasks(app)
+    assert tasks[-1].kind == "delete_workspace" and tasks[-1].state == "succeeded"
+    assert tasks[-1].payload["remove_folder"] is True
+    assert _ws(app) is None and FakeBackend.containers == {}
+    assert "carol-vscode" not in _routes(app)
+    assert "workspace_deleted" in _actions(app)
+
+
+def test_nginx_refusal_fails_the_task_and_records_an_alert(app, fake):
+    with app.app_context():
+        make_workspace(make_user("carol"), make_server(), status="provisioning", ports={})
+    app.config["NGINX_BIN"] = "/bin/false"
+    with app.app_context():
+        ws = db.session.scalar(select(Workspace))
+        from app.services.tasks import enqueue
+
+        enqueue("provision", target="t", payload={"workspace_id": ws.id}, lock_key=ws.lock_key)
+        db.session.commit()
+    tasks = run_tasks(app)
+    assert tasks[-1].state == "failed" and "nginx refused" in tasks[-1].message
+    with app.app_context():
+        alert = db.session.scalar(select(AuditLog).where(AuditLog.action_type == "nginx_reload_failed"))
+        assert alert is not None and alert.log_level == "error"
+        assert db.session.scalar(select(func.count(Task.id))) == 1
