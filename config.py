@@ -161,6 +161,11 @@ class Config:
             "RATELIMIT_ENABLED": env.boolean("SLIPWAY_RATELIMIT_ENABLED", True),
             "RATELIMIT_HEADERS_ENABLED": True,
             "RATELIMIT_KEY_PREFIX": env.text("SLIPWAY_RATELIMIT_KEY_PREFIX", "slipway"),
+            # None means "$DATA_DIR/uploads", resolved on use so a DATA_DIR override carries over.
+            "UPLOAD_DIR": env.text("SLIPWAY_UPLOAD_DIR", None),
+            "UPLOAD_MAX_BYTES": env.integer("SLIPWAY_UPLOAD_MAX_BYTES", 8 * 1024**3),
+            "DOCKERFILE_MAX_BYTES": env.integer("SLIPWAY_DOCKERFILE_MAX_BYTES", 64 * 1024),
+            "BUILD_CONTEXT_MAX_BYTES": env.integer("SLIPWAY_BUILD_CONTEXT_MAX_BYTES", 50 * 1024**2),
             "USERS_PER_PAGE": 25,
             "BOOTSTRAP_SERVE_LOCAL": True,
             "WTF_CSRF_TIME_LIMIT": None,
@@ -323,10 +328,15 @@ def validate(settings: Mapping[str, Any]) -> list[str]:
         "WORKER_CONCURRENCY",
         "TASK_LEASE_SECONDS",
         "TASK_POLL_MS",
+        "UPLOAD_MAX_BYTES",
+        "DOCKERFILE_MAX_BYTES",
+        "BUILD_CONTEXT_MAX_BYTES",
     ):
         if settings.get(name, 0) <= 0:
             problems.append(f"SLIPWAY_{name} must be positive")
     _check_poller(problems, settings)
     _check_writable_dir(problems, "SLIPWAY_DATA_DIR", Path(settings["DATA_DIR"]))
     _check_writable_dir(problems, "SLIPWAY_WORKSPACE_ROOT", Path(settings["WORKSPACE_ROOT"]))
+    upload_dir = settings.get("UPLOAD_DIR") or Path(settings["DATA_DIR"]) / "uploads"
+    _check_writable_dir(problems, "SLIPWAY_UPLOAD_DIR", Path(upload_dir))
     return problems

@@ -91,3 +91,7 @@ def _register_blueprints(app: Flask) -> None:
     for blueprint in (main_bp, auth_bp, users_bp, admin_bp, api_bp, tasks_bp, account_bp, security_admin_bp):
         app.register_blueprint(blueprint)
     app.register_blueprint(servers_bp)
+
+    from app.images.routes import bp as images_bp
+
+    app.register_blueprint(images_bp)

@@ -1,6 +1,7 @@
 """All models, re-exported so `from app.models import User` works everywhere."""
 
 from app.models.audit import LOG_LEVELS, AuditLog
+from app.models.image import BuildPolicy, Registry, Upload, WorkspaceImage
 from app.models.security import (
     API_SCOPES,
     ApiKey,
@@ -16,6 +17,10 @@ from app.models.user import ROLES, STATUSES, User, UserSession
 from app.models.workspace import WORKSPACE_STATUSES, UsedHandoffToken, Workspace
 
 __all__ = [
+    "BuildPolicy",
+    "Registry",
+    "Upload",
+    "WorkspaceImage",
     "API_SCOPES",
     "ApiKey",
     "BannedIP",

@@ -20,6 +20,7 @@ KIND_MODULES: tuple[str, ...] = (
     "app.workspaces.tasks",
     "app.workspaces.reconcile",
     "app.servers.tasks",
+    "app.images.tasks",
 )
 
 

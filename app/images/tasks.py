@@ -1,0 +1,222 @@
+"""Task kinds of the images area: `build`, `push`, `import`, `delete_image`.
+
+Each streams the agent's NDJSON answer into task events as it arrives, sets progress from
+"step N of M", honours cancel by closing the stream, and ends with an audit row.
+Registry passwords are read from the database inside the task, sent with the one agent
+request that needs them, and never written to the payload, events or audit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from app.extensions import db
+from app.images.policy import DOCKER_HUB, image_registry
+from app.images.routes import agent_for
+from app.images.uploads import STORED_NAME_RE, context_dir, upload_dir
+from app.models import Registry, Upload
+from app.services import audit
+from app.worker.handlers import TaskCancelled, TaskContext, TaskFailed, task_kind
+
+STREAM_READ_TIMEOUT = 600.0
+CANCEL_CHECK_SECONDS = 0.5
+
+
+def _server(ctx: TaskContext) -> Any:
+    from app.models.server import Server
+
+    server = db.session.get(Server, ctx.payload.get("server_id"))
+    if server is None:
+        raise TaskFailed("the server no longer exists")
+    return server
+
+
+def _finish_audit(ctx: TaskContext, action: str, details: dict[str, Any], ok: bool, server_id: int) -> None:
+    audit.record(action, ctx.task.requested_by, {**details, "task": ctx.task.id, "ok": ok},
+                 level="info" if ok else "warning", source="worker", server_id=server_id)
+    db.session.commit()
+
+
+def _follow(ctx: TaskContext, stream: Iterator[dict[str, Any]], total_hint: int = 0,
+            secret: str | None = None) -> dict[str, Any]:
+    """Log a stream's lines as events until its result; returns the result object."""
+    next_check = time.monotonic() + CANCEL_CHECK_SECONDS
+    try:
+        for item in stream:
+            kind = item.get("type")
+            line = str(item.get("line", "")).rstrip()
+            if secret and secret in line:
+                line = line.replace(secret, "****")
+            if kind == "step":
+                total = int(item.get("total") or total_hint or 1)
+                step = int(item.get("step") or 0)
+                ctx.progress(int(100 * max(step - 1, 0) / max(total, 1)), line or f"Step {step}/{total}")
+            elif kind == "result":
+                return item
+            elif line:
+                ctx.log(line, level="error" if kind == "error" else "info")
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + CANCEL_CHECK_SECONDS
+                ctx.check_cancelled()
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()  # stops reading; closing the response tells the agent to stop too
+    raise TaskFailed("the agent's stream ended without a result")
+
+
+@task_kind("build", max_attempts=1)
+def build(ctx: TaskContext) -> dict[str, Any] | None:
+    """Build an image on the server's agent, following its log live."""
+    from app.agents.client import AgentError
+
+    server = _server(ctx)
+    tag = ctx.payload["tag"]
+    for warning in ctx.payload.get("warnings") or []:
+        ctx.log(f"policy warning: {warning}", level="warning")
+    context: bytes | None = None
+    name = ctx.payload.get("context_file")
+    path = context_dir() / name if name else None
+    ok = False
+    message = ""
+    try:
+        if path is not None:
+            if not path.is_file():
+                raise TaskFailed("the uploaded build context is no longer available")
+            context = path.read_bytes()
+        ctx.log(f"building {tag} on {server.name}")
+        client = agent_for(server, read_timeout=STREAM_READ_TIMEOUT)
+        result = _follow(ctx, client.build_image(tag=tag, dockerfile=ctx.payload["dockerfile"],
+                                                 context=context, buildargs=ctx.payload.get("buildargs")),
+                         ctx.payload.get("total_steps", 0))
+        data = result.get("data") or {}
+        if not result.get("success"):
+            step = data.get("step")
+            message = result.get("message") or "the build failed"
+            if step and f"step {step}" not in message:
+                message = f"step {step} failed: {message}"
+            raise TaskFailed(message)
+        ok = True
+        ctx.progress(100, f"built {tag} ({str(data.get('id', ''))[:19]})")
+        return {"tag": tag, "id": data.get("id")}
+    except AgentError as exc:
+        message = exc.message
+        raise TaskFailed(f"the agent refused the build: {exc.message}") from exc
+    except TaskCancelled:
+        message = "cancelled"
+        raise
+    finally:
+        if path is not None:
+            path.unlink(missing_ok=True)
+        _finish_audit(ctx, "build", {"tag": tag, "server": server.name, **({} if ok else {"error": message})},
+                      ok, server.id)
+
+
+def _ensure_named(ctx: TaskContext, client: Any, source: str, target: str) -> None:
+    """Give the local image `source` the name `target` (a one-line build; nothing is pulled)."""
+    ctx.log(f"tagging {source} as {target}")
+    result = _follow(ctx, client.build_image(tag=target, dockerfile=f"FROM {source}\n"))
+    if not result.get("success"):
+        raise TaskFailed(f"could not tag {source} as {target}: {result.get('message')}")
+
+
+def push_target(registry_host: str, repository: str) -> str:
+    """The repository name under `registry_host` (any other registry prefix is replaced)."""
+    if image_registry(repository) != DOCKER_HUB:
+        host, _, rest = repository.partition("/")
+        if host == registry_host:
+            return repository
+        repository = rest
+    return f"{registry_host}/{repository}"
+
+
+@task_kind("push", max_attempts=2)
+def push(ctx: TaskContext) -> dict[str, Any] | None:
+    """Push an image to a registry; the password goes to the agent with this request only."""
+    from app.agents.client import AgentError, AgentUnavailable
+
+    server = _server(ctx)
+    registry = db.session.get(Registry, ctx.payload.get("registry_id"))
+    if registry is None:
+        raise TaskFailed("the registry no longer exists")
+    repository, tag = ctx.payload["repository"], ctx.payload["tag"]
+    target = push_target(registry.host, repository)
+    password = registry.password()
+    details = {"image": f"{repository}:{tag}", "registry": registry.name, "target": f"{target}:{tag}",
+               "server": server.name}
+    ok = False
+    try:
+        client = agent_for(server, read_timeout=STREAM_READ_TIMEOUT)
+        if target != repository:
+            _ensure_named(ctx, client, f"{repository}:{tag}", f"{target}:{tag}")
+        ctx.log(f"pushing {target}:{tag} to {registry.name}")
+        result = _follow(ctx, client.push_image(repository=target, tag=tag, username=registry.username,
+                                                password=password), secret=password)
+        if not result.get("success"):
+            text = str(result.get("message") or "the push failed")
+            raise TaskFailed(text.replace(password, "****") if password else text)
+        ok = True
+        ctx.progress(100, f"pushed {target}:{tag}")
+        return {"pushed": f"{target}:{tag}"}
+    except AgentUnavailable:
+        raise  # retried
+    except AgentError as exc:
+        text = exc.message.replace(password, "****") if password else exc.message
+        raise TaskFailed(f"the agent refused the push: {text}") from exc
+    finally:
+        _finish_audit(ctx, "push", details, ok, server.id)
+
+
+@task_kind("import", max_attempts=2)
+def import_image(ctx: TaskContext) -> dict[str, Any] | None:
+    """Stream an uploaded tarball to the server's agent and import it as an image."""
+    from app.agents.client import AgentError, AgentUnavailable
+
+    server = _server(ctx)
+    row = db.session.get(Upload, ctx.payload.get("upload_id"))
+    if row is None or not STORED_NAME_RE.match(row.stored_name):
+        raise TaskFailed("the upload no longer exists")
+    path: Path = upload_dir() / row.stored_name
+    if not path.is_file():
+        raise TaskFailed("the uploaded file is missing on disk")
+    tag = f"{ctx.payload['repository']}:{ctx.payload['tag']}"
+    ok = False
+    try:
+        ctx.log(f"sending {row.original_name} ({row.size} bytes) to {server.name}")
+        client = agent_for(server, read_timeout=STREAM_READ_TIMEOUT)
+        data = client.import_image(path, repository=ctx.payload["repository"], tag=ctx.payload["tag"])
+        ok = True
+        ctx.progress(100, f"imported as {tag} ({str(data.get('id', ''))[:19]})")
+        return {"tag": tag, "id": data.get("id")}
+    except AgentUnavailable:
+        raise  # retried
+    except AgentError as exc:
+        raise TaskFailed(f"the agent refused the import: {exc.message}") from exc
+    finally:
+        _finish_audit(ctx, "import", {"upload": row.original_name, "sha256": row.sha256, "tag": tag,
+                                      "server": server.name}, ok, server.id)
+
+
+@task_kind("delete_image", max_attempts=3)
+def delete_image(ctx: TaskContext) -> dict[str, Any] | None:
+    """Delete an image on a server; already gone counts as done."""
+    from app.agents.client import AgentConflict, AgentNotFound
+
+    server = _server(ctx)
+    ref = ctx.payload["ref"]
+    ok = False
+    try:
+        agent_for(server).delete_image(ref)
+        ok = True
+        ctx.log(f"deleted {ref}")
+    except AgentNotFound:
+        ok = True
+        ctx.log(f"{ref} was already gone")
+    except AgentConflict as exc:
+        raise TaskFailed(f"{ref} is in use on {server.name}: {exc.message}") from exc
+    finally:
+        _finish_audit(ctx, "delete_image", {"ref": ref, "server": server.name}, ok, server.id)
+    return {"ref": ref}
