@@ -117,7 +117,8 @@ def test_admin_role_is_forced_through_setup_before_anything_else(app, client):
 
 def test_admin_can_require_mfa_for_regular_users(app, client, auth):
     auth.as_role("admin", username="boss")
-    form_post(client, "/admin/security/mfa-policy", {"admin": "y", "regular": "y"}, page="/admin/security/")
+    policy = {"admin": "required", "qvp": "optional", "regular": "required"}
+    form_post(client, "/admin/security/mfa-policy", policy, page="/admin/security/")
     with app.app_context():
         policies = {row.role: row.mfa_required for row in db.session.scalars(select(RolePolicy))}
         make_user("reg")

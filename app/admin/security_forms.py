@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, IntegerField, StringField, SubmitField, ValidationError
-from wtforms.validators import DataRequired, Length, NumberRange
+from wtforms import IntegerField, SelectField, StringField, SubmitField, ValidationError
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange
 
 from app.validators import is_ip
+
+POLICY_CHOICES = [("required", "MFA required"), ("optional", "MFA optional")]
 
 
 class MfaPolicyForm(FlaskForm):
     """Which roles must use two-factor authentication."""
 
-    admin = BooleanField("admin")
-    qvp = BooleanField("qvp")
-    regular = BooleanField("regular")
+    admin = SelectField("admin", choices=POLICY_CHOICES, validators=[InputRequired()])
+    qvp = SelectField("qvp", choices=POLICY_CHOICES, validators=[InputRequired()])
+    regular = SelectField("regular", choices=POLICY_CHOICES, validators=[InputRequired()])
     submit = SubmitField("Save MFA policy")
 
 

@@ -23,6 +23,10 @@ RECENT_FAILURES = 100
 @permission_required("manage_security")
 def overview() -> str:
     """Recent failed logins, current bans, and the MFA policy per role."""
+    return _render_overview(BanForm())
+
+
+def _render_overview(ban_form: BanForm) -> str:
     now = clock.now()
     failures = db.session.scalars(
         select(LoginAttempt)
@@ -33,13 +37,13 @@ def overview() -> str:
     bans = db.session.scalars(
         select(BannedIP).where(BannedIP.expires_at > now).order_by(BannedIP.expires_at.desc())
     ).all()
-    policy = mfa.role_policies()
+    choices = {role: "required" if on else "optional" for role, on in mfa.role_policies().items()}
     return render_template(
         "admin/security.html",
         failures=failures,
         bans=bans,
-        policy_form=MfaPolicyForm(data=policy),
-        ban_form=BanForm(),
+        policy_form=MfaPolicyForm(data=choices),
+        ban_form=ban_form,
         confirm=ConfirmForm(),
     )
 
@@ -54,7 +58,7 @@ def mfa_policy() -> Response:
     now = clock.now()
     changed = {}
     for role in ROLES:
-        wanted = bool(form[role].data)
+        wanted = form[role].data == "required"
         row = db.session.get(RolePolicy, role)
         if row is None:
             row = RolePolicy(role=role, mfa_required=not wanted)
@@ -70,14 +74,11 @@ def mfa_policy() -> Response:
 
 @bp.route("/bans", methods=["POST"])
 @permission_required("manage_security")
-def ban_ip() -> Response:
+def ban_ip() -> Response | tuple[str, int]:
     """Ban an address by hand for some hours."""
     form = BanForm()
     if not form.validate_on_submit():
-        for errors in form.errors.values():
-            for error in errors:
-                flash(error, "danger")
-        return redirect(url_for("security_admin.overview"))
+        return _render_overview(form), 400
     ip = form.ip_address.data.strip()
     bruteforce.ban(ip, form.reason.data.strip(), form.hours.data * 3600, actor=current_user.username)
     db.session.commit()
