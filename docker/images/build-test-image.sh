@@ -15,6 +15,7 @@ if [[ "$(ldd "$busybox" 2>&1 || true)" != *"not a dynamic"* ]]; then
   echo "$busybox is not a static busybox (install busybox-static)" >&2; exit 1
 fi
 
+old_id=$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 mkdir -p "$root"/{bin,etc,tmp,workspace,www/vscode,www/jupyter}
@@ -48,4 +49,8 @@ tar -C "$root" --numeric-owner --owner=0 --group=0 -c . \
       --change 'CMD ["/bin/sh", "/start.sh"]' \
       --change "LABEL slipway.build-hash=$script_hash slipway.image=test-workspace" \
       - "$image" >/dev/null
+# The replaced image is left untagged: drop it unless a container still uses it.
+if [ -n "$old_id" ] && [ "$(docker image inspect -f '{{.Id}}' "$image")" != "$old_id" ]; then
+  docker image rm "$old_id" >/dev/null 2>&1 || true
+fi
 echo "built $image"
