@@ -146,6 +146,7 @@ class Config:
             "MFA_REQUIRED_ROLES": env.text("SLIPWAY_MFA_REQUIRED_ROLES", "admin,qvp"),
             "MFA_ISSUER": env.text("SLIPWAY_MFA_ISSUER", "Slipway"),
             "LOGIN_LOCK_THRESHOLD": env.integer("SLIPWAY_LOGIN_LOCK_THRESHOLD", 5),
+            "LOGIN_ACCOUNT_LOCK_THRESHOLD": env.integer("SLIPWAY_LOGIN_ACCOUNT_LOCK_THRESHOLD", 20),
             "LOGIN_LOCK_SECONDS": env.integer("SLIPWAY_LOGIN_LOCK_SECONDS", 60),
             "LOGIN_LOCK_MAX_SECONDS": env.integer("SLIPWAY_LOGIN_LOCK_MAX_SECONDS", 3600),
             "IP_BAN_FAILURES": env.integer("SLIPWAY_IP_BAN_FAILURES", 50),
@@ -268,6 +269,7 @@ def _check_security(problems: list[str], settings: Mapping[str, Any]) -> None:
         problems.append(f"SLIPWAY_MFA_REQUIRED_ROLES names unknown roles: {', '.join(unknown)}")
     for name in (
         "LOGIN_LOCK_THRESHOLD",
+        "LOGIN_ACCOUNT_LOCK_THRESHOLD",
         "LOGIN_LOCK_SECONDS",
         "LOGIN_LOCK_MAX_SECONDS",
         "IP_BAN_FAILURES",

@@ -23,17 +23,46 @@ def active_ban(ip: str | None) -> BannedIP | None:
     return ban
 
 
-def locked_until(user: User | None) -> datetime | None:
-    """When `user`'s temporary lock ends, or None when they may try now."""
-    if user is None or user.locked_until is None or user.locked_until <= clock.now():
+def locked_until(user: User | None, ip: str | None) -> datetime | None:
+    """When `user`'s lock for logins from `ip` ends, or None when they may try now.
+
+    Two locks: per account and address (consecutive failures from `ip`, so an attacker cannot
+    lock the owner out from elsewhere), and account-wide after many failures from anywhere.
+    """
+    if user is None:
         return None
-    return user.locked_until
+    now = clock.now()
+    until = user.locked_until if user.locked_until and user.locked_until > now else None
+    ip_until = _ip_lock(user, ip or "", now)
+    if ip_until is not None and ip_until > now and (until is None or ip_until > until):
+        until = ip_until
+    return until
 
 
-def _lock_seconds(failures: int) -> int:
+def _ip_lock(user: User, ip: str, now: datetime) -> datetime | None:
+    threshold = current_app.config["LOGIN_LOCK_THRESHOLD"]
+    since = now - timedelta(seconds=current_app.config["LOGIN_LOCK_MAX_SECONDS"])
+    recent = db.session.execute(
+        select(LoginAttempt.success, LoginAttempt.created_at)
+        .where(LoginAttempt.user_id == user.id, LoginAttempt.created_at >= since)
+        .where(LoginAttempt.ip_address == ip)
+        .order_by(LoginAttempt.created_at.desc(), LoginAttempt.id.desc())
+        .limit(threshold + 20)
+    ).all()
+    failures = 0
+    for success, _ in recent:
+        if success:
+            break
+        failures += 1
+    if failures < threshold:
+        return None
+    return recent[0].created_at + timedelta(seconds=lock_seconds(failures, threshold))
+
+
+def lock_seconds(failures: int, threshold: int) -> int:
+    """Lock length after `failures` consecutive failures: doubles past the threshold, capped."""
     config = current_app.config
-    over = failures - config["LOGIN_LOCK_THRESHOLD"]
-    # Doubles with every failure past the threshold, capped; the shift is bounded to avoid huge ints.
+    over = max(failures - threshold, 0)
     return min(config["LOGIN_LOCK_SECONDS"] << min(over, 20), config["LOGIN_LOCK_MAX_SECONDS"])
 
 
@@ -48,8 +77,9 @@ def record_failure(user: User | None, login: str, ip: str, *, counted: bool = Tr
                                 success=False, created_at=now))
     if user is not None and counted:
         user.failed_logins = (user.failed_logins or 0) + 1
-        if user.failed_logins >= current_app.config["LOGIN_LOCK_THRESHOLD"]:
-            user.locked_until = now + timedelta(seconds=_lock_seconds(user.failed_logins))
+        threshold = current_app.config["LOGIN_ACCOUNT_LOCK_THRESHOLD"]
+        if user.failed_logins >= threshold:
+            user.locked_until = now + timedelta(seconds=lock_seconds(user.failed_logins, threshold))
             audit.record(
                 "account_locked",
                 user.username,
@@ -57,6 +87,15 @@ def record_failure(user: User | None, login: str, ip: str, *, counted: bool = Tr
                 level="warning",
             )
     db.session.flush()
+    if user is not None and counted:
+        ip_until = _ip_lock(user, ip, now)
+        if ip_until is not None and ip_until > now:
+            audit.record(
+                "account_locked",
+                user.username,
+                {"until": ip_until.isoformat(timespec="seconds"), "for_ip": ip},
+                level="warning",
+            )
     _maybe_ban(ip, now)
 
 
