@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import threading
 import time
 from collections.abc import Iterator
@@ -103,3 +104,146 @@ def remove_images(*refs: str) -> None:
 
 
 __all__ = ["REGISTRY", "REGISTRY_PASSWORD", "REGISTRY_USER", "TEST_IMAGE", "docker_available"]
+
+
+WEB_SCRIPT = """
+import sys
+from pathlib import Path
+from werkzeug.serving import run_simple
+from tests.conftest import build_app
+app = build_app(sys.argv[1], Path(sys.argv[2]), UPLOAD_MAX_BYTES=int(sys.argv[4]))
+run_simple("127.0.0.1", int(sys.argv[3]), app, threaded=True)
+"""
+
+
+@contextlib.contextmanager
+def web_process(database_url: str, data_dir: Path, *, upload_max_bytes: int) -> Iterator[tuple[str, int]]:
+    """The web app in its own process (so its memory can be measured); yields (base_url, pid)."""
+    import subprocess
+    import sys
+
+    from tests.agent.conftest import free_port
+
+    port = free_port()
+    root = Path(__file__).resolve().parents[1]
+    log = data_dir / "web.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-c", WEB_SCRIPT, database_url, str(data_dir), str(port),
+                                 str(upload_max_bytes)], cwd=root, stdout=out, stderr=out)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(base + "/health", timeout=1)
+                break
+            except requests.ConnectionError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"web process did not start: {log.read_text()[-2000:]}") from None
+                time.sleep(0.1)
+        yield base, proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def rss_bytes(pid: int) -> int:
+    """The resident set size of process `pid`."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class RssSampler:
+    """Samples a process's RSS every 20 ms in a thread; `.peak` is the highest seen."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_bytes(self.pid))
+            time.sleep(0.02)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+class MultipartTarStream:
+    """A multipart/form-data body (csrf_token, then a tar file of `size` zero bytes) made on the fly.
+
+    File-like with a length, so `requests` streams it with a Content-Length and never holds it.
+    """
+
+    BOUNDARY = "slipwaybenchboundary7d93"
+    _ZEROS = bytes(1024 * 1024)
+
+    def __init__(self, csrf_token: str, size: int, filename: str = "guest.tar") -> None:
+        import tarfile
+
+        info = tarfile.TarInfo("disk.img")
+        info.size = size
+        pad = (-size) % 512
+        b = self.BOUNDARY
+        head = (f"--{b}\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\n\r\n{csrf_token}\r\n"
+                f"--{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n"
+                "Content-Type: application/x-tar\r\n\r\n").encode()
+        self.tar_header = info.tobuf(format=tarfile.USTAR_FORMAT)
+        head += self.tar_header
+        self._head = head
+        self._zero_count = size + pad + 1024  # file data, padding, two end-of-archive blocks
+        self._tail = f"\r\n--{b}--\r\n".encode()
+        self.file_bytes = len(self.tar_header) + self._zero_count
+        self.length = len(head) + self._zero_count + len(self._tail)
+        self._pos = 0
+
+    @property
+    def content_type(self) -> str:
+        """The Content-Type header for this body."""
+        return f"multipart/form-data; boundary={self.BOUNDARY}"
+
+    def file_sha256(self) -> str:
+        """The sha256 the server should record for the file part."""
+        digest = hashlib.sha256(self.tar_header)
+        left = self._zero_count
+        while left:
+            step = min(left, len(self._ZEROS))
+            digest.update(self._ZEROS[:step])
+            left -= step
+        return digest.hexdigest()
+
+    def __len__(self) -> int:
+        return self.length
+
+    def read(self, n: int = -1) -> bytes:
+        """The next at most `n` bytes."""
+        if n is None or n < 0:
+            n = self.length - self._pos
+        out = bytearray()
+        zero_end = len(self._head) + self._zero_count
+        while n > 0 and self._pos < self.length:
+            if self._pos < len(self._head):
+                piece = self._head[self._pos:self._pos + n]
+            elif self._pos < zero_end:
+                piece = self._ZEROS[:min(n, zero_end - self._pos, len(self._ZEROS))]
+            else:
+                start = self._pos - zero_end
+                piece = self._tail[start:start + n]
+            out += piece
+            self._pos += len(piece)
+            n -= len(piece)
+        return bytes(out)
