@@ -136,3 +136,26 @@ def test_delete_and_test_connection_are_admin_only(app, client, auth):
         assert db.session.get(Server, server_id) is None
         actions = {row.action_type for row in db.session.scalars(select(AuditLog))}
         assert {"server_deleted", "server_refresh_requested"} <= actions
+
+
+@pytest.mark.parametrize(("role", "expected"), [
+    ("regular", {"list": 403, "detail": 403, "new": 403, "edit": 403, "test": 403, "delete": 403}),
+    ("qvp", {"list": 200, "detail": 200, "new": 403, "edit": 403, "test": 403, "delete": 403}),
+    ("admin", {"list": 200, "detail": 200, "new": 200, "edit": 200, "test": 302, "delete": 302}),
+])
+def test_servers_permission_matrix(app, client, auth, role, expected):
+    auth.as_role(role)
+    with app.app_context():
+        server_id = make_server().id
+    from tests.conftest import csrf_token
+
+    token = csrf_token(client)
+    got = {
+        "list": client.get("/servers/").status_code,
+        "detail": client.get(f"/servers/{server_id}").status_code,
+        "new": client.get("/servers/new").status_code,
+        "edit": client.get(f"/servers/{server_id}/edit").status_code,
+        "test": client.post(f"/servers/{server_id}/test", data={"csrf_token": token}).status_code,
+        "delete": client.post(f"/servers/{server_id}/delete", data={"csrf_token": token}).status_code,
+    }
+    assert got == expected
