@@ -82,6 +82,7 @@ class Config:
     DEFAULT_SECRETS_KEY: str | None = None
     DEFAULT_BCRYPT_ROUNDS = 12
     DEFAULT_HTTPS = True
+    DEFAULT_MFA_REQUIRED_ROLES = "admin,qvp"
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> tuple[dict[str, Any], list[str]]:
@@ -143,7 +144,7 @@ class Config:
             "ORPHAN_GRACE_SECONDS": env.integer("SLIPWAY_ORPHAN_GRACE_SECONDS", 300),
             "RECONCILE_INTERVAL_SECONDS": env.integer("SLIPWAY_RECONCILE_INTERVAL_SECONDS", 120),
             "TRUSTED_PROXIES": env.text("SLIPWAY_TRUSTED_PROXIES", "127.0.0.1,::1"),
-            "MFA_REQUIRED_ROLES": env.text("SLIPWAY_MFA_REQUIRED_ROLES", "admin,qvp"),
+            "MFA_REQUIRED_ROLES": env.text("SLIPWAY_MFA_REQUIRED_ROLES", cls.DEFAULT_MFA_REQUIRED_ROLES),
             "MFA_ISSUER": env.text("SLIPWAY_MFA_ISSUER", "Slipway"),
             "LOGIN_LOCK_THRESHOLD": env.integer("SLIPWAY_LOGIN_LOCK_THRESHOLD", 5),
             "LOGIN_ACCOUNT_LOCK_THRESHOLD": env.integer("SLIPWAY_LOGIN_ACCOUNT_LOCK_THRESHOLD", 20),
@@ -201,6 +202,8 @@ class TestingConfig(DevelopmentConfig):
     DEBUG = False
     TESTING = True
     DEFAULT_BCRYPT_ROUNDS = 4
+    # Tests and benches log admins in with a password alone; tests/test_mfa.py sets "admin,qvp".
+    DEFAULT_MFA_REQUIRED_ROLES = ""
 
 
 CONFIGS: dict[str, type[Config]] = {
