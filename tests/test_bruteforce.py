@@ -125,3 +125,17 @@ def test_admin_sees_failures_and_bans_and_can_unban(app, client, auth):
     bad = client.post("/admin/security/bans", data={"csrf_token": token, "ip_address": "not-an-ip",
                                                     "reason": "x", "hours": "1"})
     assert bad.status_code == 400 and "IPv4 or IPv6" in bad.get_data(as_text=True)
+
+
+def test_unknown_names_lock_like_real_ones(app):
+    install_clock(app)
+    with app.app_context():
+        make_user("real")
+    client = client_from(app, ATTACKER)
+    token = csrf_token(client, "/login")
+    for name in ("real", "ghost-user"):
+        for i in range(5):
+            post_login(client, token, name, f"wrong password {i}")
+    real = post_login(client, token, "real", "another guess").get_data(as_text=True)
+    ghost = post_login(client, token, "ghost-user", "another guess").get_data(as_text=True)
+    assert "locked until" in real and "locked until" in ghost

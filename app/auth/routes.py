@@ -132,9 +132,9 @@ def login() -> str | Response:
     form = LoginForm()
     if form.validate_on_submit():
         ip = request.remote_addr or "unknown"
-        login_name = form.username.data.strip().lower()[:255]
         user = accounts.find_by_login(form.username.data)
-        until = bruteforce.locked_until(user, ip)
+        login_name = bruteforce.login_key(user, form.username.data)
+        until = bruteforce.locked_until(login_name, user, ip)
         if until is not None:
             check_password(form.password.data, None)  # the same bcrypt work as any other attempt
             bruteforce.record_failure(user, login_name, ip, counted=False)

@@ -29,7 +29,7 @@ def _pending_user() -> User | None:
     if user_id is None or time.time() - started > PENDING_SECONDS:
         return None
     user = db.session.get(User, user_id)
-    if user is None or bruteforce.locked_until(user, request.remote_addr) is not None:
+    if user is None or bruteforce.locked_until(user.username, user, request.remote_addr) is not None:
         return None
     return user
 
@@ -60,7 +60,7 @@ def mfa_verify() -> str | Response:
         bruteforce.record_failure(user, user.username, ip)
         audit.record("mfa_failed", user.username, level="warning")
         db.session.commit()
-        if bruteforce.locked_until(user, ip) is not None:
+        if bruteforce.locked_until(user.username, user, ip) is not None:
             return _back_to_login()
         flash("That code is not valid (codes work once each).", "danger")
     return render_template("auth/mfa_verify.html", form=form)

@@ -27,6 +27,7 @@ class LoginAttempt(db.Model):
     __table_args__ = (
         Index("ix_login_attempts_ip_created", "ip_address", "created_at"),
         Index("ix_login_attempts_user_created", "user_id", "created_at"),
+        Index("ix_login_attempts_login_created", "login", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -23,28 +23,32 @@ def active_ban(ip: str | None) -> BannedIP | None:
     return ban
 
 
-def locked_until(user: User | None, ip: str | None) -> datetime | None:
-    """When `user`'s lock for logins from `ip` ends, or None when they may try now.
+def login_key(user: User | None, typed: str) -> str:
+    """The name attempts are counted under: the username when it exists, else what was typed."""
+    return user.username if user is not None else typed.strip().lower()[:255]
 
-    Two locks: per account and address (consecutive failures from `ip`, so an attacker cannot
-    lock the owner out from elsewhere), and account-wide after many failures from anywhere.
+
+def locked_until(key: str, user: User | None, ip: str | None) -> datetime | None:
+    """When the lock on login `key` from `ip` ends, or None when it may be tried now.
+
+    Two locks: per login name and address (consecutive failures from `ip`, so an attacker cannot
+    lock the owner out from elsewhere; unknown names lock the same way, so the lock message does
+    not reveal which accounts exist), and account-wide after many failures from anywhere.
     """
-    if user is None:
-        return None
     now = clock.now()
-    until = user.locked_until if user.locked_until and user.locked_until > now else None
-    ip_until = _ip_lock(user, ip or "", now)
+    until = user.locked_until if user and user.locked_until and user.locked_until > now else None
+    ip_until = _ip_lock(key, ip or "", now)
     if ip_until is not None and ip_until > now and (until is None or ip_until > until):
         until = ip_until
     return until
 
 
-def _ip_lock(user: User, ip: str, now: datetime) -> datetime | None:
+def _ip_lock(key: str, ip: str, now: datetime) -> datetime | None:
     threshold = current_app.config["LOGIN_LOCK_THRESHOLD"]
     since = now - timedelta(seconds=current_app.config["LOGIN_LOCK_MAX_SECONDS"])
     recent = db.session.execute(
         select(LoginAttempt.success, LoginAttempt.created_at)
-        .where(LoginAttempt.user_id == user.id, LoginAttempt.created_at >= since)
+        .where(LoginAttempt.login == key, LoginAttempt.created_at >= since)
         .where(LoginAttempt.ip_address == ip)
         .order_by(LoginAttempt.created_at.desc(), LoginAttempt.id.desc())
         .limit(threshold + 20)
@@ -87,13 +91,13 @@ def record_failure(user: User | None, login: str, ip: str, *, counted: bool = Tr
                 level="warning",
             )
     db.session.flush()
-    if user is not None and counted:
-        ip_until = _ip_lock(user, ip, now)
+    if counted:
+        ip_until = _ip_lock(login[:255], ip, now)
         if ip_until is not None and ip_until > now:
             audit.record(
                 "account_locked",
-                user.username,
-                {"until": ip_until.isoformat(timespec="seconds"), "for_ip": ip},
+                user.username if user else None,
+                {"login": login[:255], "until": ip_until.isoformat(timespec="seconds"), "for_ip": ip},
                 level="warning",
             )
     _maybe_ban(ip, now)

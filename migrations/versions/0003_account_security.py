@@ -37,6 +37,7 @@ def upgrade():
     with op.batch_alter_table("login_attempts", schema=None) as batch_op:
         batch_op.create_index("ix_login_attempts_ip_created", ["ip_address", "created_at"], unique=False)
         batch_op.create_index("ix_login_attempts_user_created", ["user_id", "created_at"], unique=False)
+        batch_op.create_index("ix_login_attempts_login_created", ["login", "created_at"], unique=False)
         batch_op.create_index("ix_login_attempts_created_at", ["created_at"], unique=False)
 
     op.create_table(
@@ -116,7 +117,12 @@ def downgrade():
         ("banned_ips", ["ix_banned_ips_expires_at"]),
         (
             "login_attempts",
-            ["ix_login_attempts_created_at", "ix_login_attempts_user_created", "ix_login_attempts_ip_created"],
+            [
+                "ix_login_attempts_created_at",
+                "ix_login_attempts_login_created",
+                "ix_login_attempts_user_created",
+                "ix_login_attempts_ip_created",
+            ],
         ),
     ):
         with op.batch_alter_table(table, schema=None) as batch_op:
