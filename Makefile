@@ -27,6 +27,7 @@ test-image: services
 	@bash docker/images/build-test-image.sh
 
 images: test-image
+	@bash docker/images/build-workspace-image.sh
 
 test: $(STAMP) images
 	@bash scripts/test.sh "$(TEST_DATABASE_URL)" $(PYTEST_ARGS)

@@ -1,0 +1,15 @@
+#!/bin/bash
+# Start code-server (8080) and JupyterLab (8888) without their own passwords (nginx guards them);
+# stop the container when either exits.
+set -u
+cd "$HOME"
+code-server --bind-addr 0.0.0.0:8080 --auth none --disable-telemetry --disable-update-check \
+  --user-data-dir "$HOME/.local/share/code-server" "$HOME" &
+jupyter lab --ip=0.0.0.0 --port=8888 --no-browser --ServerApp.token='' --ServerApp.password='' \
+  --ServerApp.allow_remote_access=True --ServerApp.root_dir="$HOME" \
+  --ServerApp.base_url="${JUPYTER_BASE_URL:-/}" &
+trap 'kill -TERM $(jobs -p) 2>/dev/null; wait' TERM INT
+wait -n
+status=$?
+kill -TERM $(jobs -p) 2>/dev/null
+exit $status

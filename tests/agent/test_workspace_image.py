@@ -1,0 +1,67 @@
+"""The real workspace image, started through the agent: code-server and JupyterLab answer over 127.0.0.1."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+import requests
+
+from tests.agent.conftest import ROOT
+from tests.conftest import IN_CI
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+WORKSPACE_IMAGE = "slipway/workspace:latest"
+
+
+@pytest.fixture(scope="module")
+def workspace_image(docker_client) -> str:
+    """The real image; built (minutes) by its script when absent, which `make images` normally did."""
+    try:
+        docker_client.images.get(WORKSPACE_IMAGE)
+    except Exception:
+        if not IN_CI:
+            pytest.skip(f"{WORKSPACE_IMAGE} is not built (make images)")
+        script = ROOT / "docker/images/build-workspace-image.sh"
+        subprocess.run(["bash", str(script)], check=True, timeout=1500)
+    return WORKSPACE_IMAGE
+
+
+def _page(url: str, seconds: float = 90) -> requests.Response:
+    """GET until the app answers 200 (the apps need some seconds to start)."""
+    deadline = time.monotonic() + seconds
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            response = requests.get(url, timeout=5)
+            if response.status_code == 200:
+                return response
+            last = response.status_code
+        except requests.RequestException as exc:
+            last = exc
+        time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer 200 within {seconds}s: {last}")
+
+
+def test_real_workspace_serves_both_apps(agent, spec, docker_client, workspace_image) -> None:
+    body = spec(image=workspace_image, cpu=1.0, memory_mb=1024)
+    response = agent.call("POST", "/api/containers", json_body=body)
+    assert response.status_code == 201, response.text
+    data = response.json()["data"]
+    try:
+        vscode = _page(f"http://127.0.0.1:{data['ports']['vscode']}/")
+        assert "code-server" in vscode.text.lower() or "vscode" in vscode.text.lower()
+        jupyter = _page(f"http://127.0.0.1:{data['ports']['jupyter']}/lab")
+        assert "JupyterLab" in jupyter.text
+        attrs = docker_client.api.inspect_container(data["id"])
+        assert attrs["Config"]["User"] == "1000:1000"
+        top = docker_client.api.top(data["id"], ps_args="-o pid,uid,comm")
+        uids = {row[1] for row in top["Processes"]}
+        assert uids == {"1000"}, top
+        files = subprocess.run(["ls", "-ld", str(agent.workdir / body["workspace"] / ".local")],
+                               capture_output=True, text=True)
+        assert files.returncode == 0, "the apps write their state under the workspace folder (home)"
+    finally:
+        agent.call("POST", f"/api/containers/{data['id']}/delete")
