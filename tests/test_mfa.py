@@ -142,3 +142,20 @@ def test_disabling_needs_password_and_code(app, client, auth):
     user = get_user(app, "dan")
     assert not user.mfa_enabled and user.mfa_secret is None
     assert "mfa_disabled" in actions(app)
+
+
+def test_wrong_codes_lock_the_login_and_the_password_does_not_reset_it(app, client):
+    clock = install_clock(app)
+    with app.app_context():
+        make_user("gus")
+    secret = enrol(app, "gus")
+    login(client, "gus")
+    for _ in range(4):
+        second_step(client, "000000")
+    login(client, "gus")  # the right password again does not wipe the count
+    second_step(client, "000000")
+    locked = login(client, "gus")
+    assert locked.status_code == 200 and "locked until" in locked.get_data(as_text=True)
+    clock.advance(hours=2)
+    login(client, "gus")
+    assert second_step(client, code_at(secret, clock)).status_code == 302

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
@@ -15,7 +14,7 @@ from app.errors import error_response
 from app.extensions import db, limiter
 from app.forms_common import ConfirmForm
 from app.models import User
-from app.security import bruteforce, mfa
+from app.security import bruteforce, clock, mfa
 from app.security.passwords import check_password
 from app.services import accounts, audit
 
@@ -102,7 +101,8 @@ def register() -> str | Response:
 
 
 def finish_login(user: User, target: str | None) -> Response:
-    """Start the real session (renewed, no fixation), audit it and send the user on."""
+    """Record the success, start the real session (renewed, no fixation), audit, send the user on."""
+    bruteforce.record_success(user, request.remote_addr or "unknown")
     start_session(user)
     audit.record("login", user.username, {"status": user.status, "mfa": user.mfa_enabled})
     db.session.commit()
@@ -115,7 +115,7 @@ def begin_second_step(user: User, target: str | None) -> Response:
     """Password accepted: remember only who is half-logged-in; no page but the MFA step opens."""
     session.clear()
     session["mfa_user_id"] = user.id
-    session["mfa_started"] = int(time.time())
+    session["mfa_started"] = clock.timestamp()
     session["mfa_next"] = safe_next(target)
     db.session.commit()
     if user.mfa_enabled:
@@ -143,7 +143,7 @@ def login() -> str | Response:
             return render_template("auth/login.html", form=form)
         if check_password(form.password.data, user.password_hash if user else None):
             assert user is not None
-            bruteforce.record_success(user, ip)
+            # With MFA to follow, nothing is counted as a success yet: wrong codes keep growing the lock.
             if user.is_approved and (user.mfa_enabled or mfa.mfa_required_for(user)):
                 return begin_second_step(user, request.args.get("next"))
             return finish_login(user, request.args.get("next"))

@@ -6,8 +6,6 @@ not logged in, so every other page treats it as anonymous.
 
 from __future__ import annotations
 
-import time
-
 from flask import current_app, flash, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
@@ -16,7 +14,7 @@ from app.auth.routes import _limit, bp, finish_login, home_for, safe_next
 from app.auth.sessions import start_session
 from app.extensions import db
 from app.models import User
-from app.security import bruteforce, mfa
+from app.security import bruteforce, clock, mfa
 from app.services import audit
 
 PENDING_SECONDS = 300
@@ -26,7 +24,7 @@ def _pending_user() -> User | None:
     """The half-logged-in user, or None when there is none or it went stale."""
     user_id = session.get("mfa_user_id")
     started = session.get("mfa_started", 0)
-    if user_id is None or time.time() - started > PENDING_SECONDS:
+    if user_id is None or clock.timestamp() - started > PENDING_SECONDS:
         return None
     user = db.session.get(User, user_id)
     if user is None or bruteforce.locked_until(user.username, user, request.remote_addr) is not None:
@@ -81,6 +79,7 @@ def mfa_setup() -> str | Response:
         if mfa.verify_totp(user, form.code.data, secret=secret):
             codes = mfa.enable(user, secret)
             target = session.get("mfa_next")
+            bruteforce.record_success(user, request.remote_addr or "unknown")
             start_session(user)
             audit.record("login", user.username, {"status": user.status, "mfa": True})
             db.session.commit()

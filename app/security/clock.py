@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -17,6 +18,11 @@ def now() -> datetime:
         if clock is not None:
             return clock()
     return utcnow()
+
+
+def timestamp() -> int:
+    """Unix seconds at `now()`."""
+    return calendar.timegm(now().timetuple())
 
 
 class FakeClock:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import calendar
 import io
 import secrets
 
@@ -48,13 +47,15 @@ def provisioning_uri(secret: str, username: str) -> str:
 def qr_svg(data: str) -> str:
     """Render `data` as an inline SVG QR code (no XML declaration, no external service)."""
     out = io.BytesIO()
-    segno.make(data, error="m").save(out, kind="svg", xmldecl=False, scale=5, border=2, svgns=True)
+    title = "QR code for your authenticator app"
+    code = segno.make(data, error="m")
+    code.save(out, kind="svg", xmldecl=False, scale=5, border=2, svgns=True, title=title)
     return out.getvalue().decode()
 
 
 def current_timestep() -> int:
     """The TOTP time step at the security clock's now (naive UTC)."""
-    return calendar.timegm(clock.now().timetuple()) // STEP_SECONDS
+    return clock.timestamp() // STEP_SECONDS
 
 
 def matching_timestep(secret: str, code: str) -> int | None:
