@@ -38,6 +38,7 @@ if ! docker image inspect "$base" >/dev/null 2>&1; then
   trap - EXIT
 fi
 
+old_id=$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)
 context=$(mktemp -d)
 trap 'rm -rf "$context"' EXIT
 cp "$here/workspace/Dockerfile" "$here/workspace/start.sh" "$context/"
@@ -54,5 +55,9 @@ if ! DOCKER_BUILDKIT=0 docker build --rm --force-rm \
   tail -40 "$log" >&2
   echo "building $image failed; full log in $log" >&2
   exit 1
+fi
+# The replaced image is left untagged: drop it unless a container still uses it.
+if [ -n "$old_id" ] && [ "$(docker image inspect -f '{{.Id}}' "$image")" != "$old_id" ]; then
+  docker image rm "$old_id" >/dev/null 2>&1 || true
 fi
 echo "built $image (log in $log)"

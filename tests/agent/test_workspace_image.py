@@ -52,7 +52,7 @@ def test_real_workspace_serves_both_apps(agent, spec, docker_client, workspace_i
     data = response.json()["data"]
     try:
         vscode = _page(f"http://127.0.0.1:{data['ports']['vscode']}/")
-        assert "code-server" in vscode.text.lower() or "vscode" in vscode.text.lower()
+        assert "vs/workbench" in vscode.text  # the VS Code workbench page, after code-server's redirect
         jupyter = _page(f"http://127.0.0.1:{data['ports']['jupyter']}/lab")
         assert "JupyterLab" in jupyter.text
         attrs = docker_client.api.inspect_container(data["id"])
