@@ -9,12 +9,12 @@ from werkzeug.wrappers import Response
 
 from app.account.forms import ChangePasswordForm, DisableMfaForm, RegenerateCodesForm
 from app.auth.forms import MfaSetupForm
-from app.auth.routes import _limit
 from app.extensions import db
 from app.forms_common import ConfirmForm
 from app.models import UserSession
 from app.security import clock, mfa
 from app.security.passwords import check_password, recently_used, set_password
+from app.security.ratelimit import rate_limit
 from app.services import accounts, audit
 
 bp = Blueprint("account", __name__, url_prefix="/account")
@@ -51,7 +51,7 @@ def overview() -> str:
 
 @bp.route("/password", methods=["GET", "POST"])
 @login_required
-@_limit("RATELIMIT_PASSWORD")
+@rate_limit("RATELIMIT_PASSWORD")
 def change_password() -> str | Response:
     """Change your password; every other session of yours ends."""
     form = ChangePasswordForm()
@@ -76,7 +76,7 @@ def change_password() -> str | Response:
 
 @bp.route("/mfa/setup", methods=["GET", "POST"])
 @login_required
-@_limit("RATELIMIT_MFA")
+@rate_limit("RATELIMIT_MFA")
 def mfa_setup() -> str | Response:
     """Show a new secret and QR code; a valid code turns MFA on and shows backup codes once."""
     if current_user.mfa_enabled:
@@ -108,7 +108,7 @@ def mfa_setup() -> str | Response:
 
 @bp.route("/mfa/disable", methods=["POST"])
 @login_required
-@_limit("RATELIMIT_MFA")
+@rate_limit("RATELIMIT_MFA")
 def mfa_disable() -> Response:
     """Turn MFA off with the password and a current code (refused when the role requires MFA)."""
     form = DisableMfaForm()
@@ -131,7 +131,7 @@ def mfa_disable() -> Response:
 
 @bp.route("/mfa/backup-codes", methods=["POST"])
 @login_required
-@_limit("RATELIMIT_MFA")
+@rate_limit("RATELIMIT_MFA")
 def regenerate_codes() -> str | Response:
     """Replace the backup codes (password required) and show the new ones once."""
     form = RegenerateCodesForm()

@@ -31,6 +31,7 @@ from app.extensions import db
 from app.forms_common import ConfirmForm
 from app.models import ROLES, STATUSES, AuditLog, User
 from app.permissions import permission_required
+from app.security.ratelimit import rate_limit
 from app.services import accounts
 from app.services.workspaces import queue_workspace_removal
 
@@ -148,6 +149,7 @@ def change_role(user_id: int) -> Response:
 
 @bp.route("/users/<int:user_id>/password", methods=["POST"])
 @permission_required("manage_users")
+@rate_limit("RATELIMIT_PASSWORD")
 def reset_password(user_id: int) -> str | Response:
     """Set a new password for a user and end their sessions."""
     user = db.get_or_404(User, user_id)

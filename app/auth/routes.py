@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
 from app.auth.forms import LoginForm, RegisterForm
 from app.auth.sessions import end_session, start_session
 from app.errors import error_response
-from app.extensions import db, limiter
+from app.extensions import db
 from app.forms_common import ConfirmForm
 from app.models import User
 from app.security import bruteforce, clock, mfa
 from app.security.passwords import check_password
+from app.security.ratelimit import rate_limit
 from app.services import accounts, audit
 
 bp = Blueprint("auth", __name__)
@@ -26,14 +27,6 @@ OPEN_TO_UNAPPROVED = frozenset({"auth.logout", "auth.pending", "static", "main.h
 OPEN_TO_MUST_CHANGE = frozenset({"auth.logout", "account.change_password", "static", "main.health"})
 # Blueprints whose requests a banned address never gets past (login, MFA, registration, API).
 BAN_CHECKED_BLUEPRINTS = frozenset({"auth", "api"})
-LIMIT_MESSAGE = "Too many attempts. Please wait a moment and try again."
-
-
-def _limit(setting: str) -> object:
-    """A flask-limiter decorator whose rate comes from config `setting`, on POST only."""
-    return limiter.limit(
-        lambda: current_app.config[setting], methods=["POST"], error_message=LIMIT_MESSAGE
-    )
 
 
 def safe_next(target: str | None) -> str | None:
@@ -83,7 +76,7 @@ def keep_unapproved_out() -> Response | None:
 
 
 @bp.route("/register", methods=["GET", "POST"])
-@_limit("RATELIMIT_REGISTER")
+@rate_limit("RATELIMIT_REGISTER")
 def register() -> str | Response:
     """Create a pending account."""
     if current_user.is_authenticated:
@@ -124,7 +117,7 @@ def begin_second_step(user: User, target: str | None) -> Response:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-@_limit("RATELIMIT_LOGIN")
+@rate_limit("RATELIMIT_LOGIN")
 def login() -> str | Response:
     """Log in by username or email (first step; MFA follows when enabled or required)."""
     if current_user.is_authenticated:

@@ -10,11 +10,12 @@ from flask import current_app, flash, redirect, render_template, request, sessio
 from werkzeug.wrappers import Response
 
 from app.auth.forms import MfaCodeForm, MfaSetupForm
-from app.auth.routes import _limit, bp, finish_login, home_for, safe_next
+from app.auth.routes import bp, finish_login, home_for, safe_next
 from app.auth.sessions import start_session
 from app.extensions import db
 from app.models import User
 from app.security import bruteforce, clock, mfa
+from app.security.ratelimit import rate_limit
 from app.services import audit
 
 PENDING_SECONDS = 300
@@ -39,7 +40,7 @@ def _back_to_login() -> Response:
 
 
 @bp.route("/login/mfa", methods=["GET", "POST"])
-@_limit("RATELIMIT_MFA")
+@rate_limit("RATELIMIT_MFA")
 def mfa_verify() -> str | Response:
     """Ask the half-logged-in user for a TOTP or backup code."""
     user = _pending_user()
@@ -65,7 +66,7 @@ def mfa_verify() -> str | Response:
 
 
 @bp.route("/login/mfa/setup", methods=["GET", "POST"])
-@_limit("RATELIMIT_MFA")
+@rate_limit("RATELIMIT_MFA")
 def mfa_setup() -> str | Response:
     """Forced MFA setup: a role that requires MFA sets it up before anything else."""
     user = _pending_user()
