@@ -3,7 +3,8 @@
 # The base comes from `debootstrap --variant=minbase bookworm` + `docker import` (slipway/debian-base:bookworm,
 # ~30 s), since Docker Hub is out of reach; a production install may point SLIPWAY_BASE_IMAGE at any
 # Debian bookworm image instead. The host's extra CA certificates (/usr/local/share/ca-certificates/*.crt)
-# go into the image before pip and npm run. Skips when an image from the same inputs exists (FORCE=1 rebuilds).
+# go into the image before pip and npm run. Skips when an image from the same inputs exists (FORCE=1 rebuilds,
+# NO_CACHE=1 also ignores Docker's layer cache).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 image=${WORKSPACE_IMAGE:-slipway/workspace:latest}
@@ -48,7 +49,9 @@ for crt in /usr/local/share/ca-certificates/*.crt; do
 done
 echo "building $image (node wheel $node_wheel, code-server $code_server, jupyterlab $jupyterlab)"
 log=${SLIPWAY_IMAGE_LOG:-/tmp/slipway-workspace-build.log}
-if ! DOCKER_BUILDKIT=0 docker build --rm --force-rm \
+cache_flag=()
+[ "${NO_CACHE:-0}" = 1 ] && cache_flag=(--no-cache)
+if ! DOCKER_BUILDKIT=0 docker build --rm --force-rm "${cache_flag[@]}" \
   --build-arg "BASE_IMAGE=$base" --build-arg "NODE_WHEEL_VERSION=$node_wheel" \
   --build-arg "CODE_SERVER_VERSION=$code_server" --build-arg "JUPYTERLAB_VERSION=$jupyterlab" \
   --label "slipway.build-hash=$inputs_hash" -t "$image" "$context" >"$log" 2>&1; then
