@@ -101,15 +101,16 @@ def test_other_user_presenting_a_token_for_alices_host_is_403(app, client, auth,
         make_user("bob")
     auth.login("bob")
     response = client.get("/workspaces/open/vscode", query_string={"user": alice})
-    assert response.status_code == 404
+    assert response.status_code == 403
 
 
 def test_forbidden_for_logged_in_non_owner(app, alice):
     """The 403 path: a valid cookie of a live session whose user is not the owner."""
-    from app.security.tokens import Grant, cookie_name, cookie_value
-    from app.models import UserSession
-    from app.timeutil import utcnow
     from datetime import timedelta
+
+    from app.models import UserSession
+    from app.security.tokens import Grant, cookie_name, cookie_value
+    from app.timeutil import utcnow
 
     with app.app_context():
         bob = make_user("bob")
@@ -140,14 +141,15 @@ def test_admins_enter_only_with_the_flag_and_are_audited(app, client, auth, alic
     admin = auth.as_role("admin")
     if not flag:
         r = client.get("/workspaces/open/vscode", query_string={"user": alice})
-        assert r.status_code == 404, r.headers.get("Location")
+        assert r.status_code == 403, r.headers.get("Location")
         return
     _, token, _ = _open(client, user=alice)
     done = _exchange(app, HOST.format(alice), token)
     cookie, _ = _cookie(done)
     assert _check(app, HOST.format(alice), cookie) == expected
     with app.app_context():
-        actions = set(db.session.scalars(select(AuditLog.action_type).where(AuditLog.username == admin.username)))
+        mine = select(AuditLog.action_type).where(AuditLog.username == admin.username)
+        actions = set(db.session.scalars(mine))
     assert {"workspace_admin_open", "workspace_admin_access"} <= actions
 
 
@@ -155,7 +157,7 @@ def test_login_redirect_and_stopped_page(app, client, auth, alice):
     edge = app.test_client(use_cookies=False)
     login = edge.get("/workspaces/edge/login", headers={"Host": HOST.format(alice)})
     assert login.status_code == 302
-    assert login.headers["Location"] == "http://127.0.0.1:8000/workspaces/open/vscode"
+    assert login.headers["Location"] == "http://127.0.0.1:8000/workspaces/open/vscode?user=alice"
     stopped = edge.get("/workspaces/edge/stopped", headers={"Host": HOST.format(alice)})
     assert stopped.status_code == 302
     auth.login(alice)

@@ -6,6 +6,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+from flask import current_app
+
 from app.agents.client import AgentClient, AgentConflict, AgentError, AgentNotFound, AgentUnavailable
 from app.backends.base import (
     BackendConflict,
@@ -19,6 +21,7 @@ from app.backends.base import (
 from app.models.server import Server
 
 T = TypeVar("T")
+INSTANCE_LABEL = "slipway.app.instance"  # the agent reserves slipway.*, except slipway.app*
 
 
 @contextmanager
@@ -50,9 +53,13 @@ def _info(data: dict[str, Any]) -> ContainerInfo:
 class AgentBackend(ContainerBackend):
     """Containers on one server, through its agent's signed HTTP API."""
 
-    def __init__(self, server: Server, client: AgentClient | None = None) -> None:
+    def __init__(
+        self, server: Server, client: AgentClient | None = None, instance: str | None = None
+    ) -> None:
         self.server = server
         self.client = client or AgentClient.for_server(server)
+        # Several Slipway installs (or test runs) may share a Docker host: each sees only its own.
+        self.instance = instance or current_app.config["INSTANCE_NAME"]
 
     def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         with _mapped_errors():
@@ -68,7 +75,7 @@ class AgentBackend(ContainerBackend):
             "ports": spec.ports,
             "workspace": spec.workspace_dir,
             "env": spec.env,
-            "labels": spec.labels,
+            "labels": {**spec.labels, INSTANCE_LABEL: self.instance},
         }
         return _info(self._call(self.client.create_container, body))
 
@@ -96,5 +103,7 @@ class AgentBackend(ContainerBackend):
         return None
 
     def list_managed(self) -> list[ContainerInfo]:
-        """Every container the agent manages."""
-        return [_info(item) for item in self._call(self.client.list_containers)]
+        """Every container the agent manages for this Slipway instance."""
+        items = self._call(self.client.list_containers, {INSTANCE_LABEL: self.instance})
+        mine = [item for item in items if (item.get("labels") or {}).get(INSTANCE_LABEL) == self.instance]
+        return [_info(item) for item in mine]

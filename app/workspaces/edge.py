@@ -81,7 +81,7 @@ def login() -> Response:
     parsed = owner_of(request_host())
     if parsed is None:
         abort(404)
-    return redirect(_public("workspaces.open_app", app=parsed[1]), code=302)
+    return redirect(_public("workspaces.open_app", app=parsed[1], user=parsed[0]), code=302)
 
 
 @bp.route("/edge/forbidden")
@@ -95,7 +95,8 @@ def stopped() -> Response:
     """A workspace that is not running: say so and offer to start it; never start it here."""
     decision = decide()
     if decision.status == 401:
-        return redirect(_public("workspaces.open_app", app=decision.app or "vscode"), code=302)
+        target = _public("workspaces.open_app", app=decision.app or "vscode", user=decision.owner or "")
+        return redirect(target, code=302)
     if decision.status != 200:
         return forbidden() if decision.status == 403 else _plain(404, "Not found", "There is nothing here.")
     return _plain(

@@ -73,21 +73,21 @@ def open_app(app: str) -> Response:
     """Send the browser to the workspace host with a one-time token (the owner only)."""
     if app not in WORKSPACE_APPS:
         abort(404)
-    owner = current_user
-    as_admin = request.args.get("user")
-    if as_admin and as_admin != current_user.username:
+    # `user` names the workspace host's owner when nginx sent the browser here (a pasted link).
+    owner = request.args.get("user") or current_user.username
+    if owner != current_user.username:
         if current_user.role != "admin" or not current_app.config["WORKSPACE_ADMIN_ACCESS"]:
+            abort(403, "This workspace belongs to someone else.")
+        ws = db.session.scalar(select(Workspace).where(Workspace.username == owner))
+        if ws is None:
             abort(404)
-        ws = db.session.scalar(select(Workspace).where(Workspace.username == as_admin))
     else:
         ws = my_workspace()
     if ws is None:
-        if as_admin:
-            abort(404)
         flash("You have no workspace yet.", "info")
         return redirect(url_for("workspaces.home"))
     host = workspace_host(ws.username, app, current_app.config["WORKSPACE_DOMAIN"])
-    if ws.username != owner.username:
+    if ws.username != current_user.username:
         audit.record("workspace_admin_open", current_user.username, {"owner": ws.username, "app": app},
                      level="warning")
         db.session.commit()

@@ -86,7 +86,7 @@ def provision(ctx: TaskContext) -> dict[str, Any]:
         memory_mb=ws.memory_mb,
         ports=dict(APP_PORTS),
         workspace_dir=ws.username,
-        labels={"slipway.workspace": ws.username, "slipway.workspace-id": str(ws.id)},
+        labels={"slipway.user": ws.username, "slipway.workspace_id": str(ws.id)},
     )
     ctx.progress(10, f"creating {spec.name} from {spec.image} on {ws.server.name}")
     info = _guard(ctx, ws, lambda: backend.status(spec.name))
@@ -126,16 +126,17 @@ def start(ctx: TaskContext) -> dict[str, Any]:
 
 @task_kind("stop", max_attempts=3)
 def stop(ctx: TaskContext) -> dict[str, Any]:
-    """Stop the container; its hosts then show the "stopped" page."""
+    """Route the hosts to the "stopped" page first (no 502 window), then stop the container."""
     ws = _load(ctx)
     backend = backend_for(ws.server)
     ref = ws.container_id or ws.container_name
-    _guard(ctx, ws, lambda: backend.stop(ref))
     ws.status, ws.error = "stopped", ""
+    db.session.commit()
+    _routes(ctx)
+    _guard(ctx, ws, lambda: backend.stop(ref))
     audit.record("workspace_stopped", ctx.task.requested_by, {"user": ws.username},
                  source="worker", server_id=ws.server_id)
     db.session.commit()
-    _routes(ctx)
     return {}
 
 

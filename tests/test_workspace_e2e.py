@@ -1,0 +1,197 @@
+"""End to end in headless Chromium: real agent, real Docker, real nginx, the test image.
+
+Admin approves a pending user; the user opens VS Code and Jupyter and gets *their*
+container's pages; another user gets 403; a logged-out browser is sent to log in; stop →
+the link no longer serves; start → it serves again. Then: the agent dies during a
+provision → the task fails, the reconciler leaves no half workspace, a retry succeeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import Task, User, Workspace
+from app.services import workspaces as service
+from app.services.tasks import in_flight
+from tests.builders import PASSWORD, make_user
+from tests.conftest import require_service
+from tests.wsstack import CHROMIUM, CHROMIUM_ARGS, Stack, journey_stack, stack_available, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def _playwright_available() -> bool:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return False
+    return Path(CHROMIUM).exists()
+
+
+@pytest.fixture
+def stack(database_url: str, tmp_path: Path) -> Iterator[Stack]:
+    """The whole journey, running."""
+    require_service("Docker and nginx", stack_available())
+    with journey_stack(database_url, tmp_path) as running:
+        yield running
+
+
+def _status(stack: Stack, username: str) -> str | None:
+    with stack.app.app_context():
+        return db.session.scalar(select(Workspace.status).where(Workspace.username == username))
+
+
+def _login(page, stack: Stack, username: str) -> None:
+    page.goto(f"{stack.web}/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("input[type=submit], button[type=submit]")
+    page.wait_for_load_state()
+
+
+def _press(page, label: str) -> None:
+    page.click(f"form button:has-text('{label}')")
+    page.wait_for_load_state()
+
+
+def test_browser_journey(stack: Stack) -> None:
+    require_service("Chromium + playwright", _playwright_available())
+    from playwright.sync_api import sync_playwright
+
+    with stack.app.app_context():
+        admin = make_user("boss", role="admin").username
+        alice_id = make_user("alice", status="pending").id
+        make_user("bob")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            admin_page = browser.new_context().new_page()
+            _login(admin_page, stack, admin)
+            admin_page.goto(f"{stack.web}/admin/workspaces/provision/{alice_id}")
+            admin_page.click("input[type=submit][value='Approve and provision']")
+            admin_page.wait_for_load_state()
+            assert "/tasks/" in admin_page.url
+            wait_until(lambda: _status(stack, "alice") == "running", 60)
+
+            alice = browser.new_context().new_page()
+            _login(alice, stack, "alice")
+            alice.goto(f"{stack.web}/workspaces/")
+            alice.click("#open-vscode")
+            alice.wait_for_load_state()
+            assert alice.url == stack.host_url("alice", "vscode")
+            assert "Slipway test workspace: vscode" in alice.content()
+            alice.goto(f"{stack.web}/workspaces/")
+            alice.click("#open-jupyter")
+            alice.wait_for_load_state()
+            assert "Slipway test workspace: jupyter" in alice.content()
+
+            bob = browser.new_context().new_page()
+            _login(bob, stack, "bob")
+            response = bob.goto(stack.host_url("alice", "vscode"))
+            assert response is not None and response.status == 403
+            assert "Slipway test workspace" not in bob.content()
+
+            stranger = browser.new_context().new_page()
+            stranger.goto(stack.host_url("alice", "vscode"))
+            assert stranger.url.startswith(f"{stack.web}/login")
+            assert "Slipway test workspace" not in stranger.content()
+
+            alice.goto(f"{stack.web}/workspaces/")
+            _press(alice, "Stop")
+            wait_until(lambda: _idle(stack, "alice") and _status(stack, "alice") == "stopped", 30)
+            wait_until(lambda: _answers(alice, stack, 503), 5)
+            assert "not running" in alice.content() and "Slipway test workspace" not in alice.content()
+
+            alice.goto(f"{stack.web}/workspaces/")
+            _press(alice, "Start")
+            wait_until(lambda: _idle(stack, "alice") and _status(stack, "alice") == "running", 30)
+            wait_until(lambda: _answers(alice, stack, 200), 5)
+            assert "Slipway test workspace: vscode" in alice.content()
+        finally:
+            browser.close()
+
+
+def _answers(page, stack: Stack, status: int) -> bool:
+    response = page.goto(stack.host_url("alice", "vscode"))
+    return response is not None and response.status == status
+
+
+def _idle(stack: Stack, username: str) -> bool:
+    with stack.app.app_context():
+        return in_flight(f"workspace:{username}") is None
+
+
+def test_agent_dead_mid_provision_then_reconcile_and_retry(stack: Stack) -> None:
+    agent = stack.agent
+    with stack.app.app_context():
+        admin = make_user("boss", role="admin")
+        carol = make_user("carol", status="pending")
+        agent.proc.terminate()  # the agent dies before the task reaches it
+        agent.proc.wait(15)
+        task_id = service.provision(carol, admin, service.Plan(), approve=True).id
+    def finished() -> Task | None:
+        with stack.app.app_context():
+            task = db.session.get(Task, task_id)
+            return task if task.is_finished else None
+    task = wait_until(finished, 60)
+    assert task.state == "failed" and "agent unavailable" in task.message
+    assert _status(stack, "carol") == "error"
+    # the agent comes back; the reconciler finds no half workspace to leave behind
+    import subprocess
+    import sys
+
+    from tests.agent.conftest import ROOT
+
+    env_agent = _restart_agent(agent, subprocess, sys, ROOT)
+    try:
+        with stack.app.app_context():
+            reconcile = service.reconcile_now("test").id
+        wait_until(lambda: _finished_ok(stack, reconcile), 30)
+        with stack.app.app_context():
+            from app.backends import backend_for
+            from app.models import Server
+
+            backend = backend_for(db.session.scalar(select(Server)))
+            assert [c.name for c in backend.list_managed()] == []
+            ws = db.session.scalar(select(Workspace).where(Workspace.username == "carol"))
+            boss = db.session.scalar(select(User).where(User.username == "boss"))
+            retry = service.request(ws, "recreate", boss).id
+        wait_until(lambda: _finished_ok(stack, retry), 60)
+        assert _status(stack, "carol") == "running"
+    finally:
+        env_agent.terminate()
+        env_agent.wait(15)
+
+
+def _finished_ok(stack: Stack, task_id: int) -> bool:
+    with stack.app.app_context():
+        task = db.session.get(Task, task_id)
+        assert task.state != "failed", task.message
+        return task.state == "succeeded"
+
+
+def _restart_agent(agent, subprocess, sys, root):
+    """Start the agent again on the same port with the same token and network."""
+    import os
+
+    import requests
+
+    env = {**os.environ, "AGENT_TOKEN": agent.token, "AGENT_PORT": str(agent.port), "AGENT_BIND": "127.0.0.1",
+           "WORKDIR_DEPLOY": str(agent.workdir), "AGENT_HOST_IP": "127.0.0.1", "AGENT_NETWORK": agent.network,
+           "AGENT_STOP_TIMEOUT": "3"}
+    proc = subprocess.Popen([sys.executable, "-m", "agent"], cwd=root, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def healthy() -> bool:
+        try:
+            return requests.get(f"{agent.base_url}/health", timeout=1).ok
+        except requests.ConnectionError:
+            return False
+
+    wait_until(healthy, 20)
+    return proc
