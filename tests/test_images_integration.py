@@ -202,3 +202,65 @@ def test_uploaded_rootfs_imports_as_a_runnable_image(app, client, auth, server_i
         assert output.strip() == b"imported-ok"
     finally:
         remove_images(f"{repository}:1")
+
+
+def test_delete_refused_while_in_use_then_deleted(app, client, auth, server_id):
+    import docker
+    from app.models import Server
+    from tests.wskit import make_workspace
+
+    docker_client = docker.from_env(timeout=60)
+    ref = f"slipway/images-del-{RUN}:1"
+    docker_client.images.get(TEST_IMAGE).tag(ref)
+    try:
+        with app.app_context():
+            make_workspace(make_user("carol"), db.session.get(Server, server_id))
+        auth.as_role("admin")
+        refused = form_post(client, f"/images/{server_id}/delete", {"ref": TEST_IMAGE},
+                            page=f"/images/?server={server_id}", follow_redirects=True)
+        assert "in use by the workspace of carol" in refused.get_data(as_text=True)
+        with app.app_context():
+            assert db.session.scalar(select(Task).where(Task.kind == "delete_image")) is None
+        response = form_post(client, f"/images/{server_id}/delete", {"ref": ref},
+                             page=f"/images/?server={server_id}")
+        task_id = int(response.headers["Location"].rstrip("/").rsplit("/", 1)[1])
+        with RunnerThread(app):
+            task = wait_task(app, task_id)
+        assert task.state == "succeeded", task.message
+        assert not any(ref in (image.tags or []) for image in docker_client.images.list())
+        with app.app_context():
+            entry = db.session.scalar(select(AuditLog).where(AuditLog.action_type == "delete_image"))
+            assert entry.details["ok"] is True and entry.details["ref"] == ref
+    finally:
+        remove_images(ref)
+
+
+def test_cancel_stops_a_running_build(app, client, auth, server_id):
+    import time
+
+    auth.as_role("qvp")
+    repository = f"slipway/images-cancel-{RUN}"
+    response = form_post(client, "/images/build", {
+        "server_id": server_id, "repository": repository, "tag": "x",
+        "dockerfile": f"FROM {TEST_IMAGE}\nRUN for i in $(seq 1 120); do echo tick-$i; sleep 0.5; done\n",
+    }, page="/images/build")
+    task_id = int(response.headers["Location"].rstrip("/").rsplit("/", 1)[1])
+    try:
+        with RunnerThread(app):
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                with app.app_context():
+                    ticks = db.session.scalar(select(TaskEvent.id).where(
+                        TaskEvent.task_id == task_id, TaskEvent.message.like("tick-%")).limit(1))
+                if ticks:
+                    break
+                time.sleep(0.1)
+            assert ticks, "the build never started logging"
+            form_post(client, f"/tasks/{task_id}/cancel", {}, page=f"/tasks/{task_id}")
+            started = time.monotonic()
+            task = wait_task(app, task_id, timeout=30)
+            assert time.monotonic() - started < 10
+        assert task.state == "cancelled", task.message
+        assert not any("tick-120" in line for line in task.loaded_events)
+    finally:
+        remove_images(f"{repository}:x")

@@ -51,9 +51,9 @@ def workspaces_using(server_id: int, refs: list[str]) -> list[str]:
     from app.models.workspace import Workspace
 
     rows = db.session.scalars(
-        select(Workspace).where(Workspace.server_id == server_id, Workspace.image.in_(refs))
+        select(Workspace.username).where(Workspace.server_id == server_id, Workspace.image.in_(refs))
     )
-    return sorted({ws.user.username if getattr(ws, "user", None) else str(ws.user_id) for ws in rows})
+    return sorted(set(rows))
 
 
 def _refs(image: dict[str, Any]) -> list[str]:
