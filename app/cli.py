@@ -49,3 +49,9 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(check_config)
     app.cli.add_command(worker_command)
     app.cli.add_command(dev_server_command)
+
+    from app.workspaces.cli import edge_command, reconcile_now_command, register_local_server
+
+    app.cli.add_command(edge_command)
+    app.cli.add_command(register_local_server)
+    app.cli.add_command(reconcile_now_command)

@@ -33,5 +33,26 @@ echo
 echo "Slipway is starting on http://127.0.0.1:${SLIPWAY_LISTEN_PORT:-8000}"
 echo "First admin login (also saved in $admin_file):"
 sed 's/^/  /' "$admin_file"
+
+# With Docker: a local agent registered as the first server, the test image, and the edge
+# nginx on 127.0.0.1:8080 (its own config under $data_dir/edge). Stopped when the app stops.
+pids=()
+if docker info >/dev/null 2>&1; then
+  agent_token_file="$data_dir/agent-token"
+  [ -s "$agent_token_file" ] || (umask 077; .venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(36))' >"$agent_token_file")
+  agent_port=${SLIPWAY_AGENT_PORT:-9100}
+  AGENT_TOKEN=$(cat "$agent_token_file") AGENT_PORT=$agent_port AGENT_BIND=127.0.0.1 AGENT_HOST_IP=127.0.0.1 \
+    WORKDIR_DEPLOY="$(realpath -m "${SLIPWAY_WORKSPACE_ROOT:-$data_dir/workspaces}")" \
+    .venv/bin/python -m agent >"$data_dir/agent.log" 2>&1 &
+  pids+=($!)
+  [ -x docker/images/build-test-image.sh ] && bash docker/images/build-test-image.sh || echo "test image not built"
+  $flask register-local-server --agent-url "http://127.0.0.1:$agent_port" --token-file "$agent_token_file"
+  $flask edge >"$data_dir/edge.log" 2>&1 &
+  pids+=($!)
+  trap 'kill "${pids[@]}" 2>/dev/null; wait' EXIT
+  echo "Local agent on 127.0.0.1:$agent_port; workspaces at http://{user}-vscode.${SLIPWAY_WORKSPACE_DOMAIN:-ws.localhost:8080}"
+else
+  echo "Docker is not available: workspaces cannot be provisioned in this run."
+fi
 echo
-exec $flask dev-server
+$flask dev-server
