@@ -125,7 +125,7 @@ class Config:
             "AGENT_RETRIES": env.integer("SLIPWAY_AGENT_RETRIES", 2),
             "POLL_ENABLED": env.boolean("SLIPWAY_POLL_ENABLED", True),
             "POLL_INTERVAL_SECONDS": env.number("SLIPWAY_POLL_INTERVAL_SECONDS", 10.0),
-            "POLL_POOL_SIZE": env.integer("SLIPWAY_POLL_POOL_SIZE", 32),
+            "POLL_POOL_SIZE": env.integer("SLIPWAY_POLL_POOL_SIZE", 64),
             "POLL_FAILURES_OFFLINE": env.integer("SLIPWAY_POLL_FAILURES_OFFLINE", 3),
             "POLL_SUCCESSES_ONLINE": env.integer("SLIPWAY_POLL_SUCCESSES_ONLINE", 2),
             "POLL_LEASE_SECONDS": env.number("SLIPWAY_POLL_LEASE_SECONDS", 30.0),

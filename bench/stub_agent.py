@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import socket
 import threading
 import time
@@ -141,3 +142,28 @@ class StubAgent:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def main() -> None:
+    """`python -m bench.stub_agent COUNT DEAD_FRACTION SLOW_FRACTION DELAY`: run a fleet of stubs.
+
+    Prints one JSON line per stub ({"url", "mode"}), then "ready", and serves until stdin closes.
+    """
+    import sys
+
+    count, dead, slow, delay = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+    token = sys.argv[5] if len(sys.argv) > 5 else "b" * 40
+    n_dead, n_slow = round(count * dead), round(count * slow)
+    modes = ["dead"] * n_dead + ["slow"] * n_slow + ["ok"] * (count - n_dead - n_slow)
+    # live stubs first, so no "dead" port is handed to a live stub by the OS afterwards
+    stubs = [StubAgent(token, mode=mode, delay=delay) for mode in modes if mode != "dead"]
+    stubs += [StubAgent(token, mode="dead") for _ in range(n_dead)]
+    for stub in stubs:
+        print(json.dumps({"url": stub.url, "mode": stub.mode}))
+    print("ready", flush=True)
+    sys.stdin.read()
+    os._exit(0)  # stopping 500 servers one by one is slow; the process ending closes every socket
+
+
+if __name__ == "__main__":
+    main()

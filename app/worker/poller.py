@@ -56,7 +56,8 @@ class Poller:
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.interval = float(config["POLL_INTERVAL_SECONDS"])
         self.lease = timedelta(seconds=float(config["POLL_LEASE_SECONDS"]))
-        self.bound = float(config["AGENT_CONNECT_TIMEOUT"]) + float(config["AGENT_READ_TIMEOUT"]) + 1
+        # A round lasts at most the read timeout + 1 s; a probe still running then counts as a timeout.
+        self.bound = float(config["AGENT_READ_TIMEOUT"]) + 1
         self.pool = ThreadPoolExecutor(config["POLL_POOL_SIZE"], thread_name_prefix="slipway-poll")
         self._in_flight: dict[int, Future] = {}
         self._last_retention = 0.0
