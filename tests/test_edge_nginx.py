@@ -12,15 +12,28 @@ import pytest
 from app.routing.edge import start_edge, stop_edge
 from app.routing.nginx import EdgePaths, NginxError, Route, install, render_routes
 from tests.conftest import require_service
-from tests.edgekit import NGINX_BIN, edge_dir, free_port, get, nginx_available, stub_server, text_server
+from tests.edgekit import (
+    NGINX_BIN,
+    edge_dir,
+    free_port,
+    get,
+    nginx_available,
+    stub_server,
+    text_server,
+    upgrade_echo_server,
+)
 
 pytestmark = pytest.mark.integration
+
+
+AUTH_CALLS = [0]
 
 
 def _auth_answer(handler: Any) -> tuple[int, dict[str, str], bytes]:
     """A stand-in web app: the cookie `who=owner` passes, `who=other` is refused, none is 401."""
     path = handler.path
     if path.startswith("/workspaces/_auth"):
+        AUTH_CALLS[0] += 1
         cookie = handler.headers.get("Cookie", "")
         status = 200 if "who=owner" in cookie else 403 if "who=other" in cookie else 401
         return status, {}, b""
@@ -63,10 +76,13 @@ def _body(edge: dict[str, Any], host: str) -> str:
 
 
 def _wait_for(edge: dict[str, Any], host: str, expect: int, cookie: str = "who=owner") -> tuple[int, str]:
+    """Poll until `expect` comes back 5 times in a row (old workers finish during a reload)."""
     deadline = time.monotonic() + 5
+    streak = 0
     while True:
         status, _, body = get(edge["EDGE_PORT"], host, "/", {"Cookie": cookie})
-        if status == expect or time.monotonic() > deadline:
+        streak = streak + 1 if status == expect else 0
+        if streak >= 5 or time.monotonic() > deadline:
             return status, body
         time.sleep(0.02)
 
@@ -140,3 +156,34 @@ def test_route_change_is_served_after_reload(edge: dict[str, Any]) -> None:
         while _body(edge, "alice-vscode.ws.localhost") != "second":
             assert time.monotonic() < deadline
             time.sleep(0.02)
+
+
+def test_websocket_upgrade_passes_through(edge: dict[str, Any]) -> None:
+    import socket
+
+    with upgrade_echo_server() as ws_port:
+        _apply(edge, [Route("alice", "vscode", "127.0.0.1", ws_port)])
+        time.sleep(0.3)
+        with socket.create_connection(("127.0.0.1", edge["EDGE_PORT"]), timeout=5) as sock:
+            sock.sendall(b"GET /socket HTTP/1.1\r\nHost: alice-vscode.ws.localhost\r\nCookie: who=owner\r\n"
+                         b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += sock.recv(4096)
+            assert head.startswith(b"HTTP/1.1 101"), head
+            sock.sendall(b"ping through nginx")
+            assert sock.recv(4096) == b"ping through nginx"
+
+
+def test_auth_answers_are_cached_briefly_per_cookie(edge: dict[str, Any]) -> None:
+    with text_server("ok") as a:
+        _apply(edge, [Route("alice", "vscode", "127.0.0.1", a)])
+        assert _wait_for(edge, "alice-vscode.ws.localhost", 200)[0] == 200
+        log = edge["paths"].run_dir / "logs"
+        assert log.exists()
+        before = AUTH_CALLS[0]
+        for _ in range(20):
+            assert get(edge["EDGE_PORT"], "alice-vscode.ws.localhost", "/", {"Cookie": "who=owner"})[0] == 200
+        assert AUTH_CALLS[0] - before <= 1  # one subrequest at most, then cached
+        assert get(edge["EDGE_PORT"], "alice-vscode.ws.localhost", "/", {"Cookie": "who=other"})[0] == 403
