@@ -8,6 +8,9 @@ request that needs them, and never written to the payload, events or audit.
 
 from __future__ import annotations
 
+import contextlib
+import queue
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,12 +43,67 @@ def _finish_audit(ctx: TaskContext, action: str, details: dict[str, Any], ok: bo
     db.session.commit()
 
 
+class _Pump:
+    """Reads a stream in its own thread so the task can check for cancel while Docker is silent.
+
+    On `stop()` the thread closes the stream at its next item (closing the response, which
+    ends the agent's answer); the task does not wait for that.
+    """
+
+    _END = object()
+
+    def __init__(self, stream: Iterator[dict[str, Any]]) -> None:
+        self.stream = stream
+        self.items: queue.Queue[Any] = queue.Queue(maxsize=1000)
+        self.stopped = threading.Event()
+        threading.Thread(target=self._run, name="slipway-stream", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            for item in self.stream:
+                if self.stopped.is_set():
+                    break
+                self.items.put(item)
+        except Exception as exc:  # noqa: BLE001 - handed to the task thread, which raises it
+            self.items.put(exc)
+        finally:
+            close = getattr(self.stream, "close", None)
+            if close is not None:
+                close()
+            self.items.put(self._END)
+
+    def get(self, timeout: float) -> Any:
+        """The next item, `_Pump._END`, an exception to raise, or None after `timeout`."""
+        try:
+            return self.items.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def stop(self) -> None:
+        """Ask the reader to close the stream; drain so it is never blocked on a full queue."""
+        self.stopped.set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self.items.get_nowait()
+
+
 def _follow(ctx: TaskContext, stream: Iterator[dict[str, Any]], total_hint: int = 0,
             secret: str | None = None) -> dict[str, Any]:
     """Log a stream's lines as events until its result; returns the result object."""
+    pump = _Pump(stream)
     next_check = time.monotonic() + CANCEL_CHECK_SECONDS
     try:
-        for item in stream:
+        while True:
+            item = pump.get(CANCEL_CHECK_SECONDS)
+            if time.monotonic() >= next_check or item is None:
+                next_check = time.monotonic() + CANCEL_CHECK_SECONDS
+                ctx.check_cancelled()
+            if item is None:
+                continue
+            if item is _Pump._END:
+                break
+            if isinstance(item, Exception):
+                raise item
             kind = item.get("type")
             line = str(item.get("line", "")).rstrip()
             if secret and secret in line:
@@ -58,13 +116,8 @@ def _follow(ctx: TaskContext, stream: Iterator[dict[str, Any]], total_hint: int 
                 return item
             elif line:
                 ctx.log(line, level="error" if kind == "error" else "info")
-            if time.monotonic() >= next_check:
-                next_check = time.monotonic() + CANCEL_CHECK_SECONDS
-                ctx.check_cancelled()
     finally:
-        close = getattr(stream, "close", None)
-        if close is not None:
-            close()  # stops reading; closing the response tells the agent to stop too
+        pump.stop()
     raise TaskFailed("the agent's stream ended without a result")
 
 
