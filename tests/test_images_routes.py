@@ -169,3 +169,20 @@ def test_valid_build_queues_a_task_with_root_warning(app, client, auth):
         assert task.kind == "build" and task.payload["tag"] == "team/app:1"
         assert task.payload["buildargs"] == {"A": "1"} and task.payload["total_steps"] == 2
         assert any("runs-as-root" in w for w in task.payload["warnings"])
+
+
+def test_image_settings_are_validated(tmp_path):
+    from config import TestingConfig, validate
+
+    settings, problems = TestingConfig.load({"SLIPWAY_DATA_DIR": str(tmp_path),
+                                             "SLIPWAY_UPLOAD_MAX_BYTES": "lots",
+                                             "SLIPWAY_DOCKERFILE_MAX_BYTES": "0"})
+    problems += validate(settings)
+    text = "\n".join(problems)
+    assert "SLIPWAY_UPLOAD_MAX_BYTES must be an integer" in text
+    assert "SLIPWAY_DOCKERFILE_MAX_BYTES must be positive" in text
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    settings, _ = TestingConfig.load({"SLIPWAY_DATA_DIR": str(tmp_path),
+                                      "SLIPWAY_UPLOAD_DIR": str(blocker / "u")})
+    assert any("SLIPWAY_UPLOAD_DIR" in p for p in validate(settings))
