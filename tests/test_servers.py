@@ -159,3 +159,23 @@ def test_servers_permission_matrix(app, client, auth, role, expected):
         "delete": client.post(f"/servers/{server_id}/delete", data={"csrf_token": token}).status_code,
     }
     assert got == expected
+
+
+def test_delete_is_refused_while_workspaces_live_there(app, client, auth):
+    from app.models import Workspace
+
+    auth.as_role("admin")
+    with app.app_context():
+        server = make_server()
+        db.session.add(Workspace(username="ada", server_id=server.id, container_name="slipway-ws-ada",
+                                 image="img", cpu=1, memory_mb=512))
+        db.session.commit()
+        server_id = server.id
+    detail = client.get(f"/servers/{server_id}").get_data(as_text=True)
+    assert "Cannot delete: workspaces ada live here." in detail
+    response = form_post(client, f"/servers/{server_id}/delete", {}, page=f"/servers/{server_id}",
+                         follow_redirects=True)
+    assert "still hosts workspaces (ada)" in response.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.get(Server, server_id) is not None
+        assert not db.session.scalars(select(AuditLog).where(AuditLog.action_type == "server_deleted")).all()

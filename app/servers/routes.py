@@ -35,7 +35,7 @@ def workspaces_on(server: Server) -> list[str]:
     table = db.metadata.tables.get("workspaces")
     if table is None or "server_id" not in table.c:
         return []
-    label = next((table.c[name] for name in ("name", "container_name", "username") if name in table.c),
+    label = next((table.c[name] for name in ("username", "container_name", "name") if name in table.c),
                  table.c[next(iter(table.primary_key.columns)).name])
     rows = db.session.execute(select(label).where(table.c.server_id == server.id).limit(20)).scalars()
     return [str(value) for value in rows]
