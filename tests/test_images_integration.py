@@ -216,6 +216,11 @@ def test_delete_refused_while_in_use_then_deleted(app, client, auth, server_id):
         with app.app_context():
             make_workspace(make_user("carol"), db.session.get(Server, server_id))
         auth.as_role("admin")
+        detail = client.get(f"/images/{server_id}/detail", query_string={"ref": TEST_IMAGE})
+        text = detail.get_data(as_text=True)
+        assert detail.status_code == 200 and "carol" in text and "slipway.build-hash" in text
+        missing = client.get(f"/images/{server_id}/detail", query_string={"ref": "nope/none:1"})
+        assert missing.status_code == 404
         refused = form_post(client, f"/images/{server_id}/delete", {"ref": TEST_IMAGE},
                             page=f"/images/?server={server_id}", follow_redirects=True)
         assert "in use by the workspace of carol" in refused.get_data(as_text=True)
