@@ -292,18 +292,6 @@ def _check_security(problems: list[str], settings: Mapping[str, Any]) -> None:
             problems.append(f"SLIPWAY_RATELIMIT_{name} must be a rate limit such as '10 per minute'")
 
 
-def _check_poller(problems: list[str], settings: Mapping[str, Any]) -> None:
-    for name in ("AGENT_CONNECT_TIMEOUT", "AGENT_READ_TIMEOUT", "POLL_INTERVAL_SECONDS", "POLL_POOL_SIZE",
-                 "POLL_FAILURES_OFFLINE", "POLL_SUCCESSES_ONLINE", "POLL_LEASE_SECONDS",
-                 "SERVER_STATS_TTL_SECONDS", "METRICS_RAW_HOURS", "METRICS_KEEP_DAYS"):
-        if settings.get(name, 1) <= 0:
-            problems.append(f"SLIPWAY_{name} must be positive")
-    if not 0 <= settings.get("AGENT_RETRIES", 0) <= 10:
-        problems.append("SLIPWAY_AGENT_RETRIES must be between 0 and 10")
-    if settings.get("POLL_LEASE_SECONDS", 30) <= settings.get("POLL_INTERVAL_SECONDS", 10):
-        problems.append("SLIPWAY_POLL_LEASE_SECONDS must be longer than SLIPWAY_POLL_INTERVAL_SECONDS")
-
-
 def validate(settings: Mapping[str, Any]) -> list[str]:
     """Return every problem with a parsed settings dict (empty when all is well)."""
     problems: list[str] = []
