@@ -186,3 +186,13 @@ def test_image_settings_are_validated(tmp_path):
     settings, _ = TestingConfig.load({"SLIPWAY_DATA_DIR": str(tmp_path),
                                       "SLIPWAY_UPLOAD_DIR": str(blocker / "u")})
     assert any("SLIPWAY_UPLOAD_DIR" in p for p in validate(settings))
+
+
+def test_empty_policy_is_refused(app, client, auth):
+    auth.as_role("admin")
+    response = form_post(client, "/images/policy", {"allowed_bases": " \n", "allowed_registries": ""},
+                         page="/images/policy")
+    assert response.status_code == 400
+    assert "Allow at least one base image or registry" in response.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.get(BuildPolicy, 1) is None

@@ -145,6 +145,9 @@ class PolicyForm(FlaskForm):
         for line in (field.data or "").splitlines():
             if line.strip() and not HOST_RE.match(line.strip()):
                 raise ValidationError(f"'{line.strip()}' is not host[:port].")
+        if not lines(field.data) and not lines(self.allowed_bases.data):
+            raise ValidationError("Allow at least one base image or registry; "
+                                  "with none every build is refused.")
 
 
 def lines(text: str | None) -> list[str]:
