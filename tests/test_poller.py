@@ -200,3 +200,19 @@ def test_raw_metrics_are_downsampled_after_a_day_and_old_hours_dropped(quick):
         db.session.commit()
         hourly = db.session.scalar(select(ServerMetric).where(ServerMetric.period_seconds == 3600))
         assert hourly.samples == 4 and hourly.cpu_percent == pytest.approx(30.0)
+
+
+def test_poller_settings_are_typed_and_validated(tmp_path):
+    from config import DevelopmentConfig, validate
+
+    settings, problems = DevelopmentConfig.load({
+        "SLIPWAY_DATA_DIR": str(tmp_path), "SLIPWAY_AGENT_READ_TIMEOUT": "soon",
+        "SLIPWAY_POLL_INTERVAL_SECONDS": "20", "SLIPWAY_POLL_LEASE_SECONDS": "15",
+        "SLIPWAY_POLL_POOL_SIZE": "0", "SLIPWAY_AGENT_RETRIES": "11", "SLIPWAY_AGENT_CONNECT_TIMEOUT": "0.25",
+    })
+    text = "\n".join(problems + validate(settings))
+    assert "SLIPWAY_AGENT_READ_TIMEOUT must be a number" in text
+    assert "SLIPWAY_POLL_LEASE_SECONDS must be longer than SLIPWAY_POLL_INTERVAL_SECONDS" in text
+    assert "SLIPWAY_POLL_POOL_SIZE must be positive" in text
+    assert "SLIPWAY_AGENT_RETRIES must be between 0 and 10" in text
+    assert settings["AGENT_CONNECT_TIMEOUT"] == 0.25 and settings["AGENT_READ_TIMEOUT"] == 10.0

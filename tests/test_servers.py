@@ -124,6 +124,8 @@ def test_delete_and_test_connection_are_admin_only(app, client, auth):
     auth.as_role("admin")
     with app.app_context():
         server_id = make_server().id
+        db.session.add(ServerMetric(server_id=server_id, cpu_percent=1.0))
+        db.session.commit()
     response = form_post(client, f"/servers/{server_id}/test", {}, page=f"/servers/{server_id}")
     assert response.status_code == 302 and "/tasks/" in response.headers["Location"]
     again = form_post(client, f"/servers/{server_id}/test", {}, page=f"/servers/{server_id}",
@@ -134,6 +136,7 @@ def test_delete_and_test_connection_are_admin_only(app, client, auth):
     assert "deleted" in response.get_data(as_text=True)
     with app.app_context():
         assert db.session.get(Server, server_id) is None
+        assert db.session.scalar(select(func.count(ServerMetric.id))) == 0
         actions = {row.action_type for row in db.session.scalars(select(AuditLog))}
         assert {"server_deleted", "server_refresh_requested"} <= actions
 

@@ -7,12 +7,13 @@ from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, url_for
 from flask_login import current_user
+from sqlalchemy import delete as sql_delete
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from app.extensions import db
 from app.forms_common import ConfirmForm
-from app.models import Server, Task
+from app.models import Server, ServerMetric, Task
 from app.permissions import permission_required
 from app.security.crypto import encrypt_secret
 from app.servers.charts import build_chart
@@ -155,6 +156,8 @@ def delete(server_id: int) -> Response:
         return redirect(url_for("servers.detail", server_id=server.id))
     audit.record("server_deleted", current_user.username,
                  {"server": server.name, "agent_url": server.agent_url}, server_id=server.id)
+    # explicit, because SQLite only honours ON DELETE CASCADE with its foreign_keys pragma on
+    db.session.execute(sql_delete(ServerMetric).where(ServerMetric.server_id == server.id))
     db.session.delete(server)
     db.session.commit()
     flash(f"Server {server.name} deleted.", "success")
