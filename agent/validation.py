@@ -22,8 +22,8 @@ IMAGE_ID_RE = re.compile(r"^(?:sha256:)?[a-f0-9]{12,64}$")
 APP_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 LABEL_KEY_RE = re.compile(r"^[a-z0-9][a-z0-9._/-]{0,127}$")
-RESERVED_LABEL_PREFIX = "slipway."
-ALLOWED_CALLER_LABEL_PREFIXES = ("slipway.user", "slipway.workspace_id", "slipway.test", "slipway.app")
+# Set by the agent itself (managed marker, app → port map, workspace folder): never from a caller.
+RESERVED_LABELS = frozenset({"slipway.managed", "slipway.ports", "slipway.workspace"})
 
 
 def require_str(data: dict, field: str, pattern: re.Pattern[str], what: str) -> str:
@@ -97,7 +97,7 @@ def env(value: Any) -> dict[str, str]:
 
 
 def labels(value: Any) -> dict[str, str]:
-    """Caller labels; the `slipway.` namespace is the agent's except for a few documented keys."""
+    """Caller labels; the few keys the agent sets itself are refused."""
     if value is None:
         return {}
     if not isinstance(value, dict) or len(value) > 50:
@@ -105,7 +105,7 @@ def labels(value: Any) -> dict[str, str]:
     for key, item in value.items():
         if not isinstance(key, str) or not LABEL_KEY_RE.match(key):
             raise bad_input("labels", f"key {str(key)[:40]!r} must be lowercase letters, digits, . _ / -")
-        if key.startswith(RESERVED_LABEL_PREFIX) and not key.startswith(ALLOWED_CALLER_LABEL_PREFIXES):
+        if key in RESERVED_LABELS:
             raise bad_input("labels", f"key {key!r} is reserved for the agent")
         if not isinstance(item, str) or len(item) > 1024 or "\x00" in item:
             raise bad_input("labels", f"value of {key} must be a string under 1024 characters")

@@ -181,6 +181,7 @@ def test_symlink_out_of_the_root_is_refused(agent, spec, tmp_path) -> None:
         ("name", "-bad name"), ("image", "UPPER CASE"), ("cpu", "two"), ("cpu", 0), ("cpu", 1000),
         ("memory_mb", 4), ("memory_mb", 64.5), ("ports", {}), ("ports", {"vscode": 70000}),
         ("ports", {"Bad App": 80}), ("env", {"1BAD": "x"}), ("labels", {"slipway.managed": "false"}),
+        ("labels", {"slipway.workspace": "../x"}),
         ("labels", {"k": 5}),
     ],
 )
