@@ -159,3 +159,23 @@ def test_wrong_codes_lock_the_login_and_the_password_does_not_reset_it(app, clie
     clock.advance(hours=2)
     login(client, "gus")
     assert second_step(client, code_at(secret, clock)).status_code == 302
+
+
+def test_regenerated_backup_codes_replace_the_old_ones(app, client, auth):
+    clock = install_clock(app)
+    auth.as_role("regular", username="reo")
+    page = client.get("/account/mfa/setup").get_data(as_text=True)
+    secret = SECRET_RE.search(page).group(1)
+    shown = post_code(client, "/account/mfa/setup", code_at(secret, clock))
+    old = CODE_RE.findall(shown.get_data(as_text=True))
+    wrong = {"password": "not my password"}
+    refused = form_post(client, "/account/mfa/backup-codes", wrong, page="/account/")
+    assert refused.status_code == 302
+    new_page = form_post(client, "/account/mfa/backup-codes", {"password": PASSWORD}, page="/account/")
+    new = CODE_RE.findall(new_page.get_data(as_text=True))
+    assert len(new) == 10 and not set(new) & set(old)
+    assert "mfa_backup_codes_regenerated" in actions(app)
+    form_post(client, "/logout", {})
+    login(client, "reo")
+    assert second_step(client, old[0]).status_code == 200  # the old codes are gone
+    assert second_step(client, new[0]).status_code == 302

@@ -127,7 +127,7 @@ def unlock_user(user_id: int) -> Response:
     user = db.get_or_404(User, user_id)
     if not ConfirmForm().validate_on_submit():
         abort(400)
-    user.failed_logins, user.locked_until = 0, None
+    user.failed_logins, user.locked_until, user.lock_cleared_at = 0, None, clock.now()
     audit.record("account_unlocked", current_user.username, {"user": user.username})
     db.session.commit()
     flash(f"Unlocked {user.username}.", "success")

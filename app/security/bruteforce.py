@@ -37,18 +37,20 @@ def locked_until(key: str, user: User | None, ip: str | None) -> datetime | None
     """
     now = clock.now()
     until = user.locked_until if user and user.locked_until and user.locked_until > now else None
-    ip_until = _ip_lock(key, ip or "", now)
+    ip_until = _ip_lock(key, ip or "", now, user.lock_cleared_at if user else None)
     if ip_until is not None and ip_until > now and (until is None or ip_until > until):
         until = ip_until
     return until
 
 
-def _ip_lock(key: str, ip: str, now: datetime) -> datetime | None:
+def _ip_lock(key: str, ip: str, now: datetime, cleared: datetime | None = None) -> datetime | None:
     threshold = current_app.config["LOGIN_LOCK_THRESHOLD"]
     since = now - timedelta(seconds=current_app.config["LOGIN_LOCK_MAX_SECONDS"])
+    if cleared is not None and cleared > since:
+        since = cleared
     recent = db.session.execute(
         select(LoginAttempt.success, LoginAttempt.created_at)
-        .where(LoginAttempt.login == key, LoginAttempt.created_at >= since)
+        .where(LoginAttempt.login == key, LoginAttempt.created_at > since)
         .where(LoginAttempt.ip_address == ip)
         .order_by(LoginAttempt.created_at.desc(), LoginAttempt.id.desc())
         .limit(threshold + 20)
@@ -92,7 +94,7 @@ def record_failure(user: User | None, login: str, ip: str, *, counted: bool = Tr
             )
     db.session.flush()
     if counted:
-        ip_until = _ip_lock(login[:255], ip, now)
+        ip_until = _ip_lock(login[:255], ip, now, user.lock_cleared_at if user else None)
         if ip_until is not None and ip_until > now:
             audit.record(
                 "account_locked",

@@ -22,6 +22,7 @@ def upgrade():
         )
         batch_op.add_column(sa.Column("failed_logins", sa.Integer(), nullable=False, server_default="0"))
         batch_op.add_column(sa.Column("locked_until", sa.DateTime(), nullable=True))
+        batch_op.add_column(sa.Column("lock_cleared_at", sa.DateTime(), nullable=True))
 
     op.create_table(
         "login_attempts",
@@ -131,6 +132,7 @@ def downgrade():
         op.drop_table(table)
     with op.batch_alter_table("users", schema=None) as batch_op:
         for column in (
+            "lock_cleared_at",
             "locked_until",
             "failed_logins",
             "must_change_password",
