@@ -179,3 +179,16 @@ def test_regenerated_backup_codes_replace_the_old_ones(app, client, auth):
     login(client, "reo")
     assert second_step(client, old[0]).status_code == 200  # the old codes are gone
     assert second_step(client, new[0]).status_code == 302
+
+
+def test_the_half_logged_in_state_expires(app, client):
+    clock = install_clock(app)
+    with app.app_context():
+        make_user("eve")
+    secret = enrol(app, "eve")
+    login(client, "eve")
+    clock.advance(minutes=6)
+    assert client.get("/login/mfa").headers["Location"] == "/login"
+    stale = form_post(client, "/login/mfa", {"code": code_at(secret, clock)}, page="/login")
+    assert stale.headers["Location"] == "/login"
+    assert "/login" in client.get("/home").headers["Location"]
