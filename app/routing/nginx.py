@@ -128,39 +128,45 @@ def parse_workspace_host(host: str, workspace_domain: str) -> tuple[str, str] | 
     return name, app
 
 
-def _upstream(route: Route) -> str:
-    if route.upstream_host is None and route.upstream_port is None:
-        return STOPPED
-    if not is_port(route.upstream_port):
-        raise RouteError(f"port {route.upstream_port!r} of {route.username}/{route.app} is not a port")
-    host = route.upstream_host
+def _upstream_host(host: object) -> str:
+    """The upstream host as nginx wants it (IPv6 in brackets); RouteError unless an IP or DNS name."""
     try:
-        address = ipaddress.ip_address(host or "")
+        address = ipaddress.ip_address(host if isinstance(host, str) else "")
     except ValueError:
         if not is_dns_name(host):
             raise RouteError(f"upstream host {host!r} is neither an IP address nor a DNS name") from None
-        return f"{host}:{route.upstream_port}"
-    if address.version == 6:
-        return f"[{address.compressed}]:{route.upstream_port}"
-    return f"{address.compressed}:{route.upstream_port}"
+        return str(host)
+    return f"[{address.compressed}]" if address.version == 6 else address.compressed
 
 
 def render_routes(routes: Iterable[Route], settings: Mapping[str, Any]) -> str:
     """The routes file for `routes`; raises RouteError before anything is written."""
-    domain = settings["WORKSPACE_DOMAIN"]
-    listen = f"{settings['EDGE_BIND']}:{settings['EDGE_PORT']}"
-    if not is_port(settings["EDGE_PORT"]) or not _is_ip(settings["EDGE_BIND"]):
-        raise RouteError(f"edge listen address {listen!r} is not an IP and port")
-    if ":" in settings["EDGE_BIND"]:
-        listen = f"[{settings['EDGE_BIND']}]:{settings['EDGE_PORT']}"
+    suffix = "." + domain_host(settings["WORKSPACE_DOMAIN"])
+    bind = settings["EDGE_BIND"]
+    if not is_port(settings["EDGE_PORT"]) or not _is_ip(bind):
+        raise RouteError(f"edge listen address {bind}:{settings['EDGE_PORT']} is not an IP and port")
+    listen = f"[{bind}]:{settings['EDGE_PORT']}" if ":" in bind else f"{bind}:{settings['EDGE_PORT']}"
+    hosts: dict[object, str] = {}  # few distinct upstream hosts: validate each once
     lines = []
     seen: set[str] = set()
     for route in routes:
-        host = workspace_host(route.username, route.app, domain)
+        if not is_username(route.username):
+            raise RouteError(f"username {route.username!r} is not a DNS label")
+        if route.app not in APPS:
+            raise RouteError(f"app {route.app!r} is not one of {', '.join(APPS)}")
+        host = f"{route.username}-{route.app}{suffix}"
         if host in seen:
             raise RouteError(f"duplicate route for {host}")
         seen.add(host)
-        lines.append(f'    {host} "{_upstream(route)}";')
+        if route.upstream_host is None and route.upstream_port is None:
+            upstream = STOPPED
+        else:
+            if not is_port(route.upstream_port):
+                raise RouteError(f"port {route.upstream_port!r} of {host} is not a port")
+            if route.upstream_host not in hosts:
+                hosts[route.upstream_host] = _upstream_host(route.upstream_host)
+            upstream = f"{hosts[route.upstream_host]}:{route.upstream_port}"
+        lines.append(f'    {host} "{upstream}";')
     return TEMPLATE_ENV.get_template("routes.conf.j2").render(
         count=len(lines),
         map_lines="\n".join(lines),

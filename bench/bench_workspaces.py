@@ -1,0 +1,218 @@
+"""Workspaces: approve → link serving, ten stops at once, route change at 10,000 workspaces.
+
+How it is measured (one machine; real agent over the real Docker daemon, real edge nginx,
+the busybox test image `slipway/test-workspace:latest`; SQLite database; the web app in a
+threaded Werkzeug server with the worker threads inside, TASK_POLL_MS=50):
+1. Approve → link: ROUNDS times, a pending user is approved and provisioned
+   (`services.workspaces.provision`, as the admin form does), then the owner's workspace URL is
+   requested through nginx (Host header, owner's workspace cookie) every 5 ms until it answers
+   200 with the container's page. Median total, and each step's median share from the task's
+   events: queue wait, container create+start (agent), routes render+nginx -t+HUP, until serving.
+2. Ten stops at once: ten running workspaces, ten `stop` requests queued together; wall time
+   until all ten tasks succeeded (BATCHES batches, restarted between, median).
+3. Route change at 10,000 workspaces in the database: one workspace's upstream is changed; time
+   for `regenerate()` (query 10,000 rows, render 20,000 map entries, `nginx -t`, rename, HUP) plus
+   until the new upstream answers through nginx. CHANGES changes, median; parts reported too.
+Bars (issue 6): 1 < 1 s median (test image); 2 within 2.5 s; 3 < 100 ms median.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from flask_migrate import upgrade  # noqa: E402
+from sqlalchemy import insert, select  # noqa: E402
+
+from app import create_app  # noqa: E402
+from app.extensions import db  # noqa: E402
+from app.models import Server, Task, TaskEvent, User, UserSession, Workspace  # noqa: E402
+from app.routing import sync  # noqa: E402
+from app.routing.nginx import install, render_routes  # noqa: E402
+from app.security.tokens import Grant, cookie_name, cookie_value  # noqa: E402
+from app.services import workspaces as service  # noqa: E402
+from app.timeutil import utcnow  # noqa: E402
+from config import TestingConfig  # noqa: E402
+from tests.builders import make_user  # noqa: E402
+from tests.edgekit import get, text_server  # noqa: E402
+from tests.wsstack import Stack, journey_stack, stack_available  # noqa: E402
+
+ROUNDS, BATCHES, CHANGES, ROUTES = 7, 3, 9, 10_000
+SMALL = service.Plan(cpu=0.25, memory_mb=256)  # the busybox test image needs little; no overcommit
+
+
+def migrated_sqlite(tmp: Path) -> str:
+    """A fresh SQLite database upgraded by the migrations."""
+    url = f"sqlite:///{tmp / 'bench.db'}"
+    app = create_app(TestingConfig, {"SQLALCHEMY_DATABASE_URI": url, "DATA_DIR": tmp,
+                                     "WORKSPACE_ROOT": tmp / "ws"})
+    with app.app_context():
+        upgrade()
+        db.engine.dispose()
+    return url
+
+
+def owner_cookie(stack: Stack, user: User, app_name: str = "vscode") -> str:
+    """A workspace cookie for `user` on their app host, backed by a live session row."""
+    host = f"{user.username}-{app_name}.ws.localhost"
+    row = UserSession(user_id=user.id, session_token=secrets_hex(), expires_at=utcnow() + timedelta(hours=1))
+    db.session.add(row)
+    db.session.commit()
+    with stack.app.test_request_context():
+        return f"{cookie_name()}={cookie_value(Grant(user.id, user.username, host, row.id))}"
+
+
+def secrets_hex() -> str:
+    """64 random hex characters."""
+    import secrets
+
+    return secrets.token_hex(32)
+
+
+def wait_serving(stack: Stack, host: str, cookie: str, marker: str, timeout: float = 30) -> float:
+    """Poll through nginx until `marker` is served; returns the perf_counter time it was."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            status, _, body = get(stack.edge_port, host, "/", {"Cookie": cookie}, timeout=2)
+        except OSError:
+            status, body = 0, ""
+        if status == 200 and marker in body:
+            return time.perf_counter()
+        time.sleep(0.005)
+    raise RuntimeError(f"{host} did not serve within {timeout} s")
+
+
+def approve_to_link(stack: Stack) -> None:
+    """Part 1."""
+    totals, shares = [], {"queue": [], "container": [], "routes": [], "serving": []}
+    with stack.app.app_context():
+        admin = make_user("boss", role="admin")
+        for n in range(ROUNDS):
+            user = make_user(f"alice{n}", status="pending")
+            cookie = owner_cookie(stack, user)
+            t0 = time.perf_counter()
+            wall0 = utcnow()
+            task_id = service.provision(user, admin, SMALL, approve=True).id
+            t1 = wait_serving(stack, f"alice{n}-vscode.ws.localhost", cookie, "test workspace: vscode")
+            totals.append(t1 - t0)
+            db.session.expire_all()
+            task = db.session.get(Task, task_id)
+            events = {e.message.split(" ")[0]: e.created_at for e in
+                      db.session.scalars(select(TaskEvent).where(TaskEvent.task_id == task_id))}
+            started, created, routed = task.started_at, events["container"], events["routes"]
+            shares["queue"].append((started - wall0).total_seconds())
+            shares["container"].append((created - started).total_seconds())
+            shares["routes"].append((routed - created).total_seconds())
+            shares["serving"].append((t1 - t0) - (routed - wall0).total_seconds())
+    median = statistics.median(totals)
+    print(f"1. approve -> link 200 through nginx: median {median * 1000:.0f} ms over {ROUNDS} "
+          f"(min {min(totals) * 1000:.0f}, max {max(totals) * 1000:.0f}); bar < 1000 ms")
+    for step, values in shares.items():
+        m = statistics.median(values)
+        print(f"   {step:<9} median {m * 1000:6.0f} ms ({m / median:5.1%})")
+
+
+def ten_stops(stack: Stack) -> None:
+    """Part 2."""
+    timings = []
+    with stack.app.app_context():
+        admin = db.session.scalar(select(User).where(User.username == "boss"))
+        for n in range(ROUNDS, 10):
+            service.provision(make_user(f"alice{n}", status="pending"), admin, SMALL, approve=True)
+        wait_tasks_done(60)
+        for _ in range(BATCHES):
+            workspaces = db.session.scalars(select(Workspace).where(Workspace.status == "running")).all()
+            assert len(workspaces) >= 10, len(workspaces)
+            t0 = time.perf_counter()
+            ids = [service.request(ws, "stop", admin).id for ws in workspaces[:10]]
+            wait_tasks_done(60, ids)
+            timings.append(time.perf_counter() - t0)
+            for ws in db.session.scalars(select(Workspace)).all():
+                service.request(ws, "start", admin)
+            wait_tasks_done(60)
+    print(f"2. ten stops at once: median {statistics.median(timings):.2f} s over {BATCHES} batches "
+          f"({', '.join(f'{t:.2f}' for t in timings)}); bar < 2.5 s")
+
+
+def wait_tasks_done(timeout: float, ids: list[int] | None = None) -> None:
+    """Wait until the given (or all) tasks finished; fail on a failed one."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        db.session.expire_all()
+        stmt = select(Task)
+        if ids:
+            stmt = stmt.where(Task.id.in_(ids))
+        tasks = db.session.scalars(stmt).all()
+        failed = [t for t in tasks if t.state == "failed"]
+        if failed:
+            raise RuntimeError(f"task {failed[0].kind} failed: {failed[0].message}")
+        if all(t.is_finished for t in tasks):
+            return
+        time.sleep(0.01)
+    raise RuntimeError("tasks did not finish in time")
+
+
+def route_change(stack: Stack) -> None:
+    """Part 3."""
+    with stack.app.app_context():
+        server_id = db.session.scalar(select(Server.id))
+        rows = [{"username": f"u{n:05d}x", "server_id": server_id, "container_name": f"bench-{n}",
+                 "image": "x", "cpu": 1.0, "memory_mb": 256, "ports": {"vscode": 20000 + n % 40000,
+                 "jupyter": 20001 + n % 40000}, "status": "running", "error": "",
+                 "created_at": utcnow(), "updated_at": utcnow()} for n in range(ROUTES)]
+        db.session.execute(insert(Workspace), rows)
+        db.session.commit()
+        user = db.session.scalar(select(User).where(User.username == "alice0"))
+        cookie = owner_cookie(stack, user)
+        ws = db.session.scalar(select(Workspace).where(Workspace.username == "alice0"))
+        count = db.session.scalar(select(db.func.count(Workspace.id)))
+        totals, parts = [], {"query": [], "render": [], "check+swap+HUP": [], "until serving": []}
+        with text_server("upstream A") as port_a, text_server("upstream B") as port_b:
+            for n in range(CHANGES):
+                port, marker = (port_a, "upstream A") if n % 2 == 0 else (port_b, "upstream B")
+                ws.ports = {"vscode": port, "jupyter": port}
+                db.session.commit()
+                t0 = time.perf_counter()
+                routes = sync.desired_routes()
+                t1 = time.perf_counter()
+                text = render_routes(routes, stack.app.config)
+                t2 = time.perf_counter()
+                install(text, sync.edge_paths(), stack.app.config["NGINX_BIN"])
+                t3 = time.perf_counter()
+                t4 = wait_serving(stack, "alice0-vscode.ws.localhost", cookie, marker, timeout=10)
+                totals.append(t4 - t0)
+                for key, value in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+                    parts[key].append(value)
+                time.sleep(0.3)  # let the previous generation of workers exit
+    print(f"3. route change with {count} workspaces ({2 * count} map entries): median "
+          f"{statistics.median(totals) * 1000:.0f} ms over {CHANGES} (bar < 100 ms)")
+    for key, values in parts.items():
+        print(f"   {key:<15} median {statistics.median(values) * 1000:6.1f} ms")
+
+
+def main() -> int:
+    """Run the three parts and print the figures."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    if not stack_available():
+        print("bench_workspaces: Docker and nginx are needed; skipped")
+        return 0
+    with tempfile.TemporaryDirectory(prefix="slipway-bench-ws-") as tmp:
+        url = migrated_sqlite(Path(tmp))
+        with journey_stack(url, Path(tmp)) as stack:
+            approve_to_link(stack)
+            ten_stops(stack)
+            route_change(stack)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
