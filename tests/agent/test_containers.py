@@ -128,6 +128,10 @@ def test_one_workspace_cannot_reach_another(agent, spec, docker_client, test_ima
     for port in (8080, 8888):
         code, output = _fetch_inside(source, f"http://{target_ip}:{port}/")
         assert code != 0 and b"workspace" not in output, output
+    # Nor through the host: its published ports listen on 127.0.0.1 only, not on the bridge gateway.
+    gateway = target["NetworkSettings"]["Networks"][agent.network]["Gateway"]
+    code, output = _fetch_inside(source, f"http://{gateway}:{second['ports']['vscode']}/")
+    assert code != 0 and b"workspace" not in output, output
     for data in (first, second):
         agent.call("POST", f"/api/containers/{data['id']}/delete")
 
