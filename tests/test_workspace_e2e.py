@@ -195,3 +195,55 @@ def _restart_agent(agent, subprocess, sys, root):
 
     wait_until(healthy, 20)
     return proc
+
+
+WORKSPACE_IMAGE = "slipway/workspace:latest"
+
+
+def _real_image_ready() -> None:
+    import subprocess
+
+    from tests.conftest import IN_CI
+    from tests.wsstack import ROOT
+
+    have = subprocess.run(["docker", "image", "inspect", WORKSPACE_IMAGE], capture_output=True, check=False)
+    if have.returncode == 0:
+        return
+    if not IN_CI:
+        pytest.skip(f"{WORKSPACE_IMAGE} is not built (make images)")
+    subprocess.run(["bash", str(ROOT / "docker/images/build-workspace-image.sh")], check=True, timeout=1500)
+
+
+@pytest.mark.slow
+def test_real_workspace_image_through_nginx(stack: Stack) -> None:
+    """code-server and JupyterLab themselves, reached in Chromium through nginx and the owner check."""
+    require_service("Chromium + playwright", _playwright_available())
+    _real_image_ready()
+    from playwright.sync_api import sync_playwright
+
+    with stack.app.app_context():
+        admin = make_user("boss", role="admin")
+        dana = make_user("dana", status="pending")
+        service.provision(dana, admin, service.Plan(image=WORKSPACE_IMAGE, cpu=1.0, memory_mb=1024),
+                          approve=True)
+    wait_until(lambda: _status(stack, "dana") == "running", 120)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context().new_page()
+            _login(page, stack, "dana")
+            page.goto(f"{stack.web}/workspaces/open/vscode")
+            wait_until(lambda: "vs/workbench" in _reload(page), 90, every=0.5)
+            assert page.url.startswith(stack.host_url("dana", "vscode", ""))
+            page.goto(f"{stack.web}/workspaces/open/jupyter")
+            page.goto(stack.host_url("dana", "jupyter", "/lab"))
+            wait_until(lambda: "JupyterLab" in _reload(page), 90, every=0.5)
+        finally:
+            browser.close()
+
+
+def _reload(page) -> str:
+    """The page's HTML after a reload (the apps take seconds to start)."""
+    page.reload()
+    page.wait_for_load_state()
+    return page.content()
