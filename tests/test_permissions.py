@@ -106,7 +106,7 @@ def _urls(app, endpoints):
         if rule.endpoint in endpoints:
             url = rule.rule
             for arg in rule.arguments:
-                url = url.replace(f"<int:{arg}>", "99999")
+                url = url.replace(f"<int:{arg}>", "99999").replace(f"<{arg}>", "missing")
             yield ("POST" if "POST" in rule.methods else "GET"), url
 
 
