@@ -164,6 +164,10 @@ class Config:
             "RATELIMIT_API": env.text("SLIPWAY_RATELIMIT_API", "120 per minute"),
             "RATELIMIT_ENABLED": env.boolean("SLIPWAY_RATELIMIT_ENABLED", True),
             "RATELIMIT_HEADERS_ENABLED": True,
+            # Redis down must not take logins down: limits fall back to per-process memory
+            # (lockouts and bans live in the database and keep working).
+            "RATELIMIT_SWALLOW_ERRORS": True,
+            "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
             "RATELIMIT_KEY_PREFIX": env.text("SLIPWAY_RATELIMIT_KEY_PREFIX", "slipway"),
             # None means "$DATA_DIR/uploads", resolved on use so a DATA_DIR override carries over.
             "UPLOAD_DIR": env.text("SLIPWAY_UPLOAD_DIR", None),

@@ -97,3 +97,10 @@ def test_limits_with_a_real_redis(database_url, tmp_path, app, monkeypatch):
         for key in server.scan_iter(match=f"*{prefix}*", count=1000):
             server.delete(key)
         server.close()
+
+
+def test_logins_survive_a_dead_redis_with_limits_in_memory(database_url, tmp_path, app):
+    from tests.edgekit import free_port
+
+    dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    check_limited(limited_app(database_url, tmp_path, RATELIMIT_STORAGE_URI=dead))
