@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import uuid
 
 import pytest
@@ -100,7 +101,7 @@ def test_limits_with_a_real_redis(database_url, tmp_path, app, monkeypatch):
 
 
 def test_logins_survive_a_dead_redis_with_limits_in_memory(database_url, tmp_path, app):
-    from tests.edgekit import free_port
-
-    dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"redis://127.0.0.1:{sock.getsockname()[1]}/0"  # bound, never listening: refused
     check_limited(limited_app(database_url, tmp_path, RATELIMIT_STORAGE_URI=dead))
