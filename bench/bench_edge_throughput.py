@@ -1,0 +1,169 @@
+"""Proxied throughput: owner-checked edge nginx vs the same nginx unchecked vs configurable-http-proxy.
+
+How it is measured (one run, same machine, same upstream, same wrk settings):
+- upstream: a static 1 KiB page served by a separate plain nginx (so the upstream is not the limit);
+- checked: the Slipway edge (generated map route, `auth_request` to the real web app in a threaded
+  Werkzeug server, auth answers cached 5 s per host+cookie, the owner's workspace cookie sent);
+- unchecked, same routing: the same nginx build, the same map + `proxy_pass http://$variable`
+  shape as the edge, no auth_request (the like-for-like comparison);
+- unchecked, keepalive upstream: a fixed `upstream` block with keepalive (the best case; the edge
+  cannot have it: OSS nginx pools connections only for `upstream` blocks, and 20,000 of those
+  take 2.5-4 s to parse here (measured), against ~20 ms for the map);
+- CHP: configurable-http-proxy (JupyterHub's proxy, checks nothing), installed with npm into a
+  cache folder on first use; skipped with a message when npm is unavailable.
+`wrk -t2 -c32 -d5s` against each (after a 1 s warm-up); requests/s compared.
+Bars (issue 6): checked ≥ 0.5× unchecked and ≥ 1.0× CHP. Two runs of this script are not
+comparable on a loaded machine; the three proxies of one run are.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from werkzeug.serving import make_server  # noqa: E402
+
+from app.extensions import db  # noqa: E402
+from app.models import UserSession  # noqa: E402
+from app.routing.edge import start_edge, stop_edge  # noqa: E402
+from app.routing.sync import regenerate  # noqa: E402
+from app.security.tokens import Grant, cookie_name, cookie_value  # noqa: E402
+from app.timeutil import utcnow  # noqa: E402
+from bench.bench_workspaces import migrated_sqlite  # noqa: E402
+from tests.builders import make_user  # noqa: E402
+from tests.conftest import build_app  # noqa: E402
+from tests.edgekit import NGINX_BIN, edge_dir, free_port, get  # noqa: E402
+from tests.wskit import make_server as make_server_row  # noqa: E402
+from tests.wskit import make_workspace  # noqa: E402
+
+WRK = ["wrk", "-t2", "-c32", "-d5s"]
+CHP_DIR = Path.home() / ".cache" / "slipway-bench" / "chp"
+PLAIN_CONF = """
+worker_processes 1; daemon off; pid {d}/plain.pid; error_log {d}/plain-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off; server_tokens off;
+  client_body_temp_path {d}/tb; proxy_temp_path {d}/tp; fastcgi_temp_path {d}/tf;
+  uwsgi_temp_path {d}/tu; scgi_temp_path {d}/ts;
+  upstream up {{ server 127.0.0.1:{up}; keepalive 32; }}
+  server {{ listen 127.0.0.1:{up}; root {d}/www; }}
+  server {{ listen 127.0.0.1:{plain}; location / {{ proxy_pass http://up; proxy_http_version 1.1;
+           proxy_set_header Connection ""; }} }}
+  map $host $target {{ default "127.0.0.1:{up}"; }}
+  server {{ listen 127.0.0.1:{plain_map};
+           location / {{ proxy_pass http://$target; proxy_http_version 1.1; }} }}
+}}
+"""
+
+
+def wrk(port: int, host: str, cookie: str = "") -> float:
+    """Requests/s that wrk reports for http://127.0.0.1:port/ with these headers."""
+    headers = ["-H", f"Host: {host}"] + (["-H", f"Cookie: {cookie}"] if cookie else [])
+    url = f"http://127.0.0.1:{port}/"
+    warm = [arg if arg != "-d5s" else "-d1s" for arg in WRK]
+    subprocess.run([*warm, *headers, url], capture_output=True, check=True)
+    out = subprocess.run([*WRK, *headers, url], capture_output=True, text=True, check=True).stdout
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if non2xx:
+        raise RuntimeError(f"{non2xx.group(1)} failed responses on port {port}:\n{out}")
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+
+def chp_binary() -> Path | None:
+    """configurable-http-proxy, installed with npm into a cache folder on first use."""
+    binary = CHP_DIR / "node_modules" / ".bin" / "configurable-http-proxy"
+    if not binary.exists() and shutil.which("npm"):
+        CHP_DIR.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(CHP_DIR),
+                        "configurable-http-proxy@4"], capture_output=True, check=False, timeout=300)
+    return binary if binary.exists() else None
+
+
+def wait_port(port: int, host: str = "x", cookie: str = "") -> None:
+    """Until 127.0.0.1:port answers 200."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            if get(port, host, "/", {"Cookie": cookie} if cookie else {})[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"port {port} did not answer 200")
+
+
+def main() -> int:
+    """Start the three proxies over one upstream and compare wrk throughput."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    if not (shutil.which("wrk") and Path(NGINX_BIN).exists()):
+        print("bench_edge_throughput: wrk and nginx are needed; skipped")
+        return 0
+    procs: list[subprocess.Popen] = []
+    with tempfile.TemporaryDirectory(prefix="slipway-bench-tp-") as tmp, edge_dir() as run:
+        up, plain, plain_map, web_port, edge_port, chp_port = (free_port() for _ in range(6))
+        (run / "www").mkdir()
+        (run / "www" / "index.html").write_text("x" * 1024)
+        (run / "plain.conf").write_text(PLAIN_CONF.format(d=run, up=up, plain=plain, plain_map=plain_map))
+        procs.append(subprocess.Popen([NGINX_BIN, "-p", str(run), "-c", str(run / "plain.conf")]))
+        app = build_app(migrated_sqlite(Path(tmp)), Path(tmp), LISTEN_PORT=web_port, EDGE_DIR=run / "edge",
+                        EDGE_PORT=edge_port, WORKSPACE_DOMAIN=f"ws.localhost:{edge_port}",
+                        NGINX_BIN=NGINX_BIN)
+        server = make_server("127.0.0.1", web_port, app, threaded=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        edge = None
+        try:
+            with app.app_context():
+                alice = make_user("alice")
+                make_workspace(alice, make_server_row(), ports={"vscode": up, "jupyter": up})
+                row = UserSession(user_id=alice.id, session_token="b" * 64,
+                                  expires_at=utcnow() + timedelta(hours=1))
+                db.session.add(row)
+                db.session.commit()
+                regenerate()
+                with app.test_request_context():
+                    host = "alice-vscode.ws.localhost"
+                    cookie = f"{cookie_name()}={cookie_value(Grant(alice.id, 'alice', host, row.id))}"
+            edge = start_edge(app.config, workers=1)
+            wait_port(plain)
+            wait_port(edge_port, host, cookie)
+            results = {"checked (edge + auth_request)": wrk(edge_port, host, cookie),
+                       "unchecked, same map routing": wrk(plain_map, host),
+                       "unchecked, keepalive upstream": wrk(plain, host)}
+            chp = chp_binary()
+            if chp:
+                procs.append(subprocess.Popen([str(chp), "--ip", "127.0.0.1", "--port", str(chp_port),
+                                               "--api-port", str(free_port()), "--default-target",
+                                               f"http://127.0.0.1:{up}"], stdout=subprocess.DEVNULL,
+                                              stderr=subprocess.DEVNULL))
+                wait_port(chp_port)
+                results["configurable-http-proxy"] = wrk(chp_port, host)
+            else:
+                print("configurable-http-proxy unavailable (npm); CHP comparison skipped")
+        finally:
+            if edge is not None:
+                stop_edge(edge)
+            server.shutdown()
+            for proc in procs:
+                proc.terminate()
+                proc.wait(10)
+    checked = results["checked (edge + auth_request)"]
+    print(f"proxied throughput, {' '.join(WRK)}, 1 KiB static upstream, one run:")
+    for name, rps in results.items():
+        print(f"   {name:<30} {rps:9.0f} req/s  (checked/this = {checked / rps:.2f})")
+    print("   bars: checked >= 0.5x unchecked nginx (same routing), >= 1.0x configurable-http-proxy")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
