@@ -62,16 +62,16 @@ class SourceAdapter(HTTPAdapter):
         return super().init_poolmanager(*args, **kwargs)
 
 
-def _wait(url: str, process: subprocess.Popen, seconds: float = 20) -> None:
+def _wait(url: str, process: subprocess.Popen, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"{url}: the server exited with {process.returncode}")
         try:
-            requests.get(url, timeout=1)
+            requests.get(url, timeout=5)
             return
-        except requests.ConnectionError:
-            time.sleep(0.1)
+        except requests.RequestException:  # not listening yet, or slow on a busy machine
+            time.sleep(0.2)
     raise RuntimeError(f"{url} did not answer within {seconds}s")
 
 
@@ -119,13 +119,13 @@ def stack(app, database_url):
 def failed_login(base_url: str, source: str, forged: str) -> requests.Response:
     session = requests.Session()
     session.mount("http://", SourceAdapter(source))
-    html = session.get(f"{base_url}/login", timeout=5).text
+    html = session.get(f"{base_url}/login", timeout=30).text
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html).group(1)
     return session.post(
         f"{base_url}/login",
         data={"username": "nobody", "password": "wrong password", "csrf_token": token},
         headers={"X-Forwarded-For": forged},
-        timeout=10,
+        timeout=30,
     )
 
 
