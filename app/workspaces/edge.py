@@ -103,6 +103,6 @@ def stopped() -> Response:
         503,
         "Workspace not running",
         "Your workspace is not running. Requests here never start it; start it from your workspace page.",
-        _public("workspaces.home"),
+        _public("workspaces.home", start="1"),
         "Go to my workspace to start it",
     )
