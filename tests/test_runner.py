@@ -95,6 +95,8 @@ def wait_for(predicate, timeout=20.0):
 
 
 def test_several_runners_claim_each_task_exactly_once(fast):
+    # a long lease: here only the claim may decide who runs a task (lease expiry is tested below)
+    fast.config["TASK_LEASE_SECONDS"] = 60
     ids = queue(fast, "test_count", 40)
     stop = threading.Event()
     runners = [Runner(fast, worker_id=f"r{n}", concurrency=3) for n in range(3)]
