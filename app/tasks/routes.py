@@ -130,13 +130,14 @@ def stream(ws: Any, task_id: int) -> None:
             return
         if events:
             last_id = events[-1].id
+        finished = task.is_finished and len(events) < 500
         message = {"state": task.state, "progress": task.progress, "message": task.message,
-                   "events": [event.as_dict() for event in events]}
+                   "events": [event.as_dict() for event in events], "finished": finished}
         try:
             ws.send(json.dumps(message))
         except ConnectionClosed:
             return
-        if task.is_finished and len(events) < 500:
+        if finished:
             ws.close(reason=1000, message="finished")
             return
         time.sleep(poll)

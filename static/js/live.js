@@ -40,7 +40,10 @@
     var socket = new WebSocket(socketUrl(root.getAttribute("data-stream-url")));
     root.classList.add("live-connected");
     socket.addEventListener("message", function (msg) {
-      try { apply(root, JSON.parse(msg.data)); } catch (err) { /* ignore a malformed frame */ }
+      var data;
+      try { data = JSON.parse(msg.data); } catch (err) { return; /* ignore a malformed frame */ }
+      apply(root, data);
+      if (data.finished) { socket.close(1000, "done"); }
     });
     socket.addEventListener("close", function () {
       root.classList.remove("live-connected");
