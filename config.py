@@ -132,6 +132,7 @@ class Config:
             "SERVER_STATS_TTL_SECONDS": env.integer("SLIPWAY_SERVER_STATS_TTL_SECONDS", 60),
             "METRICS_RAW_HOURS": env.integer("SLIPWAY_METRICS_RAW_HOURS", 24),
             "METRICS_KEEP_DAYS": env.integer("SLIPWAY_METRICS_KEEP_DAYS", 30),
+            "METRICS_SAMPLE_SECONDS": env.number("SLIPWAY_METRICS_SAMPLE_SECONDS", 60.0),
             "PUBLIC_URL": env.text("SLIPWAY_PUBLIC_URL", "http://127.0.0.1:8000"),
             "EDGE_DIR": env.path("SLIPWAY_EDGE_DIR", data_dir / "edge"),
             "EDGE_BIND": env.text("SLIPWAY_EDGE_BIND", "127.0.0.1"),
@@ -253,7 +254,8 @@ def _check_writable_dir(problems: list[str], name: str, path: Path) -> None:
 def _check_poller(problems: list[str], settings: Mapping[str, Any]) -> None:
     for name in ("AGENT_CONNECT_TIMEOUT", "AGENT_READ_TIMEOUT", "POLL_INTERVAL_SECONDS", "POLL_POOL_SIZE",
                  "POLL_FAILURES_OFFLINE", "POLL_SUCCESSES_ONLINE", "POLL_LEASE_SECONDS",
-                 "SERVER_STATS_TTL_SECONDS", "METRICS_RAW_HOURS", "METRICS_KEEP_DAYS"):
+                 "SERVER_STATS_TTL_SECONDS", "METRICS_RAW_HOURS", "METRICS_KEEP_DAYS",
+                 "METRICS_SAMPLE_SECONDS"):
         if settings.get(name, 1) <= 0:
             problems.append(f"SLIPWAY_{name} must be positive")
     if not 0 <= settings.get("AGENT_RETRIES", 0) <= 10:

@@ -24,7 +24,7 @@ def quick(app):
     """Short timeouts and thresholds for poller tests."""
     app.config.update(AGENT_CONNECT_TIMEOUT=0.5, AGENT_READ_TIMEOUT=0.5, POLL_INTERVAL_SECONDS=0.2,
                       POLL_LEASE_SECONDS=2, POLL_FAILURES_OFFLINE=2, POLL_SUCCESSES_ONLINE=2,
-                      POLL_POOL_SIZE=4)
+                      POLL_POOL_SIZE=4, METRICS_SAMPLE_SECONDS=0.001)
     return app
 
 
@@ -172,6 +172,19 @@ def test_only_one_lease_holder_and_takeover_after_expiry(quick):
         second.release_lease()
         assert first.acquire_lease()
         assert db.session.get(PollerLease, "poller").holder == "first"
+
+
+def test_history_is_sampled_less_often_than_polls(quick):
+    quick.config["METRICS_SAMPLE_SECONDS"] = 60
+    with StubAgent(TOKEN) as agent:
+        with quick.app_context():
+            make_server("sampled", agent.url)
+        poller = Poller(quick, holder="p1")
+        for _ in range(3):
+            round_of(quick, poller)
+    with quick.app_context():
+        assert db.session.scalar(select(func.count(ServerMetric.id))) == 1
+        assert db.session.scalar(select(Server.last_polled_at)) is not None
 
 
 def test_raw_metrics_are_downsampled_after_a_day_and_old_hours_dropped(quick):

@@ -97,9 +97,13 @@ def _store_figures(server: Server, stats: dict[str, Any], now: datetime) -> Serv
 
 def apply_outcome(
     server: Server, outcome: Outcome, now: datetime, *, failures_offline: int, successes_online: int,
-    actor: str | None = None,
+    actor: str | None = None, sample: bool = True,
 ) -> str | None:
-    """Record one poll on `server` (added to the session); returns the new status when it changed."""
+    """Record one poll on `server` (added to the session); returns the new status when it changed.
+
+    With `sample` false the figures are updated but no server_metrics row is written (the poller
+    samples history less often than it polls).
+    """
     server.last_polled_at = now
     server.last_outcome = outcome.kind
     server.last_error = outcome.error[:500]
@@ -114,7 +118,9 @@ def apply_outcome(
         recovering = server.status in ("offline",) and server.consecutive_successes < successes_online
         wanted = server.status if recovering else answered
         if outcome.kind == "ok":
-            db.session.add(_store_figures(server, outcome.stats, now))
+            metric = _store_figures(server, outcome.stats, now)
+            if sample:
+                db.session.add(metric)
         else:
             server.last_seen_at = now  # it answered, even if it could not serve stats
     if wanted == server.status:

@@ -61,6 +61,8 @@ class Poller:
         self.pool = ThreadPoolExecutor(config["POLL_POOL_SIZE"], thread_name_prefix="slipway-poll")
         self._in_flight: dict[int, Future] = {}
         self._last_retention = 0.0
+        self._last_sample: dict[int, float] = {}
+        self.sample_seconds = float(config["METRICS_SAMPLE_SECONDS"])
         self.rounds = 0
 
     # -- the lease ----------------------------------------------------------------------------
@@ -139,14 +141,17 @@ class Poller:
                 self._in_flight.pop(server_id, None)
             else:
                 outcomes[server_id] = Outcome("timeout", error=f"no answer within {self.bound:g} s")
-        now = utcnow()
+        now, tick = utcnow(), time.monotonic()
         changes = 0
         for server in servers:
             outcome = outcomes.get(server.id)
             if outcome is None:
                 continue
+            sample = tick - self._last_sample.get(server.id, -1e9) >= self.sample_seconds
+            if sample and outcome.kind == "ok":
+                self._last_sample[server.id] = tick
             if apply_outcome(server, outcome, now, failures_offline=config["POLL_FAILURES_OFFLINE"],
-                             successes_online=config["POLL_SUCCESSES_ONLINE"]):
+                             successes_online=config["POLL_SUCCESSES_ONLINE"], sample=sample):
                 changes += 1
                 log.info("server %s is now %s (%s)", server.name, server.status, outcome.kind)
         db.session.commit()
