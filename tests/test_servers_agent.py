@@ -140,3 +140,24 @@ def test_real_agent_online_offline_online_audited_and_token_never_leaks(
     everything = "\n".join([*pages, audit_text, caplog.text, captured.out, captured.err, log.read_text()])
     assert "server_added" in audit_text and "real" in everything
     assert token not in everything
+
+
+def test_agent_client_speaks_the_real_agents_api(tmp_path):
+    from app.agents import AgentClient, AgentError, AgentNotFound
+
+    require_service("Docker", docker_available())
+    port, token = free_port(), secrets.token_urlsafe(36)
+    with real_agent(port, token, tmp_path / "ws", tmp_path / "agent.log"):
+        client = AgentClient(f"http://127.0.0.1:{port}", token)
+        assert client.health() is True
+        assert client.system_stats()["memory"]["total"] > 0
+        # query strings are signed as sent
+        assert client.list_containers({"slipway.managed": "true", "slipway.user": "nobody"}) == []
+        with pytest.raises(AgentNotFound) as missing:
+            client.inspect_image("slipway-test/no-such-image:latest")
+        assert "no-such-image" in missing.value.message
+        with pytest.raises(AgentNotFound):
+            client.delete_container("slipway-test-no-such-container")
+        with pytest.raises(AgentError) as refused:
+            AgentClient(f"http://127.0.0.1:{port}", "w" * 40).system_stats()
+        assert refused.value.status == 401
