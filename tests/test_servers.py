@@ -78,7 +78,7 @@ def test_bad_input_is_refused_with_a_message_and_nothing_stored(app, client, aut
 def test_edit_keeps_token_when_blank_and_replaces_it_when_given(app, client, auth):
     auth.as_role("admin")
     with app.app_context():
-        server_id = make_server().id
+        server_id = make_server(status="online").id
     page = client.get(f"/servers/{server_id}/edit").get_data(as_text=True)
     assert TOKEN not in page
     form_post(client, f"/servers/{server_id}/edit", add_form(name="renamed", token=""),
@@ -86,6 +86,7 @@ def test_edit_keeps_token_when_blank_and_replaces_it_when_given(app, client, aut
     with app.app_context():
         server = db.session.get(Server, server_id)
         assert server.name == "renamed" and decrypt_secret(server.token_encrypted, "server.token") == TOKEN
+        assert server.status == "unknown" and db.session.scalar(select(func.count(Task.id))) == 1
     new_token = "n" * 40
     form_post(client, f"/servers/{server_id}/edit", add_form(name="renamed", token=new_token),
               page=f"/servers/{server_id}/edit")

@@ -117,6 +117,13 @@ def edit(server_id: int) -> str | Response:
             changed.append("token")
         audit.record("server_updated", current_user.username, {"server": server.name, "changed": changed},
                      server_id=server.id)
+        if {"agent_url", "token"} & set(changed):
+            # another agent or secret: what we knew about the old one no longer holds
+            server.status, server.consecutive_failures, server.consecutive_successes = "unknown", 0, 0
+            try:
+                queue_refresh(server)
+            except tasks.TaskConflict:
+                pass  # a connection test is already queued; it will use the new settings
         db.session.commit()
         flash(f"Server {server.name} saved.", "success")
         return redirect(url_for("servers.detail", server_id=server.id))
