@@ -260,8 +260,12 @@ def _check_poller(problems: list[str], settings: Mapping[str, Any]) -> None:
             problems.append(f"SLIPWAY_{name} must be positive")
     if not 0 <= settings.get("AGENT_RETRIES", 0) <= 10:
         problems.append("SLIPWAY_AGENT_RETRIES must be between 0 and 10")
-    if settings.get("POLL_LEASE_SECONDS", 30) <= settings.get("POLL_INTERVAL_SECONDS", 10):
-        problems.append("SLIPWAY_POLL_LEASE_SECONDS must be longer than SLIPWAY_POLL_INTERVAL_SECONDS")
+    # the holder renews at the start of each round: a round (<= read timeout + 1 s) plus the
+    # jittered interval must fit in the lease, or a healthy poller would lose it
+    longest_gap = settings.get("POLL_INTERVAL_SECONDS", 10) * 1.1 + settings.get("AGENT_READ_TIMEOUT", 10) + 1
+    if settings.get("POLL_LEASE_SECONDS", 30) <= longest_gap:
+        problems.append("SLIPWAY_POLL_LEASE_SECONDS must be longer than 1.1 x SLIPWAY_POLL_INTERVAL_SECONDS"
+                        " + SLIPWAY_AGENT_READ_TIMEOUT + 1")
 
 
 def _check_security(problems: list[str], settings: Mapping[str, Any]) -> None:

@@ -225,7 +225,7 @@ def test_poller_settings_are_typed_and_validated(tmp_path):
     })
     text = "\n".join(problems + validate(settings))
     assert "SLIPWAY_AGENT_READ_TIMEOUT must be a number" in text
-    assert "SLIPWAY_POLL_LEASE_SECONDS must be longer than SLIPWAY_POLL_INTERVAL_SECONDS" in text
+    assert "SLIPWAY_POLL_LEASE_SECONDS must be longer than 1.1 x SLIPWAY_POLL_INTERVAL_SECONDS" in text
     assert "SLIPWAY_POLL_POOL_SIZE must be positive" in text
     assert "SLIPWAY_AGENT_RETRIES must be between 0 and 10" in text
     assert settings["AGENT_CONNECT_TIMEOUT"] == 0.25 and settings["AGENT_READ_TIMEOUT"] == 10.0
