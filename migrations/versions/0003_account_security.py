@@ -111,7 +111,14 @@ def upgrade():
 
 def downgrade():
     # Dropping a table drops its indexes; MariaDB refuses to drop an index a foreign key still needs.
-    tables = ("role_policies", "password_history", "api_keys", "mfa_backup_codes", "banned_ips", "login_attempts")
+    tables = (
+        "role_policies",
+        "password_history",
+        "api_keys",
+        "mfa_backup_codes",
+        "banned_ips",
+        "login_attempts",
+    )
     for table in tables:
         op.drop_table(table)
     with op.batch_alter_table("users", schema=None) as batch_op:
