@@ -196,3 +196,14 @@ def test_empty_policy_is_refused(app, client, auth):
     assert "Allow at least one base image or registry" in response.get_data(as_text=True)
     with app.app_context():
         assert db.session.get(BuildPolicy, 1) is None
+
+
+def test_image_list_reports_offline_and_dead_agents_without_failing(app, client, auth):
+    with app.app_context():
+        offline = make_server("gone", status="offline").id
+        dead = make_server("dead", agent_url="http://127.0.0.1:9").id
+    auth.as_role("qvp")
+    page = client.get(f"/images/?server={offline}")
+    assert page.status_code == 200 and "gone is offline" in page.get_data(as_text=True)
+    page = client.get(f"/images/?server={dead}")
+    assert page.status_code == 200 and "The agent of dead did not answer" in page.get_data(as_text=True)

@@ -35,12 +35,12 @@ def load_server_or_404(server_id: int) -> Any:
     return db.get_or_404(Server, server_id)
 
 
-def agent_for(server: Any, **timeouts: float) -> Any:
-    """An agent client for `server` (optionally with longer timeouts for streamed work)."""
+def agent_for(server: Any, *, interactive: bool = False, **timeouts: float) -> Any:
+    """An agent client for `server`: no retries while a page waits, longer timeouts for streams."""
     from app.agents.client import AgentClient
 
     if not timeouts:
-        return AgentClient.for_server(server)
+        return AgentClient.for_server(server, retries=0 if interactive else None)
     from app.security.crypto import decrypt_secret
 
     return AgentClient(server.agent_url, decrypt_secret(server.token_encrypted, "server.token"), **timeouts)
@@ -73,9 +73,11 @@ def index() -> str:
         server = all_servers[0]
     images: list[dict[str, Any]] = []
     error = None
-    if server is not None:
+    if server is not None and server.status == "offline":
+        error = f"{server.name} is offline; its images cannot be listed now."
+    elif server is not None:
         try:
-            images = agent_for(server).list_images()
+            images = agent_for(server, interactive=True).list_images()
         except AgentError as exc:
             error = f"The agent of {server.name} did not answer: {exc.message}"
         for image in images:
@@ -95,7 +97,7 @@ def detail(server_id: int) -> str:
     if not ref:
         abort(404)
     try:
-        image = agent_for(server).inspect_image(ref)
+        image = agent_for(server, interactive=True).inspect_image(ref)
     except AgentNotFound:
         abort(404)
     except AgentError as exc:
