@@ -37,6 +37,7 @@ from tests.builders import make_user  # noqa: E402
 from tests.conftest import build_app  # noqa: E402
 from tests.integration_helpers import (  # noqa: E402
     TEST_IMAGE,
+    BrowserSocket,
     MultipartTarStream,
     RssSampler,
     RunnerThread,
@@ -46,7 +47,6 @@ from tests.integration_helpers import (  # noqa: E402
     web_process,
 )
 from tests.livesrv import login, serve  # noqa: E402
-from tests.test_task_pages import open_stream  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 LINES = 15
@@ -72,7 +72,7 @@ def build_latency(app, server_id: int) -> list[float]:
             "csrf_token": token, "server_id": server_id, "repository": tag.split(":")[0], "tag": "1",
             "dockerfile": _dockerfile(secrets.token_hex(8))})
         task_id = int(response.headers["Location"].rstrip("/").rsplit("/", 1)[1])
-        ws = open_stream(base, session, task_id)
+        ws = BrowserSocket.open(base, session, task_id)
         with RunnerThread(app):
             try:
                 while True:

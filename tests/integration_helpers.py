@@ -247,3 +247,21 @@ class MultipartTarStream:
             self._pos += len(piece)
             n -= len(piece)
         return bytes(out)
+
+
+class BrowserSocket:
+    """Opens a task's WebSocket stream as a browser on the app's own origin would."""
+
+    @staticmethod
+    def open(base_url: str, session: requests.Session, task_id: int) -> object:
+        """A connected simple_websocket client for `/tasks/<id>/stream`, with the session's cookies."""
+        from simple_websocket import Client
+
+        class _Client(Client):
+            def handshake(self) -> None:
+                self.host = f"{self.host}:{self.port}"  # browsers send Host with the port
+                super().handshake()
+
+        cookies = "; ".join(f"{c.name}={c.value}" for c in session.cookies)
+        url = base_url.replace("http", "ws", 1) + f"/tasks/{task_id}/stream"
+        return _Client.connect(url, headers={"Cookie": cookies, "Origin": base_url})

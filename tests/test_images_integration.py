@@ -23,6 +23,7 @@ from tests.integration_helpers import (
     REGISTRY_PASSWORD,
     REGISTRY_USER,
     TEST_IMAGE,
+    BrowserSocket,
     RunnerThread,
     agent_server,
     docker_available,
@@ -31,7 +32,6 @@ from tests.integration_helpers import (
     wait_task,
 )
 from tests.livesrv import login, serve
-from tests.test_task_pages import open_stream
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,7 +71,7 @@ def test_qvp_builds_from_the_form_and_sees_lines_live(app, server_id):
                 "repository": repository, "tag": "live", "dockerfile": dockerfile})
             assert response.status_code == 302, response.text
             task_id = int(response.headers["Location"].rstrip("/").rsplit("/", 1)[1])
-            ws = open_stream(base, session, task_id)
+            ws = BrowserSocket.open(base, session, task_id)
             live_lines: list[str] = []
             final = None
             with RunnerThread(app):
