@@ -207,3 +207,23 @@ def test_image_list_reports_offline_and_dead_agents_without_failing(app, client,
     assert page.status_code == 200 and "gone is offline" in page.get_data(as_text=True)
     page = client.get(f"/images/?server={dead}")
     assert page.status_code == 200 and "The agent of dead did not answer" in page.get_data(as_text=True)
+
+
+def test_build_without_csrf_token_is_refused(app, client, auth):
+    _policy(app)
+    server_id = _server(app)
+    auth.as_role("qvp")
+    response = client.post("/images/build", data={
+        "server_id": server_id, "repository": "team/app", "tag": "1",
+        "dockerfile": "FROM slipway/test-workspace:latest\n"})
+    assert response.status_code == 400
+    with app.app_context():
+        assert db.session.scalar(select(Task)) is None
+
+
+def test_push_target_names_the_image_under_the_registry():
+    from app.images.tasks import push_target
+
+    assert push_target("127.0.0.1:5000", "team/app") == "127.0.0.1:5000/team/app"
+    assert push_target("127.0.0.1:5000", "127.0.0.1:5000/team/app") == "127.0.0.1:5000/team/app"
+    assert push_target("127.0.0.1:5000", "registry.example.org/team/app") == "127.0.0.1:5000/team/app"
