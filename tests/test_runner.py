@@ -116,16 +116,20 @@ def test_several_runners_claim_each_task_exactly_once(fast):
 
 
 def test_transient_failure_is_retried_with_backoff(fast):
+    fast.config["TASK_RETRY_BASE_SECONDS"] = 3  # first retry after 1.5-4.5 s
     [task_id] = queue(fast, "test_flaky")
     runner = Runner(fast, worker_id="r1", concurrency=1)
+    started = utcnow()
     with fast.app_context():
         assert runner.run_once() == 1
     wait_for(lambda: states(fast, [task_id])[task_id].state == "queued")
     row = states(fast, [task_id])[task_id]
     assert row.attempts == 1 and "agent went away" in row.message
-    assert row.run_after > utcnow()  # backed off, not immediately runnable
+    # backed off (MariaDB keeps whole seconds, hence the margin)
+    assert row.run_after >= started + timedelta(seconds=0.5)
     with fast.app_context():
-        assert runner.run_once() == 0
+        if utcnow() < row.run_after:
+            assert runner.run_once() == 0  # not runnable before its time
     wait_for(lambda: (runner.run_once() and False) or states(fast, [task_id])[task_id].state == "succeeded")
     assert states(fast, [task_id])[task_id].attempts == 2
     runner.shutdown(0)
