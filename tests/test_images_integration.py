@@ -270,3 +270,35 @@ def test_cancel_stops_a_running_build(app, client, auth, server_id):
         assert "tick-end" not in task.loaded_events
     finally:
         remove_images(f"{repository}:x")
+
+
+def test_build_with_an_uploaded_context(app, client, auth, server_id):
+    import docker
+
+    payload = b"hello from the context\n"
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        info = tarfile.TarInfo("greeting.txt")
+        info.size = len(payload)
+        archive.addfile(info, io.BytesIO(payload))
+    repository = f"slipway/images-ctx-{RUN}"
+    auth.as_role("qvp")
+    response = form_post(client, "/images/build", {
+        "server_id": server_id, "repository": repository, "tag": "1", "buildargs": "GREETING=hi",
+        "dockerfile": f"FROM {TEST_IMAGE}\nARG GREETING\nCOPY greeting.txt /greeting.txt\n"
+                      "RUN echo arg-$GREETING\nUSER 1000\n",
+        "context": (io.BytesIO(buffer.getvalue()), "ctx.tar.gz"),
+    }, page="/images/build", content_type="multipart/form-data")
+    assert response.status_code == 302, response.get_data(as_text=True)
+    task_id = int(response.headers["Location"].rstrip("/").rsplit("/", 1)[1])
+    try:
+        with RunnerThread(app):
+            task = wait_task(app, task_id)
+        assert task.state == "succeeded", task.message
+        assert "arg-hi" in task.loaded_events
+        output = docker.from_env(timeout=60).containers.run(f"{repository}:1", ["cat", "/greeting.txt"],
+                                                            remove=True)
+        assert output == payload
+        assert list((Path(app.config["DATA_DIR"]) / "build-contexts").iterdir()) == []
+    finally:
+        remove_images(f"{repository}:1")
