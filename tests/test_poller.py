@@ -77,7 +77,8 @@ def test_slow_agent_does_not_delay_a_fast_one(quick):
             slow_future = poller.pool.submit(probe, slow_client)
             fast_outcome = poller.pool.submit(probe, fast_client).result(timeout=5)
             fast_done = time.monotonic() - started
-            assert fast_outcome.kind == "ok" and fast_done < 0.4
+            assert fast_outcome.kind == "ok" and not slow_future.done()  # the fast one did not wait
+            assert fast_done < 0.5
             assert slow_future.result(timeout=5).kind == "timeout"
 
 
