@@ -58,6 +58,7 @@ class Stack:
     edge_port: int
     instance: str
     agent: Any
+    worker_stop: threading.Event
 
     def host_url(self, username: str, app: str, path: str = "/") -> str:
         """The browser URL of a workspace app (Chromium resolves *.localhost to loopback)."""
@@ -117,7 +118,7 @@ def journey_stack(database_url: str, data_dir: Path, **overrides: Any) -> Iterat
                 regenerate()
             edge = start_edge(app.config, workers=1)
             start_worker(app, stop)
-            yield Stack(app, f"http://127.0.0.1:{web_port}", edge_port, instance, agent)
+            yield Stack(app, f"http://127.0.0.1:{web_port}", edge_port, instance, agent, stop)
         finally:
             stop.set()
             if edge is not None:
