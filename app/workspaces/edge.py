@@ -35,8 +35,16 @@ def _public(endpoint: str, **values: str) -> str:
 
 @bp.route("/_auth")
 def check() -> Response:
-    """nginx auth_request: 204 for the owner's valid cookie on this host, else 401/403/404."""
-    return Response(status=decide().status)
+    """nginx auth_request: 200 for the owner's valid cookie on this host, else 401/403/404."""
+    decision = decide()
+    if decision.status == 200 and decision.user is not None and decision.user.username != decision.owner:
+        # An admin let in by SLIPWAY_WORKSPACE_ADMIN_ACCESS: audited (nginx caches the answer for
+        # a few seconds, so this is one row per few seconds of use, not one per asset).
+        uri = request.headers.get("X-Original-URI", "")[:200]
+        audit.record("workspace_admin_request", decision.user.username,
+                     {"owner": decision.owner, "app": decision.app, "uri": uri}, level="warning")
+        db.session.commit()
+    return Response(status=decision.status)
 
 
 @bp.route("/edge/exchange")
