@@ -82,6 +82,8 @@ class AgentConfig:
                 ipaddress.ip_address(value)
             except ValueError:
                 found.append(f"{name} must be an IP address, got {value!r}")
+        if self.host_ip in ("0.0.0.0", "::"):
+            found.append("AGENT_HOST_IP must be one address (every interface would bypass firewalls)")
         for ip in self.allowed_ips:
             try:
                 ipaddress.ip_network(ip, strict=False)

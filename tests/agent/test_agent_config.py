@@ -28,6 +28,8 @@ def test_every_problem_is_listed() -> None:
                      "AGENT_HOST_IP", "WORKDIR_DEPLOY must be an absolute path", "'nonsense'"):
         assert expected in text
     assert AgentConfig.from_env({"AGENT_TOKEN": "short", "AGENT_DEV": "true"}).problems() == []
+    wildcard = AgentConfig.from_env({"AGENT_TOKEN": "x" * 32, "AGENT_HOST_IP": "0.0.0.0"}).problems()
+    assert wildcard and "AGENT_HOST_IP must be one address" in wildcard[0]
 
 
 def test_factory_refuses_a_short_token_and_builds_without_touching_docker() -> None:
