@@ -74,7 +74,8 @@ def _fill(app) -> None:
 def _login(client) -> None:
     page = client.get("/login").get_data(as_text=True)
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
-    response = client.post("/login", data={"username": "benchadmin", "password": PASSWORD, "csrf_token": token})
+    form = {"username": "benchadmin", "password": PASSWORD, "csrf_token": token}
+    response = client.post("/login", data=form)
     assert response.status_code == 302, "admin login failed"
 
 
