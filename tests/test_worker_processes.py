@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from app.extensions import db
 from app.models import PollerLease, Task, TaskEvent
 from app.services import tasks
+from app.timeutil import utcnow
 from bench.stub_agent import StubAgent
 from tests.conftest import require_service
 from tests.test_servers import TOKEN, make_server
@@ -121,6 +122,12 @@ def test_two_workers_one_poller_takeover_and_tasks_run_once(app, database_url, t
         assert took <= LEASE + INTERVAL * 1.1 + 0.5, took
         before = stats_calls(stubs)
         wait_until(lambda: stats_calls(stubs) >= before + 2 * len(stubs), 10)
+
+        # SIGTERM: the survivor stops cleanly and hands the lease back at once
+        other.send_signal(signal.SIGTERM)
+        assert other.wait(30) == 0
+        with app.app_context():
+            assert db.session.get(PollerLease, "poller").expires_at <= utcnow()
     finally:
         for worker in workers:
             if worker.poll() is None:
