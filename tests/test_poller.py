@@ -112,6 +112,25 @@ def test_status_needs_consecutive_failures_and_successes_and_is_audited(quick):
         assert db.session.scalar(select(func.count(ServerMetric.id))) == 3  # one sample per answered poll
 
 
+def test_server_deleted_during_a_round_is_skipped(quick):
+    with StubAgent(TOKEN, mode="slow", delay=0.3) as lagging, StubAgent(TOKEN) as healthy:
+        with quick.app_context():
+            doomed_id = make_server("doomed", lagging.url).id
+            make_server("kept", healthy.url)
+        poller = Poller(quick, holder="p1")
+        reports = []
+        thread = threading.Thread(target=lambda: reports.append(round_of(quick, poller)))
+        thread.start()
+        time.sleep(0.1)
+        with quick.app_context():
+            db.session.delete(db.session.get(Server, doomed_id))
+            db.session.commit()
+        thread.join(10)
+    assert reports and reports[0].outcomes == {"ok": 2}
+    rows = servers_by_name(quick)
+    assert set(rows) == {"kept"} and rows["kept"].status == "online"
+
+
 def test_degraded_when_agent_answers_without_stats(quick):
     with StubAgent(TOKEN, mode="down") as agent:
         with quick.app_context():

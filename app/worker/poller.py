@@ -24,6 +24,7 @@ from datetime import timedelta
 from flask import Flask
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 
 from app.agents import AgentClient
 from app.extensions import db
@@ -134,6 +135,7 @@ class Poller:
                 outcomes[server.id] = Outcome("degraded", error="stored token cannot be decrypted")
                 continue
             futures[server.id] = self._in_flight[server.id] = self.pool.submit(probe, client)
+        db.session.rollback()  # end the read snapshot: probes take seconds and rows may change meanwhile
         done, _ = wait(futures.values(), timeout=self.bound)
         for server_id, future in futures.items():
             if future in done:
@@ -143,10 +145,10 @@ class Poller:
                 outcomes[server_id] = Outcome("timeout", error=f"no answer within {self.bound:g} s")
         now, tick = utcnow(), time.monotonic()
         changes = 0
-        for server in servers:
-            outcome = outcomes.get(server.id)
-            if outcome is None:
-                continue
+        # fresh rows: a server deleted or edited during the probes is skipped or updated, not clobbered
+        fresh = db.session.scalars(select(Server).where(Server.id.in_(list(outcomes))).order_by(Server.id))
+        for server in fresh:
+            outcome = outcomes[server.id]
             sample = tick - self._last_sample.get(server.id, -1e9) >= self.sample_seconds
             if sample and outcome.kind == "ok":
                 self._last_sample[server.id] = tick
@@ -154,7 +156,11 @@ class Poller:
                              successes_online=config["POLL_SUCCESSES_ONLINE"], sample=sample):
                 changes += 1
                 log.info("server %s is now %s (%s)", server.name, server.status, outcome.kind)
-        db.session.commit()
+        try:
+            db.session.commit()
+        except (IntegrityError, StaleDataError):  # a server deleted in the last instant
+            db.session.rollback()
+            log.warning("a server vanished while its poll was being recorded; this round's results dropped")
         counts: dict[str, int] = {}
         for outcome in outcomes.values():
             counts[outcome.kind] = counts.get(outcome.kind, 0) + 1
