@@ -144,6 +144,8 @@ class Config:
             "DEFAULT_MEMORY_MB": env.integer("SLIPWAY_DEFAULT_MEMORY_MB", 1024),
             "ORPHAN_GRACE_SECONDS": env.integer("SLIPWAY_ORPHAN_GRACE_SECONDS", 300),
             "RECONCILE_INTERVAL_SECONDS": env.integer("SLIPWAY_RECONCILE_INTERVAL_SECONDS", 120),
+            # Containers carry slipway.app.instance=<this>; the reconciler only ever touches its own.
+            "INSTANCE_NAME": env.text("SLIPWAY_INSTANCE", "slipway"),
             # Containers carry slipway.instance=<this>; the reconciler only ever touches its own.
             "INSTANCE_NAME": env.text("SLIPWAY_INSTANCE", "slipway"),
             "TRUSTED_PROXIES": env.text("SLIPWAY_TRUSTED_PROXIES", "127.0.0.1,::1"),
