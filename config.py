@@ -146,8 +146,6 @@ class Config:
             "RECONCILE_INTERVAL_SECONDS": env.integer("SLIPWAY_RECONCILE_INTERVAL_SECONDS", 120),
             # Containers carry slipway.app.instance=<this>; the reconciler only ever touches its own.
             "INSTANCE_NAME": env.text("SLIPWAY_INSTANCE", "slipway"),
-            # Containers carry slipway.instance=<this>; the reconciler only ever touches its own.
-            "INSTANCE_NAME": env.text("SLIPWAY_INSTANCE", "slipway"),
             "TRUSTED_PROXIES": env.text("SLIPWAY_TRUSTED_PROXIES", "127.0.0.1,::1"),
             "MFA_REQUIRED_ROLES": env.text("SLIPWAY_MFA_REQUIRED_ROLES", cls.DEFAULT_MFA_REQUIRED_ROLES),
             "MFA_ISSUER": env.text("SLIPWAY_MFA_ISSUER", "Slipway"),
