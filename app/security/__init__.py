@@ -1,1 +1,1 @@
-"""Security primitives: password hashing, and (later) MFA, tokens and stored-secret crypto."""
+"""Security primitives: passwords, MFA, brute-force defence, rate limits, trusted proxies, clock, crypto."""
