@@ -261,17 +261,20 @@ def real_image(stack: Stack) -> None:
         users = [make_user(f"ten{n}", status="pending") for n in range(10)]
         cookies = [(owner_cookie(stack, u), owner_cookie(stack, u, "jupyter")) for u in users]
         t0 = time.perf_counter()
-        for user in users:
-            service.provision(user, admin, REAL, approve=True)
-        ends = [both_apps_answer(stack, u.username, *c) for u, c in zip(users, cookies, strict=True)]
-        ten = max(ends) - t0
+        ids = [service.provision(user, admin, REAL, approve=True).id for user in users]
+        try:
+            wait_tasks_done(120, ids)
+            ends = [both_apps_answer(stack, u.username, *c) for u, c in zip(users, cookies, strict=True)]
+            ten_text = f"all twenty apps answering after {max(ends) - t0:.1f} s"
+        except RuntimeError as exc:
+            ten_text = f"not measured: {exc}"
         # remove the heavy containers before the next part (they would load the machine)
         heavy = db.session.scalars(select(Workspace).where(Workspace.image == REAL_IMAGE)).all()
         wait_tasks_done(120, [service.request(ws, "delete", admin).id for ws in heavy])
     runs = ", ".join(f"{t:.2f}" for t in singles)
     print(f"4. real image ({REAL_IMAGE}): approve -> code-server and JupyterLab both answering through "
           f"nginx: median {statistics.median(singles):.2f} s over 3 ({runs}); bar < 1.9 s")
-    print(f"   ten approvals at once: all twenty apps answering after {ten:.1f} s; bar < 12 s")
+    print(f"   ten approvals at once: {ten_text}; bar < 12 s")
 
 
 def main() -> int:
