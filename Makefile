@@ -36,7 +36,8 @@ test-sqlite: $(STAMP)
 	@bash scripts/test.sh "" $(PYTEST_ARGS)
 
 bench: $(STAMP) images
-	@for b in bench/bench_*.py; do [ -e "$$b" ] || continue; echo "== $$b"; $(PY) "$$b" || exit 1; done
+	@status=0; for b in bench/bench_*.py; do [ -e "$$b" ] || continue; echo "== $$b"; \
+	  $(PY) "$$b" || { echo "!! $$b: a bar was missed"; status=1; }; done; exit $$status
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -1,7 +1,7 @@
 """Admin users list and approval queue with 10,000 users in MariaDB: median server time per page.
 
 How it is measured: a dedicated MariaDB database (`BENCH_DATABASE_URL`, default
-`slipway_test_bench` on 127.0.0.1) is migrated and filled with 10,000 users (half pending);
+`slipway_test_bench` on 127.0.0.1, or `sqlite`) is migrated and filled with 10,000 users (half pending);
 an admin logs in through the real form; each page is requested in-process through the
 Flask test client (the WSGI app's own time: routing, session check, queries, template) with
 `time.perf_counter`. Each page is fetched 40 times per run after 5 warm-ups, three runs; the
@@ -11,7 +11,6 @@ count per page is printed too (it must not depend on the number of rows).
 
 from __future__ import annotations
 
-import os
 import re
 import statistics
 import sys
@@ -22,37 +21,21 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from flask_migrate import upgrade  # noqa: E402
-from sqlalchemy import MetaData, create_engine, event, insert  # noqa: E402
+from sqlalchemy import event, insert  # noqa: E402
 
 from app import create_app  # noqa: E402
 from app.extensions import db  # noqa: E402
 from app.models import User  # noqa: E402
 from app.security.passwords import hash_password  # noqa: E402
+from bench.benchdb import fresh_database  # noqa: E402
 from config import TestingConfig  # noqa: E402
 
-URL = os.environ.get(
-    "BENCH_DATABASE_URL", "mysql+pymysql://slipway:slipway-test-password@127.0.0.1/slipway_test_bench"
-)
+DEFAULT_URL = "mysql+pymysql://slipway:slipway-test-password@127.0.0.1/slipway_test_bench"
 USERS = 10_000
 PAGES = ("/admin/users", "/admin/users?page=200", "/admin/users?q=user12&status=pending", "/admin/approvals")
 FETCHES, WARMUPS, RUNS = 40, 5, 3
 BAR_MS = 50.0
 PASSWORD = "bench password 123"
-
-
-def _ensure_database(url: str) -> None:
-    if not url.startswith("mysql"):
-        return
-    server_url, _, name = url.rpartition("/")
-    engine = create_engine(server_url)
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4")
-    engine.dispose()
-    engine = create_engine(url)
-    meta = MetaData()
-    meta.reflect(engine)
-    meta.drop_all(engine)
-    engine.dispose()
 
 
 def _fill(app) -> None:
@@ -108,14 +91,14 @@ def _count_queries(app, client, url: str) -> int:
 
 def main() -> int:
     """Fill the database, time each page, print the figures; exit 1 when a page misses the bar."""
-    _ensure_database(URL)
     data_dir = Path(tempfile.mkdtemp(prefix="slipway-bench-"))
-    app = create_app(TestingConfig, {"SQLALCHEMY_DATABASE_URI": URL, "DATA_DIR": data_dir,
+    url = fresh_database(DEFAULT_URL, data_dir)
+    app = create_app(TestingConfig, {"SQLALCHEMY_DATABASE_URI": url, "DATA_DIR": data_dir,
                                      "WORKSPACE_ROOT": data_dir / "ws", "RATELIMIT_ENABLED": False})
     _fill(app)
     client = app.test_client()
     _login(client)
-    print(f"admin list pages, {USERS} users in {URL.split('@')[-1]}; {RUNS} runs x {FETCHES} fetches")
+    print(f"admin list pages, {USERS} users in {url.split('@')[-1]}; {RUNS} runs x {FETCHES} fetches")
     failed = False
     for url in PAGES:
         runs = [_time_page(client, url) for _ in range(RUNS)]

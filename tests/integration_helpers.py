@@ -122,7 +122,7 @@ def web_process(database_url: str, data_dir: Path, *, upload_max_bytes: int) -> 
     import subprocess
     import sys
 
-    from tests.agent.conftest import free_port
+    from tests.agent.conftest import free_port, stop_process
 
     port = free_port()
     root = Path(__file__).resolve().parents[1]
@@ -143,12 +143,7 @@ def web_process(database_url: str, data_dir: Path, *, upload_max_bytes: int) -> 
                 time.sleep(0.1)
         yield base, proc.pid
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=10)
 
 
 def rss_bytes(pid: int) -> int:

@@ -7,58 +7,29 @@ audited, and the token never shows in a page, a log line or an audit row.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import secrets
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AuditLog, Server, Task
 from app.worker.poller import Poller
 from app.worker.runner import Runner
-from tests.agent.conftest import docker_available, free_port
+from tests.agent.conftest import docker_available, free_port, run_agent
 from tests.conftest import form_post, require_service
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.integration
 
 
-@contextlib.contextmanager
-def real_agent(port: int, token: str, workdir: Path, log: Path) -> Iterator[subprocess.Popen]:
-    """Run `python -m agent` on 127.0.0.1:`port` until the block ends."""
-    env = {**os.environ, "AGENT_TOKEN": token, "AGENT_PORT": str(port), "AGENT_BIND": "127.0.0.1",
-           "WORKDIR_DEPLOY": str(workdir), "AGENT_HOST_IP": "127.0.0.1",
-           "AGENT_NETWORK": f"slipway-test-srv-{secrets.token_hex(3)}"}
-    with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "agent"], cwd=ROOT, env=env, stdout=out, stderr=out)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert proc.poll() is None, log.read_text()[-2000:]
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/health", timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, "agent did not start"
-            time.sleep(0.1)
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def real_agent(port: int, token: str, workdir: Path, log: Path):
+    """Run `python -m agent` on 127.0.0.1:`port` with `token` until the block ends."""
+    return run_agent(workdir, port=port, token=token, log=log,
+                     AGENT_NETWORK=f"slipway-test-srv-{secrets.token_hex(3)}")
 
 
 def run_tasks(app, count=1):

@@ -101,30 +101,38 @@ def _wait_healthy(proc: subprocess.Popen, url: str, log: Path) -> None:
     raise RuntimeError(f"agent did not answer within 20 s: {log.read_text()[-2000:]}")
 
 
+def stop_process(proc: subprocess.Popen, timeout: float = 15) -> None:
+    """Terminate `proc`, killing it when it does not exit within `timeout` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @contextlib.contextmanager
-def run_agent(workdir: Path, **env_overrides: str) -> Iterator[AgentProcess]:
-    """Start `python -m agent` with a fresh token on a free port; stop it afterwards."""
-    port = free_port()
-    token = secrets.token_urlsafe(36)
+def run_agent(
+    workdir: Path, *, port: int | None = None, token: str | None = None, log: Path | None = None,
+    **env_overrides: str,
+) -> Iterator[AgentProcess]:
+    """Start `python -m agent` (by default with a fresh token on a free port); stop it afterwards."""
+    port = port or free_port()
+    token = token or secrets.token_urlsafe(36)
     network = env_overrides.pop("AGENT_NETWORK", f"slipway-test-{RUN_ID}")
     env = {
         **os.environ, "AGENT_TOKEN": token, "AGENT_PORT": str(port), "AGENT_BIND": "127.0.0.1",
         "WORKDIR_DEPLOY": str(workdir), "AGENT_HOST_IP": "127.0.0.1", "AGENT_NETWORK": network,
         "AGENT_STOP_TIMEOUT": "3", **env_overrides,
     }
-    log = workdir.parent / f"agent-{port}.log"
-    with open(log, "wb") as out:
+    log = log or workdir.parent / f"agent-{port}.log"
+    with open(log, "ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "agent"], cwd=ROOT, env=env, stdout=out, stderr=out)
     try:
         _wait_healthy(proc, f"http://127.0.0.1:{port}", log)
         yield AgentProcess(proc, port, token, workdir, network)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 @pytest.fixture(scope="session")
