@@ -151,9 +151,12 @@ def render_routes(routes: Iterable[Route], settings: Mapping[str, Any]) -> str:
     hosts: dict[object, str] = {}  # few distinct upstream hosts: validate each once
     lines = []
     seen: set[str] = set()
+    valid_names: set[object] = set()  # each workspace has two routes: check its name once
     for route in routes:
-        if not is_username(route.username):
-            raise RouteError(f"username {route.username!r} is not a DNS label")
+        if route.username not in valid_names:
+            if not is_username(route.username):
+                raise RouteError(f"username {route.username!r} is not a DNS label")
+            valid_names.add(route.username)
         if route.app not in APPS:
             raise RouteError(f"app {route.app!r} is not one of {', '.join(APPS)}")
         host = f"{route.username}-{route.app}{suffix}"
