@@ -51,10 +51,14 @@ echo "building $image (node wheel $node_wheel, code-server $code_server, jupyter
 log=${SLIPWAY_IMAGE_LOG:-/tmp/slipway-workspace-build.log}
 cache_flag=()
 [ "${NO_CACHE:-0}" = 1 ] && cache_flag=(--no-cache)
-if ! DOCKER_BUILDKIT=0 docker build --rm --force-rm "${cache_flag[@]}" \
-  --build-arg "BASE_IMAGE=$base" --build-arg "NODE_WHEEL_VERSION=$node_wheel" \
-  --build-arg "CODE_SERVER_VERSION=$code_server" --build-arg "JUPYTERLAB_VERSION=$jupyterlab" \
-  --label "slipway.build-hash=$inputs_hash" -t "$image" "$context" >"$log" 2>&1; then
+build() {
+  DOCKER_BUILDKIT=0 docker build --rm --force-rm "${cache_flag[@]}" \
+    --build-arg "BASE_IMAGE=$base" --build-arg "NODE_WHEEL_VERSION=$node_wheel" \
+    --build-arg "CODE_SERVER_VERSION=$code_server" --build-arg "JUPYTERLAB_VERSION=$jupyterlab" \
+    --label "slipway.build-hash=$inputs_hash" -t "$image" "$context" >"$log" 2>&1
+}
+# pip and npm fetch over the network: one retry (resuming from the layer cache) absorbs a transient failure.
+if ! build && { echo "build failed once; retrying" >&2; tail -5 "$log" >&2; ! build; }; then
   tail -40 "$log" >&2
   echo "building $image failed; full log in $log" >&2
   exit 1
