@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, session, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, session, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from app.account.forms import ChangePasswordForm, DisableMfaForm, RegenerateCodesForm
 from app.auth.forms import MfaSetupForm
+from app.auth.second_step import setup_page, setup_secret
 from app.extensions import db
 from app.forms_common import ConfirmForm
 from app.models import UserSession
@@ -82,9 +83,7 @@ def mfa_setup() -> str | Response:
     if current_user.mfa_enabled:
         flash("Two-factor authentication is already on.", "info")
         return redirect(url_for("account.overview"))
-    if "mfa_setup_secret" not in session:
-        session["mfa_setup_secret"] = mfa.seal(mfa.new_secret())
-    secret = mfa.unseal(session["mfa_setup_secret"])
+    secret = setup_secret()
     form = MfaSetupForm()
     if form.validate_on_submit():
         if mfa.verify_totp(current_user, form.code.data, secret=secret):
@@ -95,15 +94,7 @@ def mfa_setup() -> str | Response:
                 "account/backup_codes.html", codes=codes, next_url=url_for("account.overview")
             )
         flash("That code does not match. Check your device's clock and try again.", "danger")
-    uri = mfa.provisioning_uri(secret, current_user.username)
-    return render_template(
-        "auth/mfa_setup.html",
-        form=form,
-        secret=secret,
-        qr=mfa.qr_svg(uri),
-        forced=False,
-        issuer=current_app.config["MFA_ISSUER"],
-    )
+    return setup_page(form, secret, current_user.username, forced=False)
 
 
 @bp.route("/mfa/disable", methods=["POST"])

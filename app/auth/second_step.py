@@ -72,9 +72,7 @@ def mfa_setup() -> str | Response:
     user = _pending_user()
     if user is None or user.mfa_enabled:
         return _back_to_login()
-    if "mfa_setup_secret" not in session:
-        session["mfa_setup_secret"] = mfa.seal(mfa.new_secret())
-    secret = mfa.unseal(session["mfa_setup_secret"])
+    secret = setup_secret()
     form = MfaSetupForm()
     if form.validate_on_submit():
         if mfa.verify_totp(user, form.code.data, secret=secret):
@@ -88,12 +86,23 @@ def mfa_setup() -> str | Response:
                 "account/backup_codes.html", codes=codes, next_url=safe_next(target) or home_for(user)
             )
         flash("That code does not match. Check your device's clock and try again.", "danger")
-    uri = mfa.provisioning_uri(secret, user.username)
+    return setup_page(form, secret, user.username, forced=True)
+
+
+def setup_secret() -> str:
+    """The TOTP secret being set up in this browser session (a new one on the first visit)."""
+    if "mfa_setup_secret" not in session:
+        session["mfa_setup_secret"] = mfa.seal(mfa.new_secret())
+    return mfa.unseal(session["mfa_setup_secret"])
+
+
+def setup_page(form: MfaSetupForm, secret: str, username: str, *, forced: bool) -> str:
+    """The MFA setup page: the secret, its QR code (inline SVG) and the confirmation form."""
     return render_template(
         "auth/mfa_setup.html",
         form=form,
         secret=secret,
-        qr=mfa.qr_svg(uri),
-        forced=True,
+        qr=mfa.qr_svg(mfa.provisioning_uri(secret, username)),
+        forced=forced,
         issuer=current_app.config["MFA_ISSUER"],
     )
