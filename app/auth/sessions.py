@@ -55,7 +55,7 @@ def load_user(token: str) -> User | None:
     )
     now = clock.now()
     idle_limit = timedelta(minutes=current_app.config["SESSION_IDLE_MINUTES"])
-    if row is None or not row.is_active or row.expires_at <= now or row.last_seen + idle_limit <= now:
+    if row is None or not row.is_live(now, idle_limit):
         return None
     if now - row.last_seen >= LAST_SEEN_RESOLUTION:
         row.last_seen = now

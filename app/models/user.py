@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask_login import UserMixin
@@ -77,6 +77,12 @@ class UserSession(db.Model):
     is_active: Mapped[bool] = mapped_column(default=True)
 
     user: Mapped[User] = relationship(back_populates="sessions")
+
+    def is_live(self, now: datetime, idle_limit: timedelta | None = None) -> bool:
+        """True while not revoked, not expired and, with `idle_limit`, not idle for that long."""
+        if not self.is_active or self.expires_at <= now:
+            return False
+        return idle_limit is None or self.last_seen + idle_limit > now
 
     @staticmethod
     def hash_token(token: str) -> str:

@@ -91,7 +91,7 @@ def _origin_allowed() -> bool:
 def _session_live(session_id: int | None) -> bool:
     db.session.rollback()  # a fresh snapshot each time (MariaDB REPEATABLE READ)
     row = db.session.get(UserSession, session_id) if session_id else None
-    return row is not None and row.is_active and row.expires_at > utcnow()
+    return row is not None and row.is_live(utcnow())
 
 
 @bp.before_request

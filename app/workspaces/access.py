@@ -45,7 +45,8 @@ def owner_of(host: str) -> tuple[str, str] | None:
 def live_user(grant: Grant) -> User | None:
     """The approved user behind `grant` while its login session is active and unexpired."""
     row = db.session.get(UserSession, grant.session_id)
-    if row is None or not row.is_active or row.expires_at <= utcnow() or row.user_id != grant.user_id:
+    # No idle limit here: working inside a workspace does not touch the management session.
+    if row is None or not row.is_live(utcnow()) or row.user_id != grant.user_id:
         return None
     user = row.user
     if user.username != grant.username or not user.is_approved:
