@@ -36,13 +36,6 @@ def edge_dir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def free_port() -> int:
-    """A port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 Answer = tuple[int, dict[str, str], bytes]
 
 

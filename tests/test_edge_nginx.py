@@ -11,11 +11,11 @@ import pytest
 
 from app.routing.edge import start_edge, stop_edge
 from app.routing.nginx import EdgePaths, NginxError, Route, install, render_routes
+from tests.agent.conftest import free_port
 from tests.conftest import require_service
 from tests.edgekit import (
     NGINX_BIN,
     edge_dir,
-    free_port,
     get,
     nginx_available,
     stub_server,

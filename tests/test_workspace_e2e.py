@@ -18,6 +18,7 @@ from app.extensions import db
 from app.models import Task, User, Workspace
 from app.services import workspaces as service
 from app.services.tasks import in_flight
+from tests.agent.conftest import run_agent
 from tests.builders import PASSWORD, make_user
 from tests.conftest import require_service
 from tests.wsstack import CHROMIUM, CHROMIUM_ARGS, Stack, journey_stack, stack_available, wait_until
@@ -142,13 +143,7 @@ def test_agent_dead_mid_provision_then_reconcile_and_retry(stack: Stack) -> None
     assert task.state == "failed" and "agent unavailable" in task.message
     assert _status(stack, "carol") == "error"
     # the agent comes back; the reconciler finds no half workspace to leave behind
-    import subprocess
-    import sys
-
-    from tests.agent.conftest import ROOT
-
-    env_agent = _restart_agent(agent, subprocess, sys, ROOT)
-    try:
+    with run_agent(agent.workdir, port=agent.port, token=agent.token, AGENT_NETWORK=agent.network):
         with stack.app.app_context():
             reconcile = service.reconcile_now("test").id
         wait_until(lambda: _finished_ok(stack, reconcile), 30)
@@ -163,9 +158,6 @@ def test_agent_dead_mid_provision_then_reconcile_and_retry(stack: Stack) -> None
             retry = service.request(ws, "recreate", boss).id
         wait_until(lambda: _finished_ok(stack, retry), 60)
         assert _status(stack, "carol") == "running"
-    finally:
-        env_agent.terminate()
-        env_agent.wait(15)
 
 
 def _finished_ok(stack: Stack, task_id: int) -> bool:
@@ -173,28 +165,6 @@ def _finished_ok(stack: Stack, task_id: int) -> bool:
         task = db.session.get(Task, task_id)
         assert task.state != "failed", task.message
         return task.state == "succeeded"
-
-
-def _restart_agent(agent, subprocess, sys, root):
-    """Start the agent again on the same port with the same token and network."""
-    import os
-
-    import requests
-
-    env = {**os.environ, "AGENT_TOKEN": agent.token, "AGENT_PORT": str(agent.port), "AGENT_BIND": "127.0.0.1",
-           "WORKDIR_DEPLOY": str(agent.workdir), "AGENT_HOST_IP": "127.0.0.1", "AGENT_NETWORK": agent.network,
-           "AGENT_STOP_TIMEOUT": "3"}
-    proc = subprocess.Popen([sys.executable, "-m", "agent"], cwd=root, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def healthy() -> bool:
-        try:
-            return requests.get(f"{agent.base_url}/health", timeout=1).ok
-        except requests.ConnectionError:
-            return False
-
-    wait_until(healthy, 20)
-    return proc
 
 
 WORKSPACE_IMAGE = "slipway/workspace:latest"

@@ -25,9 +25,9 @@ from app.extensions import db
 from app.routing.edge import start_edge, stop_edge
 from app.routing.sync import regenerate
 from app.worker import start_worker
-from tests.agent.conftest import docker_available, run_agent
+from tests.agent.conftest import docker_available, free_port, run_agent
 from tests.conftest import build_app
-from tests.edgekit import NGINX_BIN, edge_dir, free_port, nginx_available
+from tests.edgekit import NGINX_BIN, edge_dir, nginx_available
 from tests.wskit import make_server
 
 ROOT = Path(__file__).resolve().parents[1]
