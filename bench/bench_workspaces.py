@@ -5,7 +5,7 @@ the busybox test image `slipway/test-workspace:latest`; SQLite database; the web
 threaded Werkzeug server with the worker threads inside, TASK_POLL_MS=50):
 1. Approve → link: ROUNDS times, a pending user is approved and provisioned
    (`services.workspaces.provision`, as the admin form does), then the owner's workspace URL is
-   requested through nginx (Host header, owner's workspace cookie) every 5 ms until it answers
+   requested through nginx (Host header, owner's workspace cookie) every 2 ms until it answers
    200 with the container's page. Median total, and each step's median share from the task's
    events: queue wait, container create+start (agent), routes render+nginx -t+HUP, until serving.
 2. Ten stops at once: ten running workspaces, ten `stop` requests queued together; wall time
@@ -92,7 +92,7 @@ def wait_serving(stack: Stack, host: str, cookie: str, marker: str, timeout: flo
             status, body = 0, ""
         if status == 200 and marker in body:
             return time.perf_counter()
-        time.sleep(0.005)
+        time.sleep(0.002)
     raise RuntimeError(f"{host} did not serve within {timeout} s")
 
 
@@ -173,8 +173,8 @@ def route_change(stack: Stack) -> None:
     with stack.app.app_context():
         server_id = db.session.scalar(select(Server.id))
         rows = [{"username": f"u{n:05d}x", "server_id": server_id, "container_name": f"bench-{n}",
-                 "image": "x", "cpu": 1.0, "memory_mb": 256, "ports": {"vscode": 20000 + n % 40000,
-                 "jupyter": 20001 + n % 40000}, "status": "running", "error": "",
+                 "image": "x", "cpu": 1.0, "memory_mb": 256, "vscode_port": 20000 + n % 40000,
+                 "jupyter_port": 20001 + n % 40000, "status": "running", "error": "",
                  "created_at": utcnow(), "updated_at": utcnow()} for n in range(ROUTES)]
         db.session.execute(insert(Workspace), rows)
         db.session.commit()

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from app.routing.edge import start_edge, stop_edge
-from app.routing.nginx import EdgePaths, NginxError, Route, install, render_routes
+from app.routing.nginx import EdgePaths, NginxError, WorkspaceRoutes, install, render_routes
 from tests.agent.conftest import free_port
 from tests.conftest import require_service
 from tests.edgekit import (
@@ -67,7 +67,7 @@ def edge() -> Iterator[dict[str, Any]]:
             stop_edge(process)
 
 
-def _apply(edge: dict[str, Any], routes: list[Route]) -> None:
+def _apply(edge: dict[str, Any], routes: list[WorkspaceRoutes]) -> None:
     install(render_routes(routes, edge), edge["paths"], NGINX_BIN)
 
 
@@ -89,7 +89,7 @@ def _wait_for(edge: dict[str, Any], host: str, expect: int, cookie: str = "who=o
 
 def test_routes_serve_only_through_the_auth_check(edge: dict[str, Any]) -> None:
     with text_server("alice's vscode") as a, text_server("bob's jupyter") as b:
-        _apply(edge, [Route("alice", "vscode", "127.0.0.1", a), Route("bob", "jupyter", "127.0.0.1", b)])
+        _apply(edge, [WorkspaceRoutes("alice", "127.0.0.1", a, a), WorkspaceRoutes("bob", "127.0.0.1", b, b)])
         assert _wait_for(edge, "alice-vscode.ws.localhost", 200) == (200, "alice's vscode")
         port = edge["EDGE_PORT"]
         assert get(port, "bob-jupyter.ws.localhost:8080", "/x", {"Cookie": "who=owner"})[2] == "bob's jupyter"
@@ -102,7 +102,7 @@ def test_routes_serve_only_through_the_auth_check(edge: dict[str, Any]) -> None:
 
 
 def test_stopped_workspace_shows_the_stopped_page(edge: dict[str, Any]) -> None:
-    _apply(edge, [Route("alice", "vscode", None, None)])
+    _apply(edge, [WorkspaceRoutes("alice")])
     assert _wait_for(edge, "alice-vscode.ws.localhost", 200) == (200, "workspace is stopped")
 
 
@@ -121,7 +121,7 @@ def _check_fails_closed(tmp_path: Path) -> None:
     process = start_edge(settings, workers=1)
     try:
         with text_server("secret") as a:
-            install(render_routes([Route("alice", "vscode", "127.0.0.1", a)], settings),
+            install(render_routes([WorkspaceRoutes("alice", "127.0.0.1", a, a)], settings),
                     EdgePaths((tmp_path / "edge").resolve()), NGINX_BIN)
             time.sleep(0.3)
             status, _, body = get(settings["EDGE_PORT"], "alice-vscode.ws.localhost", "/",
@@ -134,7 +134,7 @@ def _check_fails_closed(tmp_path: Path) -> None:
 def test_failed_check_keeps_the_previous_routes_serving(edge: dict[str, Any]) -> None:
     paths: EdgePaths = edge["paths"]
     with text_server("old route") as a:
-        _apply(edge, [Route("alice", "vscode", "127.0.0.1", a)])
+        _apply(edge, [WorkspaceRoutes("alice", "127.0.0.1", a, a)])
         assert _wait_for(edge, "alice-vscode.ws.localhost", 200) == (200, "old route")
         good = paths.routes.read_text()
         broken = good.replace("server {", "server {\n    no_such_directive on;", 1)
@@ -149,9 +149,9 @@ def test_failed_check_keeps_the_previous_routes_serving(edge: dict[str, Any]) ->
 
 def test_route_change_is_served_after_reload(edge: dict[str, Any]) -> None:
     with text_server("first") as a, text_server("second") as b:
-        _apply(edge, [Route("alice", "vscode", "127.0.0.1", a)])
+        _apply(edge, [WorkspaceRoutes("alice", "127.0.0.1", a, a)])
         assert _wait_for(edge, "alice-vscode.ws.localhost", 200)[1] == "first"
-        _apply(edge, [Route("alice", "vscode", "127.0.0.1", b)])
+        _apply(edge, [WorkspaceRoutes("alice", "127.0.0.1", b, b)])
         deadline = time.monotonic() + 5
         while _body(edge, "alice-vscode.ws.localhost") != "second":
             assert time.monotonic() < deadline
@@ -162,7 +162,7 @@ def test_websocket_upgrade_passes_through(edge: dict[str, Any]) -> None:
     import socket
 
     with upgrade_echo_server() as ws_port:
-        _apply(edge, [Route("alice", "vscode", "127.0.0.1", ws_port)])
+        _apply(edge, [WorkspaceRoutes("alice", "127.0.0.1", ws_port, ws_port)])
         time.sleep(0.3)
         with socket.create_connection(("127.0.0.1", edge["EDGE_PORT"]), timeout=5) as sock:
             sock.sendall(b"GET /socket HTTP/1.1\r\nHost: alice-vscode.ws.localhost\r\nCookie: who=owner\r\n"
@@ -178,7 +178,7 @@ def test_websocket_upgrade_passes_through(edge: dict[str, Any]) -> None:
 
 def test_auth_answers_are_cached_briefly_per_cookie(edge: dict[str, Any]) -> None:
     with text_server("ok") as a:
-        _apply(edge, [Route("alice", "vscode", "127.0.0.1", a)])
+        _apply(edge, [WorkspaceRoutes("alice", "127.0.0.1", a, a)])
         assert _wait_for(edge, "alice-vscode.ws.localhost", 200)[0] == 200
         log = edge["paths"].run_dir / "logs"
         assert log.exists()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from app.routing.nginx import (
-    Route,
     RouteError,
+    WorkspaceRoutes,
     parse_workspace_host,
     render_routes,
     workspace_host,
@@ -17,12 +17,16 @@ SETTINGS = {"WORKSPACE_DOMAIN": "ws.localhost:8080", "EDGE_BIND": "127.0.0.1", "
 
 def test_renders_one_map_and_one_server() -> None:
     text = render_routes(
-        [Route("alice", "vscode", "127.0.0.1", 4001), Route("alice", "jupyter", None, None)], SETTINGS
+        [WorkspaceRoutes("alice", "127.0.0.1", 4001, 4002), WorkspaceRoutes("bob", None, 4003, 4004)],
+        SETTINGS,
     )
     assert text.count("map $host $slipway_upstream") == 1
     assert text.count("server {") == 1
     assert '    alice-vscode.ws.localhost "127.0.0.1:4001";' in text
-    assert '    alice-jupyter.ws.localhost "-";' in text
+    assert '    alice-jupyter.ws.localhost "127.0.0.1:4002";' in text
+    assert '    bob-vscode.ws.localhost "-";' in text
+    assert '    bob-jupyter.ws.localhost "-";' in text
+    assert "4003" not in text
     assert "listen 127.0.0.1:8080 default_server;" in text
 
 
@@ -49,7 +53,7 @@ HOSTILE_NAMES = [
 @pytest.mark.parametrize("name", HOSTILE_NAMES)
 def test_hostile_usernames_are_refused(name: str) -> None:
     with pytest.raises(RouteError):
-        render_routes([Route(name, "vscode", "127.0.0.1", 4001)], SETTINGS)
+        render_routes([WorkspaceRoutes(name, "127.0.0.1", 4001, 4002)], SETTINGS)
 
 
 @pytest.mark.parametrize(
@@ -63,28 +67,30 @@ def test_hostile_usernames_are_refused(name: str) -> None:
         ("127.0.0.1", 70000),
         ("127.0.0.1", "4001;"),
         ("127.0.0.1", True),
-        (None, 4001),
+        ("127.0.0.1", None),
     ],
 )
 def test_hostile_upstreams_are_refused(host: object, port: object) -> None:
     with pytest.raises(RouteError):
-        render_routes([Route("alice", "vscode", host, port)], SETTINGS)  # type: ignore[arg-type]
+        render_routes([WorkspaceRoutes("alice", host, port, 4002)], SETTINGS)  # type: ignore[arg-type]
+    with pytest.raises(RouteError):
+        render_routes([WorkspaceRoutes("alice", host, 4001, port)], SETTINGS)  # type: ignore[arg-type]
 
 
-def test_unknown_app_and_bad_domain_are_refused() -> None:
+def test_bad_domain_and_duplicates_are_refused() -> None:
+    alice = WorkspaceRoutes("alice", "127.0.0.1", 4001, 4002)
     with pytest.raises(RouteError):
-        render_routes([Route("alice", "shell", "127.0.0.1", 4001)], SETTINGS)
+        render_routes([alice], {**SETTINGS, "WORKSPACE_DOMAIN": "a;b"})
     with pytest.raises(RouteError):
-        render_routes([Route("alice", "vscode", "127.0.0.1", 4001)], {**SETTINGS, "WORKSPACE_DOMAIN": "a;b"})
-    with pytest.raises(RouteError):
-        render_routes([Route("alice", "vscode", "127.0.0.1", 4001)] * 2, SETTINGS)
+        render_routes([alice, WorkspaceRoutes("alice")], SETTINGS)
 
 
 def test_ipv6_and_dns_upstreams() -> None:
     text = render_routes(
-        [Route("alice", "vscode", "::1", 4001), Route("alice", "jupyter", "node-2.internal", 4002)], SETTINGS
+        [WorkspaceRoutes("alice", "::1", 4001, 4002), WorkspaceRoutes("bob", "node-2.internal", 4003, 4004)],
+        SETTINGS,
     )
-    assert '"[::1]:4001"' in text and '"node-2.internal:4002"' in text
+    assert '"[::1]:4001"' in text and '"node-2.internal:4004"' in text
 
 
 def test_workspace_host_round_trip() -> None:

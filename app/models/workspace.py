@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import JSON, Float, ForeignKey, String
+from sqlalchemy import Float, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
@@ -35,13 +35,27 @@ class Workspace(db.Model):
     image: Mapped[str] = mapped_column(String(255))
     cpu: Mapped[float] = mapped_column(Float)
     memory_mb: Mapped[int]
-    ports: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The published host port of each app (None until the container runs); plain integer
+    # columns because the routes are rendered from every row on each route change.
+    vscode_port: Mapped[int | None]
+    jupyter_port: Mapped[int | None]
     status: Mapped[str] = mapped_column(String(16), default="provisioning", index=True)
     error: Mapped[str] = mapped_column(String(1000), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     server: Mapped[Server] = relationship()
+
+    @property
+    def ports(self) -> dict[str, int]:
+        """The published host port of each app that has one, e.g. {"vscode": 49153, "jupyter": 49154}."""
+        pairs = (("vscode", self.vscode_port), ("jupyter", self.jupyter_port))
+        return {app: port for app, port in pairs if port is not None}
+
+    @ports.setter
+    def ports(self, ports: Mapping[str, int]) -> None:
+        self.vscode_port = ports.get("vscode")
+        self.jupyter_port = ports.get("jupyter")
 
     @property
     def lock_key(self) -> str:
