@@ -1,7 +1,8 @@
 """Proxied throughput: owner-checked edge nginx vs the same nginx unchecked vs configurable-http-proxy.
 
 How it is measured (one run, same machine, same upstream, same wrk settings):
-- upstream: a static 1 KiB page served by a separate plain nginx (so the upstream is not the limit);
+- upstream: a static 1 KiB page served by its own one-worker nginx (so the upstream is not the limit,
+  and no proxy shares a worker with it); every proxy below runs one worker too;
 - checked: the Slipway edge (generated map route, `auth_request` to the real web app in a threaded
   Werkzeug server, auth answers cached 5 s per host+cookie, the owner's workspace cookie sent);
 - unchecked, same routing: the same nginx build, the same map + `proxy_pass http://$variable`
@@ -41,30 +42,42 @@ from app.routing.sync import regenerate  # noqa: E402
 from app.security.tokens import Grant, cookie_name, cookie_value  # noqa: E402
 from app.timeutil import utcnow  # noqa: E402
 from bench.bench_workspaces import migrated_sqlite  # noqa: E402
+from tests.agent.conftest import free_port  # noqa: E402
 from tests.builders import make_user  # noqa: E402
 from tests.conftest import build_app  # noqa: E402
-from tests.edgekit import NGINX_BIN, edge_dir, free_port, get  # noqa: E402
+from tests.edgekit import NGINX_BIN, edge_dir, get  # noqa: E402
 from tests.wskit import make_server as make_server_row  # noqa: E402
 from tests.wskit import make_workspace  # noqa: E402
 
 WRK = ["wrk", "-t2", "-c32", "-d5s"]
 CHP_DIR = Path.home() / ".cache" / "slipway-bench" / "chp"
-PLAIN_CONF = """
-worker_processes 1; daemon off; pid {d}/plain.pid; error_log {d}/plain-error.log warn;
+NGINX_COMMON = """
+worker_processes 1; daemon off; pid {d}/{name}.pid; error_log {d}/{name}-error.log warn;
 events {{ worker_connections 4096; }}
 http {{
   access_log off; server_tokens off;
   client_body_temp_path {d}/tb; proxy_temp_path {d}/tp; fastcgi_temp_path {d}/tf;
   uwsgi_temp_path {d}/tu; scgi_temp_path {d}/ts;
+{body}
+}}
+"""
+# The upstream runs in its own nginx, apart from every proxy measured, as the workspace does.
+UPSTREAM_BODY = "  server {{ listen 127.0.0.1:{up}; root {d}/www; }}"
+PLAIN_BODY = """
   upstream up {{ server 127.0.0.1:{up}; keepalive 32; }}
-  server {{ listen 127.0.0.1:{up}; root {d}/www; }}
   server {{ listen 127.0.0.1:{plain}; location / {{ proxy_pass http://up; proxy_http_version 1.1;
            proxy_set_header Connection ""; }} }}
   map $host $target {{ default "127.0.0.1:{up}"; }}
   server {{ listen 127.0.0.1:{plain_map};
            location / {{ proxy_pass http://$target; proxy_http_version 1.1; }} }}
-}}
 """
+
+
+def nginx_conf(run: Path, name: str, body: str, **ports: int) -> Path:
+    """Write a one-worker nginx configuration `name`.conf under `run`."""
+    conf = run / f"{name}.conf"
+    conf.write_text(NGINX_COMMON.format(d=run, name=name, body=body.format(d=run, **ports)))
+    return conf
 
 
 def wrk(port: int, host: str, cookie: str = "") -> float:
@@ -114,8 +127,9 @@ def main() -> int:
         up, plain, plain_map, web_port, edge_port, chp_port = (free_port() for _ in range(6))
         (run / "www").mkdir()
         (run / "www" / "index.html").write_text("x" * 1024)
-        (run / "plain.conf").write_text(PLAIN_CONF.format(d=run, up=up, plain=plain, plain_map=plain_map))
-        procs.append(subprocess.Popen([NGINX_BIN, "-p", str(run), "-c", str(run / "plain.conf")]))
+        for name, body in (("upstream", UPSTREAM_BODY), ("plain", PLAIN_BODY)):
+            conf = nginx_conf(run, name, body, up=up, plain=plain, plain_map=plain_map)
+            procs.append(subprocess.Popen([NGINX_BIN, "-p", str(run), "-c", str(conf)]))
         app = build_app(migrated_sqlite(Path(tmp)), Path(tmp), LISTEN_PORT=web_port, EDGE_DIR=run / "edge",
                         EDGE_PORT=edge_port, WORKSPACE_DOMAIN=f"ws.localhost:{edge_port}",
                         NGINX_BIN=NGINX_BIN)
