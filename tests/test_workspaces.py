@@ -14,6 +14,8 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import AuditLog, Task, User, Workspace
+from app.routing import sync
+from app.routing.nginx import WorkspaceRoutes
 from app.services import workspaces as service
 from tests.builders import make_user
 from tests.conftest import form_post
@@ -266,3 +268,16 @@ def test_nginx_refusal_fails_the_task_and_records_an_alert(app, fake):
         alert = db.session.scalar(select(AuditLog).where(AuditLog.action_type == "nginx_reload_failed"))
         assert alert is not None and alert.log_level == "error"
         assert db.session.scalar(select(func.count(Task.id))) == 1
+
+
+def test_routes_send_a_running_workspace_without_both_ports_to_the_stopped_page(app):
+    with app.app_context():
+        server = make_server()
+        make_workspace(make_user("carol"), server, ports={"vscode": 40001})
+        make_workspace(make_user("dave"), server, ports={"vscode": 40003, "jupyter": 40004})
+        make_workspace(make_user("erin"), server, status="stopped")
+        routes = {route.username: route for route in sync.desired_routes()}
+        publish_host = server.publish_host
+    assert routes["carol"] == WorkspaceRoutes("carol", None, 40001, None)
+    assert routes["dave"] == WorkspaceRoutes("dave", publish_host, 40003, 40004)
+    assert routes["erin"].upstream_host is None

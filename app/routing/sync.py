@@ -13,11 +13,13 @@ from app.routing.edge import write_main_config
 from app.routing.nginx import EdgePaths, NginxError, WorkspaceRoutes, install, render_routes
 from app.services import audit
 
-# Plain SQL shaped like WorkspaceRoutes, the upstream left NULL unless the workspace runs: at
-# 10,000 workspaces it reads in ~10 ms where ORM objects take ~10x more, on every route change.
+# Plain SQL shaped like WorkspaceRoutes, the upstream left NULL (the stopped page) unless the
+# workspace runs with both ports known: at 10,000 workspaces it reads in ~10 ms where ORM objects
+# take ~10x more, on every route change.
 _ROUTES_SQL = text(
-    "SELECT w.username, CASE WHEN w.status = 'running' THEN s.publish_host END, "
-    "w.vscode_port, w.jupyter_port FROM workspaces w JOIN servers s ON s.id = w.server_id ORDER BY w.username"
+    "SELECT w.username, CASE WHEN w.status = 'running' AND w.vscode_port IS NOT NULL "
+    "AND w.jupyter_port IS NOT NULL THEN s.publish_host END, w.vscode_port, w.jupyter_port "
+    "FROM workspaces w JOIN servers s ON s.id = w.server_id ORDER BY w.username"
 )
 
 
