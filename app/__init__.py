@@ -72,17 +72,20 @@ def _init_extensions(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
+    # Areas whose views span several modules: import every module so its views land on `bp`.
+    from app.account import keys  # noqa: F401
     from app.account.routes import bp as account_bp
     from app.admin.routes import bp as admin_bp
     from app.admin.security_routes import bp as security_admin_bp
     from app.admin.workspace_routes import bp as workspace_admin_bp
     from app.api.routes import bp as api_bp
+    from app.auth import second_step  # noqa: F401
     from app.auth.routes import bp as auth_bp
     from app.main import bp as main_bp
     from app.servers.routes import bp as servers_bp
     from app.tasks.routes import bp as tasks_bp
     from app.users.routes import bp as users_bp
-    from app.workspaces.edge import bp as workspace_edge_bp
+    from app.workspaces.host_routes import bp as workspace_edge_bp
     from app.workspaces.routes import bp as workspaces_bp
 
     for blueprint in (workspaces_bp, workspace_edge_bp, workspace_admin_bp):
@@ -92,6 +95,7 @@ def _register_blueprints(app: Flask) -> None:
         app.register_blueprint(blueprint)
     app.register_blueprint(servers_bp)
 
+    from app.images import build_routes, registry_routes, settings_routes, upload_routes  # noqa: F401
     from app.images.routes import bp as images_bp
 
     app.register_blueprint(images_bp)

@@ -37,7 +37,7 @@ from werkzeug.serving import make_server  # noqa: E402
 
 from app.extensions import db  # noqa: E402
 from app.models import UserSession  # noqa: E402
-from app.routing.edge import start_edge, stop_edge  # noqa: E402
+from app.routing.edge_server import start_edge, stop_edge  # noqa: E402
 from app.routing.sync import regenerate  # noqa: E402
 from app.security.tokens import Grant, cookie_name, cookie_value  # noqa: E402
 from app.timeutil import utcnow  # noqa: E402

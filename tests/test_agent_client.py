@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from app.agents import AgentClient, AgentConflict, AgentError, AgentNotFound, AgentUnavailable
+from app.agent_client import AgentClient, AgentConflict, AgentError, AgentNotFound, AgentUnavailable
 from bench.stub_agent import StubAgent
 
 TOKEN = "t" * 40

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from app.routing.edge import start_edge, stop_edge
+from app.routing.edge_server import start_edge, stop_edge
 from app.routing.nginx import EdgePaths, NginxError, WorkspaceRoutes, install, render_routes
 from tests.agent.conftest import free_port
 from tests.conftest import require_service

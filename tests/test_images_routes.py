@@ -222,7 +222,7 @@ def test_build_without_csrf_token_is_refused(app, client, auth):
 
 
 def test_push_target_names_the_image_under_the_registry():
-    from app.images.tasks import push_target
+    from app.images.handlers import push_target
 
     assert push_target("127.0.0.1:5000", "team/app") == "127.0.0.1:5000/team/app"
     assert push_target("127.0.0.1:5000", "127.0.0.1:5000/team/app") == "127.0.0.1:5000/team/app"

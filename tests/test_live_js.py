@@ -9,7 +9,7 @@ from sqlalchemy import update
 
 from app.extensions import db
 from app.models import Task, TaskEvent
-from app.services import tasks
+from app.services import task_queue
 from app.timeutil import utcnow
 from tests.builders import PASSWORD, make_user
 from tests.conftest import require_service
@@ -36,7 +36,7 @@ def test_task_page_appends_streamed_events_and_moves_the_progress_bar(app):
     app.config["STREAM_POLL_SECONDS"] = 0.1
     with app.app_context():
         make_user("watcher")
-        task = tasks.enqueue("test_count", target="x", requested_by="watcher")
+        task = task_queue.enqueue("test_count", target="x", requested_by="watcher")
         db.session.commit()
         task_id = task.id
     problems: list[str] = []

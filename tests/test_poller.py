@@ -67,7 +67,7 @@ def test_dead_slow_and_healthy_agents_give_three_outcomes_in_one_round(quick):
 def test_slow_agent_does_not_delay_a_fast_one(quick):
     with StubAgent(TOKEN, mode="slow", delay=3) as slow, StubAgent(TOKEN) as fast:
         with quick.app_context():
-            from app.agents import AgentClient
+            from app.agent_client import AgentClient
             from app.services.servers import probe
 
             slow_client = AgentClient(slow.url, TOKEN, connect_timeout=0.5, read_timeout=0.5, retries=0)

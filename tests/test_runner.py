@@ -12,9 +12,9 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Task
-from app.services import tasks
+from app.services import task_queue
 from app.timeutil import utcnow
-from app.worker.handlers import task_kind
+from app.worker.kinds import task_kind
 from app.worker.runner import Runner
 
 RUNS: Counter[int] = Counter()
@@ -70,7 +70,7 @@ def fast(app):
 def queue(app, kind, count=1):
     """Queue `count` tasks of `kind`; returns their ids."""
     with app.app_context():
-        rows = [tasks.enqueue(kind, target=f"t{i}", requested_by="tester") for i in range(count)]
+        rows = [task_queue.enqueue(kind, target=f"t{i}", requested_by="tester") for i in range(count)]
         db.session.commit()
         return [row.id for row in rows]
 
@@ -177,7 +177,7 @@ def test_live_lease_is_not_stolen(fast):
 def test_cancel_queued_and_running(fast):
     queued_id, running_id = queue(fast, "test_blocking", 2)
     with fast.app_context():
-        assert tasks.cancel(db.session.get(Task, queued_id), "tester")
+        assert task_queue.cancel(db.session.get(Task, queued_id), "tester")
         db.session.commit()
     assert states(fast, [queued_id])[queued_id].state == "cancelled"
     runner = Runner(fast, worker_id="r4", concurrency=1)
@@ -185,11 +185,11 @@ def test_cancel_queued_and_running(fast):
         assert runner.run_once() == 1
     wait_for(lambda: states(fast, [running_id])[running_id].state == "running")
     with fast.app_context():
-        assert tasks.cancel(db.session.get(Task, running_id), "tester")
+        assert task_queue.cancel(db.session.get(Task, running_id), "tester")
         db.session.commit()
     wait_for(lambda: states(fast, [running_id])[running_id].state == "cancelled")
     with fast.app_context():
-        assert not tasks.cancel(db.session.get(Task, running_id), "tester")
+        assert not task_queue.cancel(db.session.get(Task, running_id), "tester")
     runner.shutdown(0)
 
 
@@ -210,7 +210,7 @@ def test_shutdown_releases_running_tasks(fast):
 
 def test_lock_key_allows_one_task_in_flight(fast):
     with fast.app_context():
-        tasks.enqueue("test_count", lock_key="server:1", requested_by="a")
+        task_queue.enqueue("test_count", lock_key="server:1", requested_by="a")
         db.session.commit()
-        with pytest.raises(tasks.TaskConflict):
-            tasks.enqueue("test_count", lock_key="server:1", requested_by="b")
+        with pytest.raises(task_queue.TaskConflict):
+            task_queue.enqueue("test_count", lock_key="server:1", requested_by="b")

@@ -114,7 +114,7 @@ def test_real_agent_online_offline_online_audited_and_token_never_leaks(
 
 
 def test_agent_client_speaks_the_real_agents_api(tmp_path):
-    from app.agents import AgentClient, AgentError, AgentNotFound
+    from app.agent_client import AgentClient, AgentError, AgentNotFound
 
     require_service("Docker", docker_available())
     port, token = free_port(), secrets.token_urlsafe(36)

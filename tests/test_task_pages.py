@@ -10,7 +10,7 @@ from sqlalchemy import update
 
 from app.extensions import db
 from app.models import Task, TaskEvent, UserSession
-from app.services import tasks
+from app.services import task_queue
 from app.timeutil import utcnow
 from tests.builders import make_user
 from tests.conftest import form_post
@@ -21,7 +21,7 @@ from tests.test_runner import count_handler  # noqa: F401  - registers the test 
 def queue_for(app, username, kind="test_count"):
     """Queue a task requested by `username`; returns its id."""
     with app.app_context():
-        task = tasks.enqueue(kind, target="x", requested_by=username)
+        task = task_queue.enqueue(kind, target="x", requested_by=username)
         db.session.commit()
         return task.id
 

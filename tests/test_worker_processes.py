@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import PollerLease, Task, TaskEvent
-from app.services import tasks
+from app.services import task_queue
 from app.timeutil import utcnow
 from bench.stub_agent import StubAgent
 from tests.conftest import require_service
@@ -85,7 +85,7 @@ def test_two_workers_one_poller_takeover_and_tasks_run_once(app, database_url, t
 
         # 200 tasks, each run exactly once, shared by both processes
         with app.app_context():
-            queued = [tasks.enqueue("refresh_server", requested_by="tester",
+            queued = [task_queue.enqueue("refresh_server", requested_by="tester",
                                     payload={"server_id": server_ids[n % 3]}) for n in range(200)]
             db.session.commit()
             ids = [task.id for task in queued]

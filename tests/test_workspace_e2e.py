@@ -17,7 +17,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import Task, User, Workspace
 from app.services import workspaces as service
-from app.services.tasks import in_flight
+from app.services.task_queue import in_flight
 from tests.agent.conftest import run_agent
 from tests.builders import PASSWORD, make_user
 from tests.conftest import require_service

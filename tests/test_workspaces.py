@@ -150,7 +150,7 @@ def test_stop_start_restart_and_one_task_at_a_time(app, client, auth, fake):
 def _provision_existing(app) -> None:
     with app.app_context():
         ws = db.session.scalar(select(Workspace))
-        from app.services.tasks import enqueue
+        from app.services.task_queue import enqueue
 
         enqueue("provision", target="t", payload={"workspace_id": ws.id}, lock_key=ws.lock_key)
         db.session.commit()
@@ -173,7 +173,7 @@ def test_agent_dead_mid_provision_then_reconcile_then_retry(app, client, auth, f
     FakeBackend.down = False
     with app.app_context():
         ws = db.session.scalar(select(Workspace))
-        from app.services.tasks import enqueue
+        from app.services.task_queue import enqueue
 
         enqueue("provision", target="t", payload={"workspace_id": ws.id}, lock_key=ws.lock_key)
         db.session.commit()
@@ -258,7 +258,7 @@ def test_nginx_refusal_fails_the_task_and_records_an_alert(app, fake):
     app.config["NGINX_BIN"] = "/bin/false"
     with app.app_context():
         ws = db.session.scalar(select(Workspace))
-        from app.services.tasks import enqueue
+        from app.services.task_queue import enqueue
 
         enqueue("provision", target="t", payload={"workspace_id": ws.id}, lock_key=ws.lock_key)
         db.session.commit()

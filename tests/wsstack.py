@@ -22,7 +22,7 @@ from flask import Flask
 from werkzeug.serving import make_server as make_http_server
 
 from app.extensions import db
-from app.routing.edge import start_edge, stop_edge
+from app.routing.edge_server import start_edge, stop_edge
 from app.routing.sync import regenerate
 from app.worker import start_worker
 from tests.agent.conftest import docker_available, free_port, run_agent

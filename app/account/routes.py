@@ -179,6 +179,3 @@ def revoke_other_sessions() -> Response:
     db.session.commit()
     flash(f"{ended} other session(s) ended.", "success")
     return redirect(url_for("account.sessions"))
-
-
-from app.account import keys  # noqa: E402,F401  - registers the API key views on bp

@@ -167,6 +167,3 @@ def pending() -> str | Response:
         return redirect(home_for(current_user))
     reason = (current_user.meta or {}).get("rejection_reason")
     return render_template("auth/pending.html", reason=reason, form=ConfirmForm())
-
-
-from app.auth import second_step  # noqa: E402,F401  - registers the MFA step views on bp

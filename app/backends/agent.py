@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from flask import current_app
 
-from app.agents.client import AgentClient, AgentConflict, AgentError, AgentNotFound, AgentUnavailable
+from app.agent_client.client import AgentClient, AgentConflict, AgentError, AgentNotFound, AgentUnavailable
 from app.backends.base import (
     BackendConflict,
     BackendError,

@@ -17,7 +17,7 @@ from app.images.routes import bp, load_server_or_404, servers
 from app.images.uploads import context_dir
 from app.models import BuildPolicy, Registry
 from app.permissions import permission_required
-from app.services import audit, tasks
+from app.services import audit, task_queue
 
 FORM_OVERHEAD_BYTES = 1024 * 1024
 
@@ -62,7 +62,7 @@ def build() -> Response | tuple[str, int] | str:
                      level="warning", server_id=server.id)
         db.session.commit()
         return render_template("images/build.html", form=form, policy=policy, report=report), 400
-    task = tasks.enqueue(
+    task = task_queue.enqueue(
         "build", target=f"server:{server.id}", requested_by=current_user.username,
         payload={"server_id": server.id, "tag": tag, "dockerfile": form.dockerfile.data,
                  "buildargs": parse_buildargs(form.buildargs.data or ""), "context_file": context_name,
@@ -94,7 +94,7 @@ def push() -> Response | tuple[str, int] | str:
     server = load_server_or_404(form.server_id.data)
     registry = db.get_or_404(Registry, form.registry_id.data)
     source = f"{form.repository.data}:{form.tag.data}"
-    task = tasks.enqueue(
+    task = task_queue.enqueue(
         "push", target=f"server:{server.id}", requested_by=current_user.username,
         payload={"server_id": server.id, "registry_id": registry.id,
                  "repository": form.repository.data, "tag": form.tag.data},

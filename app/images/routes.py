@@ -16,7 +16,7 @@ from werkzeug.wrappers import Response
 from app.extensions import db
 from app.forms_common import ConfirmForm
 from app.permissions import permission_required
-from app.services import audit, tasks
+from app.services import audit, task_queue
 
 bp = Blueprint("images", __name__, url_prefix="/images")
 
@@ -37,7 +37,7 @@ def load_server_or_404(server_id: int) -> Any:
 
 def agent_for(server: Any, *, interactive: bool = False, **timeouts: float) -> Any:
     """An agent client for `server`: no retries while a page waits, longer timeouts for streams."""
-    from app.agents.client import AgentClient
+    from app.agent_client.client import AgentClient
 
     if not timeouts:
         return AgentClient.for_server(server, retries=0 if interactive else None)
@@ -64,7 +64,7 @@ def _refs(image: dict[str, Any]) -> list[str]:
 @permission_required("view_images")
 def index() -> str:
     """Choose a server and list its images (asked of its agent on demand)."""
-    from app.agents.client import AgentError
+    from app.agent_client.client import AgentError
 
     all_servers = servers()
     server_id = request.args.get("server", type=int)
@@ -90,7 +90,7 @@ def index() -> str:
 @permission_required("view_images")
 def detail(server_id: int) -> str:
     """One image of a server: tags, size, labels, history, and who uses it."""
-    from app.agents.client import AgentError, AgentNotFound
+    from app.agent_client.client import AgentError, AgentNotFound
 
     server = load_server_or_404(server_id)
     ref = request.args.get("ref", "")[:300]
@@ -125,17 +125,14 @@ def delete(server_id: int) -> Response:
         flash(f"{ref} is in use by the workspace of {', '.join(users)}; it was not deleted.", "danger")
         return redirect(url_for("images.index", server=server.id))
     try:
-        task = tasks.enqueue("delete_image", target=f"image:{server.id}:{ref}"[:128],
+        task = task_queue.enqueue("delete_image", target=f"image:{server.id}:{ref}"[:128],
                              requested_by=current_user.username,
                              payload={"server_id": server.id, "ref": ref},
                              lock_key=f"image:{server.id}:{ref}"[:128])
-    except tasks.TaskConflict as exc:
+    except task_queue.TaskConflict as exc:
         flash(f"Not deleted: {exc}.", "warning")
         return redirect(url_for("images.index", server=server.id))
     audit.record("delete_image_requested", current_user.username, {"server": server.name, "ref": ref},
                  server_id=server.id)
     db.session.commit()
     return redirect(url_for("tasks.detail", task_id=task.id))
-
-
-from app.images import build_routes, registry_routes, settings_routes, upload_routes  # noqa: E402,F401

@@ -16,7 +16,7 @@ from app.images.routes import bp, load_server_or_404, servers
 from app.images.uploads import STORED_NAME_RE, UploadRefused, receive_upload, upload_dir
 from app.models import Upload
 from app.permissions import permission_required
-from app.services import audit, tasks
+from app.services import audit, task_queue
 
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 
@@ -100,7 +100,7 @@ def import_upload(upload_id: int) -> Response:
         return redirect(url_for("images.uploads"))
     server = load_server_or_404(form.server_id.data)
     tag = f"{form.repository.data}:{form.tag.data}"
-    task = tasks.enqueue("import", target=f"server:{server.id}", requested_by=current_user.username,
+    task = task_queue.enqueue("import", target=f"server:{server.id}", requested_by=current_user.username,
                          payload={"server_id": server.id, "upload_id": row.id,
                                   "repository": form.repository.data, "tag": form.tag.data})
     audit.record("import_requested", current_user.username,

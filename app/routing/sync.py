@@ -9,7 +9,7 @@ from flask import current_app
 from sqlalchemy import text
 
 from app.extensions import db
-from app.routing.edge import write_main_config
+from app.routing.edge_server import write_main_config
 from app.routing.nginx import EdgePaths, NginxError, WorkspaceRoutes, install, render_routes
 from app.services import audit
 

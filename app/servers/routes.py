@@ -18,7 +18,7 @@ from app.permissions import permission_required
 from app.security.crypto import encrypt_secret
 from app.servers.charts import build_chart
 from app.servers.forms import ServerForm
-from app.services import audit, tasks
+from app.services import audit, task_queue
 from app.timeutil import utcnow
 
 bp = Blueprint("servers", __name__, url_prefix="/servers")
@@ -44,8 +44,9 @@ def workspaces_on(server: Server) -> list[str]:
 
 def queue_refresh(server: Server) -> Task:
     """Queue a `refresh_server` task for `server` (TaskConflict while one is in flight)."""
-    return tasks.enqueue("refresh_server", target=f"server:{server.id}", requested_by=current_user.username,
-                         payload={"server_id": server.id}, lock_key=f"server:{server.id}:refresh")
+    return task_queue.enqueue("refresh_server", target=f"server:{server.id}",
+                              requested_by=current_user.username,
+                              payload={"server_id": server.id}, lock_key=f"server:{server.id}:refresh")
 
 
 @bp.route("/")
@@ -122,7 +123,7 @@ def edit(server_id: int) -> str | Response:
             server.status, server.consecutive_failures, server.consecutive_successes = "unknown", 0, 0
             try:
                 queue_refresh(server)
-            except tasks.TaskConflict:
+            except task_queue.TaskConflict:
                 pass  # a connection test is already queued; it will use the new settings
         db.session.commit()
         flash(f"Server {server.name} saved.", "success")
@@ -140,7 +141,7 @@ def test_connection(server_id: int) -> Response:
         abort(400)
     try:
         task = queue_refresh(server)
-    except tasks.TaskConflict as exc:
+    except task_queue.TaskConflict as exc:
         flash(f"A connection test is already running: {exc}", "warning")
         return redirect(url_for("servers.detail", server_id=server.id))
     audit.record("server_refresh_requested", current_user.username, {"server": server.name},

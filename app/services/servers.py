@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from app.agents import AgentClient, AgentError, AgentUnavailable
+from app.agent_client import AgentClient, AgentError, AgentUnavailable
 from app.extensions import db
 from app.models import Server, ServerMetric
 from app.services import audit

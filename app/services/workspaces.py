@@ -1,6 +1,6 @@
 """Workspace lifecycle requests: each one changes rows, audits and queues its task in ONE commit.
 
-The tasks (app/workspaces/tasks.py) do the outside work. Every lifecycle task of a
+The tasks (app/workspaces/handlers.py) do the outside work. Every lifecycle task of a
 workspace holds the same lock key, so only one runs at a time; a second request is
 refused with a message naming the task in flight.
 """
@@ -18,7 +18,7 @@ from app.models import Task, User
 from app.models.server import Server
 from app.models.workspace import Workspace
 from app.services import audit
-from app.services.tasks import TaskConflict, enqueue
+from app.services.task_queue import TaskConflict, enqueue
 
 ACTIONS = {"start": "start", "stop": "stop", "restart": "start"}
 

@@ -16,7 +16,7 @@ from app.extensions import db, sock
 from app.forms_common import ConfirmForm
 from app.models import TASK_STATES, Task, TaskEvent, UserSession
 from app.permissions import permission_required
-from app.services import audit, tasks
+from app.services import audit, task_queue
 from app.tasks.access import load_visible_task_or_404
 from app.timeutil import utcnow
 
@@ -56,7 +56,7 @@ def cancel(task_id: int) -> Response:
     task = load_visible_task_or_404(task_id)
     if not ConfirmForm().validate_on_submit():
         abort(400)
-    if tasks.cancel(task, current_user.username):
+    if task_queue.cancel(task, current_user.username):
         audit.record("cancel_task", current_user.username, {"task": task.id, "kind": task.kind})
         flash("Cancel requested." if task.state == "running" else "Task cancelled.", "info")
     else:
@@ -73,8 +73,8 @@ def retry(task_id: int) -> Response:
     if not ConfirmForm().validate_on_submit():
         abort(400)
     try:
-        new_task = tasks.retry(task, current_user.username)
-    except tasks.TaskConflict as exc:
+        new_task = task_queue.retry(task, current_user.username)
+    except task_queue.TaskConflict as exc:
         flash(str(exc), "danger")
         return redirect(url_for("tasks.detail", task_id=task.id))
     audit.record("retry_task", current_user.username, {"task": task.id, "kind": task.kind})

@@ -17,10 +17,10 @@ from werkzeug.serving import run_simple
 
 # Modules that register task kinds when imported (each area adds its own).
 KIND_MODULES: tuple[str, ...] = (
-    "app.workspaces.tasks",
+    "app.workspaces.handlers",
     "app.workspaces.reconcile",
-    "app.servers.tasks",
-    "app.images.tasks",
+    "app.servers.handlers",
+    "app.images.handlers",
 )
 
 

@@ -26,7 +26,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
-from app.agents import AgentClient
+from app.agent_client import AgentClient
 from app.extensions import db
 from app.models import PollerLease, Server
 from app.security.crypto import SecretDecryptError

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from app.extensions import db
 from app.models import Task, TaskEvent
 from app.timeutil import utcnow
-from app.worker.handlers import HANDLERS, TaskCancelled, TaskContext, TaskFailed
+from app.worker.kinds import HANDLERS, TaskCancelled, TaskContext, TaskFailed
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models.server import Server
-from app.routing.edge import start_edge, stop_edge, write_main_config
+from app.routing.edge_server import start_edge, stop_edge, write_main_config
 from app.routing.sync import regenerate
 from app.security.crypto import encrypt_secret
 from app.services import audit

@@ -25,9 +25,9 @@ from app.models.workspace import Workspace
 from app.routing.nginx import NginxError
 from app.routing.sync import regenerate
 from app.services import audit
-from app.services.tasks import in_flight
+from app.services.task_queue import in_flight
 from app.timeutil import utcnow
-from app.worker.handlers import TaskContext, TaskFailed, task_kind
+from app.worker.kinds import TaskContext, TaskFailed, task_kind
 
 
 def _created(info: ContainerInfo) -> datetime | None:

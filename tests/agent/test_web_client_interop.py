@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def client(agent):
     """The web app's client for the session agent."""
-    from app.agents.client import AgentClient
+    from app.agent_client.client import AgentClient
 
     return AgentClient(agent.base_url, agent.token, read_timeout=60, retries=0)
 
@@ -33,7 +33,7 @@ def test_client_lifecycle_with_label_filter(client, spec) -> None:
 
 
 def test_client_import_inspect_and_delete(client, docker_client, tmp_path) -> None:
-    from app.agents.client import AgentNotFound
+    from app.agent_client.client import AgentNotFound
 
     rootfs = tmp_path / "rootfs.tar"
     with tarfile.open(rootfs, "w") as tar:

@@ -17,7 +17,7 @@ from app.models.workspace import WORKSPACE_APPS, Workspace
 from app.routing.nginx import NginxError
 from app.routing.sync import regenerate
 from app.services import audit
-from app.worker.handlers import TaskContext, TaskFailed, task_kind
+from app.worker.kinds import TaskContext, TaskFailed, task_kind
 
 APP_PORTS = {"vscode": 8080, "jupyter": 8888}
 

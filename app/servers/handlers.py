@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.agents import AgentClient
+from app.agent_client import AgentClient
 from app.extensions import db
 from app.models import Server
 from app.security.crypto import SecretDecryptError
 from app.services.servers import apply_outcome, probe
 from app.timeutil import utcnow
-from app.worker.handlers import TaskContext, TaskFailed, task_kind
+from app.worker.kinds import TaskContext, TaskFailed, task_kind
 
 
 @task_kind("refresh_server", max_attempts=1)

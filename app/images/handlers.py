@@ -22,7 +22,7 @@ from app.images.routes import agent_for
 from app.images.uploads import STORED_NAME_RE, context_dir, upload_dir
 from app.models import Registry, Upload
 from app.services import audit
-from app.worker.handlers import TaskCancelled, TaskContext, TaskFailed, task_kind
+from app.worker.kinds import TaskCancelled, TaskContext, TaskFailed, task_kind
 
 STREAM_READ_TIMEOUT = 600.0
 CANCEL_CHECK_SECONDS = 0.5
@@ -124,7 +124,7 @@ def _follow(ctx: TaskContext, stream: Iterator[dict[str, Any]], total_hint: int 
 @task_kind("build", max_attempts=1)
 def build(ctx: TaskContext) -> dict[str, Any] | None:
     """Build an image on the server's agent, following its log live."""
-    from app.agents.client import AgentError
+    from app.agent_client.client import AgentError
 
     server = _server(ctx)
     tag = ctx.payload["tag"]
@@ -189,7 +189,7 @@ def push_target(registry_host: str, repository: str) -> str:
 @task_kind("push", max_attempts=2)
 def push(ctx: TaskContext) -> dict[str, Any] | None:
     """Push an image to a registry; the password goes to the agent with this request only."""
-    from app.agents.client import AgentError, AgentUnavailable
+    from app.agent_client.client import AgentError, AgentUnavailable
 
     server = _server(ctx)
     registry = db.session.get(Registry, ctx.payload.get("registry_id"))
@@ -226,7 +226,7 @@ def push(ctx: TaskContext) -> dict[str, Any] | None:
 @task_kind("import", max_attempts=2)
 def import_image(ctx: TaskContext) -> dict[str, Any] | None:
     """Stream an uploaded tarball to the server's agent and import it as an image."""
-    from app.agents.client import AgentError, AgentUnavailable
+    from app.agent_client.client import AgentError, AgentUnavailable
 
     server = _server(ctx)
     row = db.session.get(Upload, ctx.payload.get("upload_id"))
@@ -256,7 +256,7 @@ def import_image(ctx: TaskContext) -> dict[str, Any] | None:
 @task_kind("delete_image", max_attempts=3)
 def delete_image(ctx: TaskContext) -> dict[str, Any] | None:
     """Delete an image on a server; already gone counts as done."""
-    from app.agents.client import AgentConflict, AgentNotFound
+    from app.agent_client.client import AgentConflict, AgentNotFound
 
     server = _server(ctx)
     ref = ctx.payload["ref"]

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from app.extensions import db
 from app.models import Task, TaskEvent
 from app.timeutil import utcnow
-from app.worker.handlers import HANDLERS
+from app.worker.kinds import HANDLERS
 
 
 class TaskConflict(RuntimeError):

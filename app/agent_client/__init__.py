@@ -1,5 +1,5 @@
 """Talking to agents: `AgentClient` and the errors it raises."""
 
-from app.agents.client import AgentClient, AgentConflict, AgentError, AgentNotFound, AgentUnavailable
+from app.agent_client.client import AgentClient, AgentConflict, AgentError, AgentNotFound, AgentUnavailable
 
 __all__ = ["AgentClient", "AgentConflict", "AgentError", "AgentNotFound", "AgentUnavailable"]

@@ -1,7 +1,7 @@
 """Our own edge nginx: its configuration under a run folder, started as a child process.
 
 Not the system nginx service: `make run` and the tests start one with
-`python -m app.routing.edge RUN_DIR` or `start_edge(...)`, each with its own prefix.
+`python -m app.routing.edge_server RUN_DIR` or `start_edge(...)`, each with its own prefix.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def stop_edge(process: subprocess.Popen, timeout: float = 10) -> None:
 
 
 def main() -> None:
-    """`python -m app.routing.edge`: run the edge for the app's settings until it exits."""
+    """`python -m app.routing.edge_server`: run the edge for the app's settings until it exits."""
     from app import create_app
 
     app = create_app()
