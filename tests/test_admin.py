@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import AuditLog, User, UserSession
+from app.models import AuditLog, Task, User, UserSession, Workspace
 from tests.builders import PASSWORD, make_user
 from tests.conftest import form_post
+from tests.wskit import make_server
 
 
 def fetch_user(app, username: str) -> User | None:
@@ -23,18 +26,75 @@ def audit_rows(app, action: str) -> list[AuditLog]:
 def test_approve_and_reject_from_the_queue(app, client, auth):
     auth.as_role("admin", username="boss")
     with app.app_context():
+        server_id = make_server().id
         ivy = make_user("ivy", status="pending").id
         jack = make_user("jack", status="pending").id
     page = client.get("/admin/approvals").get_data(as_text=True)
     assert "ivy" in page and "jack" in page
-    form_post(client, f"/admin/users/{ivy}/approve", {"back": "/admin/approvals"})
+    # The primary button is exactly "Approve"; the options form is the secondary one.
+    assert page.count('btn-success btn-sm">Approve</button>') == 2
+    assert page.count(f'href="/admin/workspaces/provision/{ivy}">Approve with options…</a>') == 1
+    response = form_post(client, f"/admin/users/{ivy}/approve", {"back": "/admin/approvals"})
+    assert response.headers["Location"] == "/admin/approvals"
     form_post(client, f"/admin/users/{jack}/reject", {"reason": "not a member"})
     assert fetch_user(app, "ivy").status == "approved"
     jack_row = fetch_user(app, "jack")
     assert jack_row.status == "rejected" and jack_row.meta["rejection_reason"] == "not a member"
-    assert audit_rows(app, "approve_user")[0].details == {"user": "ivy"}
+    assert [row.details for row in audit_rows(app, "approve_user")] == [{"user": "ivy", "workspace": True}]
     assert audit_rows(app, "reject_user")[0].username == "boss"
     assert "ivy" not in client.get("/admin/approvals").get_data(as_text=True)
+    # One click approved AND queued the workspace with the configured defaults.
+    with app.app_context():
+        ws = db.session.scalar(select(Workspace).where(Workspace.username == "ivy"))
+        assert (ws.server_id, ws.image, ws.cpu, ws.memory_mb, ws.status) == (
+            server_id, app.config["DEFAULT_IMAGE"], app.config["DEFAULT_CPU"],
+            app.config["DEFAULT_MEMORY_MB"], "provisioning")
+        tasks = db.session.scalars(select(Task)).all()
+        assert [(t.kind, t.state, t.payload, t.requested_by) for t in tasks] == [
+            ("provision", "queued", {"workspace_id": ws.id}, "boss")]
+        assert db.session.scalar(select(Workspace).where(Workspace.username == "jack")) is None
+
+
+def test_approve_without_room_changes_nothing_and_says_why(app, client, auth):
+    auth.as_role("admin")
+    with app.app_context():
+        make_server(status="offline")
+        ivy = make_user("ivy", status="pending").id
+    response = form_post(client, f"/admin/users/{ivy}/approve", {"back": "/admin/approvals"},
+                         follow_redirects=True)
+    assert "ivy is not approved: No online server has room" in response.get_data(as_text=True)
+    assert fetch_user(app, "ivy").status == "pending"
+    assert audit_rows(app, "approve_user") == []
+    with app.app_context():
+        assert db.session.scalars(select(Workspace)).all() == []
+        assert db.session.scalars(select(Task)).all() == []
+
+
+def test_approve_without_a_workspace_is_an_explicit_choice(app, client, auth):
+    auth.as_role("admin")
+    with app.app_context():
+        make_server()
+        ivy = make_user("ivy", status="pending").id
+    url = f"/admin/workspaces/provision/{ivy}"
+    page = client.get(url).get_data(as_text=True)
+    assert 'name="without_workspace"' in page and "checked" not in page
+    response = form_post(client, url, {"server": "0", "image": app.config["DEFAULT_IMAGE"], "cpu": "1",
+                                       "memory_mb": "512", "without_workspace": "y"}, page=url)
+    assert response.headers["Location"] == f"/admin/users/{ivy}"
+    assert fetch_user(app, "ivy").status == "approved"
+    assert [row.details for row in audit_rows(app, "approve_user")] == [{"user": "ivy", "workspace": False}]
+    with app.app_context():
+        assert db.session.scalars(select(Workspace)).all() == []
+        assert db.session.scalars(select(Task)).all() == []
+    # Once approved, the options form provisions only: the "without a workspace" choice is gone.
+    assert 'name="without_workspace"' not in client.get(url).get_data(as_text=True)
+
+
+def test_approve_user_is_written_in_one_place():
+    root = Path(__file__).resolve().parent.parent / "app"
+    writers = sorted(str(path.relative_to(root)) for path in root.rglob("*.py")
+                     if '"approve_user"' in path.read_text())
+    assert writers == ["services/workspaces.py"]
 
 
 def test_rejected_user_sees_the_reason(app, client, auth):
@@ -91,9 +151,9 @@ def test_reset_password_ends_sessions(app, client, auth):
         uid = make_user("noah").id
     other = app.test_client()
     form_post(other, "/login", {"username": "noah", "password": PASSWORD})
-    assert other.get("/home").status_code == 200
+    assert other.get("/workspaces/").status_code == 200
     form_post(client, f"/admin/users/{uid}/password", {"password": "a brand new secret"})
-    assert other.get("/home").status_code == 302
+    assert other.get("/workspaces/").status_code == 302
     assert (
         form_post(other, "/login", {"username": "noah", "password": "a brand new secret"}).status_code == 302
     )

@@ -281,3 +281,37 @@ def test_routes_send_a_running_workspace_without_both_ports_to_the_stopped_page(
     assert routes["carol"] == WorkspaceRoutes("carol", None, 40001, None)
     assert routes["dave"] == WorkspaceRoutes("dave", publish_host, 40003, 40004)
     assert routes["erin"].upstream_host is None
+
+
+def test_deleting_a_user_whose_workspace_has_a_task_in_flight_is_refused(app, client, auth, fake):
+    with app.app_context():
+        carol = make_user("carol")
+        carol_id = carol.id
+        ws = make_workspace(carol, make_server(), status="provisioning", ports={})
+        from app.services.task_queue import enqueue
+
+        task = enqueue("provision", target="t", payload={"workspace_id": ws.id}, lock_key=ws.lock_key)
+        task.state = "running"  # a runner holds it
+        db.session.commit()
+        task_id = task.id
+    auth.as_role("admin")
+    url = f"/admin/users/{carol_id}/delete"
+    response = form_post(client, url, {}, page=f"/admin/users/{carol_id}")
+    assert response.headers["Location"] == f"/admin/users/{carol_id}"
+    page = client.get(f"/admin/users/{carol_id}").get_data(as_text=True)
+    assert f"busy with task #{task_id} (provision, running)" in page
+    with app.app_context():
+        assert db.session.get(User, carol_id) is not None
+        assert [t.kind for t in db.session.scalars(select(Task))] == ["provision"]
+    assert _ws(app).status == "provisioning" and "delete_user" not in _actions(app)
+    # Once the task has finished, the same delete removes the user and queues the removal in one go.
+    with app.app_context():
+        db.session.get(Task, task_id).state = "queued"
+        db.session.commit()
+    run_tasks(app)
+    assert _ws(app).status == "running" and len(FakeBackend.containers) == 1
+    assert form_post(client, url, {}, page=f"/admin/users/{carol_id}").headers["Location"] == "/admin/users"
+    tasks = run_tasks(app)
+    assert [(t.kind, t.state) for t in tasks] == [("provision", "succeeded"), ("delete_workspace", "succeeded")]
+    assert _ws(app) is None and FakeBackend.containers == {}  # no orphan container
+    assert {"delete_user", "workspace_delete", "workspace_deleted"} <= set(_actions(app))

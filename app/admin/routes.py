@@ -32,8 +32,7 @@ from app.forms_common import ConfirmForm
 from app.models import ROLES, STATUSES, AuditLog, User
 from app.permissions import permission_required
 from app.security.ratelimit import rate_limit
-from app.services import accounts
-from app.services.workspaces import queue_workspace_removal
+from app.services import accounts, workspaces
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -117,11 +116,19 @@ def _apply(action: str, user: User, fn: Callable[..., None], *args: object) -> R
 @bp.route("/users/<int:user_id>/approve", methods=["POST"])
 @permission_required("manage_users")
 def approve(user_id: int) -> Response:
-    """Approve a pending account."""
+    """Approve a pending account and queue its workspace with the default server, image and limits."""
     user = db.get_or_404(User, user_id)
     if not ConfirmForm().validate_on_submit():
         abort(400)
-    return _apply("Approved", user, accounts.approve, current_user)
+    try:
+        workspaces.approve_user(user, current_user, workspaces.Plan())
+    except workspaces.WorkspaceError as exc:
+        db.session.rollback()
+        flash(f"{user.username} is not approved: {exc}", "danger")
+    else:
+        flash(f"Approved {user.username}; their workspace is being set up.", "success")
+    back = safe_next(request.form.get("back"))
+    return redirect(back or url_for("admin.user_detail", user_id=user.id))
 
 
 @bp.route("/users/<int:user_id>/reject", methods=["POST"])
@@ -164,18 +171,18 @@ def reset_password(user_id: int) -> str | Response:
 @bp.route("/users/<int:user_id>/delete", methods=["POST"])
 @permission_required("manage_users")
 def delete_user(user_id: int) -> Response:
-    """Delete a user."""
+    """Delete a user and queue their workspace's removal; refused while a task holds the workspace."""
     user = db.get_or_404(User, user_id)
     if not ConfirmForm().validate_on_submit():
         abort(400)
     username = user.username
     try:
-        accounts.delete(user, current_user)
+        accounts.delete(user, current_user, remove_folder=request.form.get("remove_folder") == "y")
     except accounts.AccountError as exc:
+        db.session.rollback()
         flash(str(exc), "danger")
         return redirect(url_for("admin.user_detail", user_id=user_id))
     flash(f"Deleted {username}.", "success")
-    queue_workspace_removal(username, current_user, remove_folder=request.form.get("remove_folder") == "y")
     return redirect(url_for("admin.users"))
 
 

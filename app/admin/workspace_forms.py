@@ -1,4 +1,4 @@
-"""The admin's provisioning form: server (default: placement), image, CPU and memory."""
+"""The admin's provisioning form: server (default: placement), image, CPU and memory, or no workspace."""
 
 from __future__ import annotations
 
@@ -20,6 +20,10 @@ class ProvisionForm(FlaskForm):
     image = SelectField("Image", validators=[DataRequired()])
     cpu = DecimalField("CPU cores", places=2, validators=[DataRequired(), NumberRange(0.1, 64)])
     memory_mb = IntegerField("Memory (MiB)", validators=[DataRequired(), NumberRange(128, 262144)])
+    without_workspace = BooleanField(
+        "Approve without a workspace",
+        description="The account is approved and gets no workspace until you provision one.",
+    )
     submit = SubmitField("Approve and provision")
 
     def fill_choices(self) -> None:

@@ -40,10 +40,13 @@ def index() -> str:
 @bp.route("/provision/<int:user_id>", methods=["GET", "POST"])
 @permission_required("manage_users")
 def provision(user_id: int) -> str | Response:
-    """Pick server, image and limits; approve the user if pending and queue the provision task."""
+    """Approve with options: pick server, image and limits (or no workspace) and queue the provision task."""
     user = db.get_or_404(User, user_id)
     form = ProvisionForm()
     form.fill_choices()
+    pending = user.status != "approved"
+    if not pending:
+        del form.without_workspace
     if form.validate_on_submit():
         plan = service.Plan(
             server_id=form.server.data or None,
@@ -52,11 +55,17 @@ def provision(user_id: int) -> str | Response:
             memory_mb=form.memory_mb.data,
         )
         try:
-            task = service.provision(user, current_user, plan, approve=user.status != "approved")
+            if pending:
+                task = service.approve_user(user, current_user, None if form.without_workspace.data else plan)
+            else:
+                task = service.provision(user, current_user, plan)
         except service.WorkspaceError as exc:
             db.session.rollback()
             flash(str(exc), "danger")
         else:
+            if task is None:
+                flash(f"Approved {user.username} without a workspace.", "success")
+                return redirect(url_for("admin.user_detail", user_id=user.id))
             flash(f"Provisioning {user.username}'s workspace.", "success")
             return redirect(url_for("tasks.detail", task_id=task.id))
     return render_template("admin/workspace_provision.html", user=user, form=form)

@@ -1,4 +1,7 @@
-"""Account lifecycle: registration, approval, role changes, password resets, deletion.
+"""Account lifecycle: registration, rejection, role changes, password resets, deletion.
+
+Approval lives with provisioning in `services/workspaces.approve_user`, since approving
+normally queues the workspace in the same commit.
 
 Each function is one unit of work: it changes the rows, writes the audit entry and
 commits, or raises `AccountError` having changed nothing.
@@ -9,9 +12,10 @@ from __future__ import annotations
 from sqlalchemy import func, or_, select, update
 
 from app.extensions import db
-from app.models import ROLES, User, UserSession
+from app.models import ROLES, Task, User, UserSession, Workspace
 from app.security.passwords import hash_password, set_password
-from app.services import audit
+from app.services import audit, workspaces
+from app.services.task_queue import in_flight
 from app.validators import password_problem, username_problem
 
 
@@ -59,16 +63,6 @@ def create_admin(username: str, email: str, password: str) -> User:
     audit.record("create_admin", username, {"email": user.email}, source="cli")
     db.session.commit()
     return user
-
-
-def approve(user: User, actor: User) -> None:
-    """Approve a pending or rejected account."""
-    if user.status == "approved":
-        raise AccountError(f"{user.username} is already approved.")
-    user.status = "approved"
-    user.meta = {**(user.meta or {}), "rejection_reason": None}
-    audit.record("approve_user", actor.username, {"user": user.username})
-    db.session.commit()
 
 
 def reject(user: User, actor: User, reason: str) -> None:
@@ -127,13 +121,32 @@ def reset_password(user: User, password: str, actor: User) -> None:
     db.session.commit()
 
 
-def delete(user: User, actor: User) -> None:
-    """Delete an account and its sessions; the audit trail keeps its name."""
+def delete(user: User, actor: User, *, remove_folder: bool = False) -> Task | None:
+    """Delete an account and its sessions and queue its workspace's removal, all in one commit.
+
+    Refused while another task holds the workspace (a provision, a start...): deleting then
+    would leave a container no row describes. Returns the removal task, if there is a workspace.
+    """
     if user.id == actor.id:
         raise AccountError("You cannot delete your own account.")
     if _is_last_admin(user):
         raise AccountError("This is the last admin and cannot be deleted.")
     username = user.username
+    ws = db.session.scalar(select(Workspace).where(Workspace.user_id == user.id))
+    task = None
+    if ws is not None:
+        holder = in_flight(ws.lock_key)
+        if holder is not None:
+            raise AccountError(
+                f"{username}'s workspace is busy with task #{holder.id} ({holder.kind}, {holder.state}); "
+                "delete the account when it has finished."
+            )
+        try:
+            task = workspaces.queue(ws, "delete", actor, remove_folder=remove_folder)
+        except workspaces.WorkspaceError as exc:
+            db.session.rollback()
+            raise AccountError(f"{username}'s workspace cannot be removed now: {exc}") from exc
     db.session.delete(user)
     audit.record("delete_user", actor.username, {"user": username}, level="warning")
     db.session.commit()
+    return task

@@ -18,6 +18,7 @@ from app.models import Task, User
 from app.models.server import Server
 from app.models.workspace import Workspace
 from app.services import audit
+from app.services.placement import pick_server
 from app.services.task_queue import TaskConflict, enqueue
 
 ACTIONS = {"start": "start", "stop": "stop", "restart": "start"}
@@ -48,15 +49,36 @@ def _pick_server(plan: Plan, cpu: float, memory_mb: int) -> Server:
         if server is None:
             raise WorkspaceError("That server does not exist.")
         return server
-    try:
-        from app.services.placement import pick_server
-    except ImportError:  # placement not installed yet: first online server
-        server = db.session.scalar(select(Server).where(Server.status == "online").order_by(Server.id))
-    else:
-        server = pick_server(cpu, memory_mb)
+    server = pick_server(cpu, memory_mb)
     if server is None:
         raise WorkspaceError("No online server has room for this workspace; add or choose a server.")
     return server
+
+
+def _lock_user(user: User) -> User:
+    locked = db.session.scalar(select(User).where(User.id == user.id).with_for_update())
+    if locked is None:
+        raise WorkspaceError("That user no longer exists.")
+    return locked
+
+
+def approve_user(user: User, actor: User, plan: Plan | None) -> Task | None:
+    """Approve a pending or rejected account and queue its workspace by `plan` (None: no workspace).
+
+    The one place that writes the approval and its `approve_user` audit row; with a plan the
+    workspace row and its provision task go in the same commit, and any refusal changes nothing.
+    """
+    locked = _lock_user(user)
+    if locked.status == "approved":
+        db.session.rollback()
+        raise WorkspaceError(f"{locked.username} is already approved.")
+    locked.status = "approved"
+    locked.meta = {**(locked.meta or {}), "rejection_reason": None}
+    audit.record("approve_user", actor.username, {"user": locked.username, "workspace": plan is not None})
+    if plan is None:
+        db.session.commit()
+        return None
+    return _provision_locked(locked, actor, plan)
 
 
 def provision(user: User, actor: User, plan: Plan, *, approve: bool = False) -> Task:
@@ -65,21 +87,25 @@ def provision(user: User, actor: User, plan: Plan, *, approve: bool = False) -> 
     Two admins approving at once: the user row is locked and the workspace username is
     unique, so the second request is refused and only one container is ever created.
     """
-    locked = db.session.scalar(select(User).where(User.id == user.id).with_for_update())
-    if locked is None:
-        raise WorkspaceError("That user no longer exists.")
-    if approve and locked.status == "approved":
-        raise WorkspaceError(f"{locked.username} is already approved.")
-    if db.session.scalar(select(Workspace.id).where(Workspace.username == locked.username)):
-        raise WorkspaceError(f"{locked.username} already has a workspace.")
-    cfg = current_app.config
-    cpu = plan.cpu or cfg["DEFAULT_CPU"]
-    memory_mb = plan.memory_mb or cfg["DEFAULT_MEMORY_MB"]
-    server = _pick_server(plan, cpu, memory_mb)
     if approve:
-        locked.status = "approved"
-        locked.meta = {**(locked.meta or {}), "rejection_reason": None}
-        audit.record("approve_user", actor.username, {"user": locked.username})
+        task = approve_user(user, actor, plan)
+        assert task is not None  # a plan was given, so a task was queued
+        return task
+    return _provision_locked(_lock_user(user), actor, plan)
+
+
+def _provision_locked(locked: User, actor: User, plan: Plan) -> Task:
+    """Add the workspace row, its task and audit for the locked user, and commit; rolls back on refusal."""
+    try:
+        if db.session.scalar(select(Workspace.id).where(Workspace.username == locked.username)):
+            raise WorkspaceError(f"{locked.username} already has a workspace.")
+        cfg = current_app.config
+        cpu = plan.cpu or cfg["DEFAULT_CPU"]
+        memory_mb = plan.memory_mb or cfg["DEFAULT_MEMORY_MB"]
+        server = _pick_server(plan, cpu, memory_mb)
+    except WorkspaceError:
+        db.session.rollback()
+        raise
     ws = Workspace(
         user_id=locked.id,
         username=locked.username,
@@ -103,12 +129,19 @@ def provision(user: User, actor: User, plan: Plan, *, approve: bool = False) -> 
         db.session.commit()
     except (IntegrityError, TaskConflict) as exc:
         db.session.rollback()
-        raise WorkspaceError(f"A workspace for {user.username} is being set up already.") from exc
+        raise WorkspaceError(f"A workspace for {locked.username} is being set up already.") from exc
     return task
 
 
 def request(ws: Workspace, action: str, actor: User, *, remove_folder: bool = False) -> Task:
     """Queue start / stop / restart / recreate / delete for `ws`; refused while another task holds it."""
+    task = queue(ws, action, actor, remove_folder=remove_folder)
+    db.session.commit()
+    return task
+
+
+def queue(ws: Workspace, action: str, actor: User, *, remove_folder: bool = False) -> Task:
+    """Add the task, status change and audit row of `action` on `ws` to the session; the caller commits."""
     if action == "delete":
         kind, payload = "delete_workspace", {"workspace_id": ws.id, "remove_folder": remove_folder}
     elif action == "recreate":
@@ -130,7 +163,6 @@ def request(ws: Workspace, action: str, actor: User, *, remove_folder: bool = Fa
         ws.status = "deleting"
     audit.record(f"workspace_{action}", actor.username, {"user": ws.username, **payload},
                  server_id=ws.server_id)
-    db.session.commit()
     return task
 
 
@@ -143,15 +175,3 @@ def reconcile_now(actor: str | None) -> Task | None:
         return None
     db.session.commit()
     return task
-
-
-def queue_workspace_removal(username: str, actor: User, *, remove_folder: bool = False) -> Task | None:
-    """After a user is deleted: queue the deletion of the workspace they leave behind, if any."""
-    ws = db.session.scalar(select(Workspace).where(Workspace.username == username))
-    if ws is None:
-        return None
-    try:
-        return request(ws, "delete", actor, remove_folder=remove_folder)
-    except WorkspaceError:
-        db.session.rollback()  # a delete is already in flight
-        return None
