@@ -63,11 +63,11 @@ def test_login_by_username_or_email_and_logout(app, client, auth):
     with app.app_context():
         make_user("carol", email="carol@example.com")
     assert auth.login("carol").status_code == 302
-    assert client.get("/home").status_code == 200
+    assert client.get("/workspaces/").status_code == 200
     auth.logout()
-    assert client.get("/home").status_code == 302
+    assert client.get("/workspaces/").status_code == 302
     assert auth.login("CAROL@example.com").status_code == 302
-    assert client.get("/home").status_code == 200
+    assert client.get("/workspaces/").status_code == 200
     assert actions(app).count("login") == 2 and "logout" in actions(app)
 
 
@@ -91,18 +91,18 @@ def test_logout_ends_the_session_server_side(app, client, auth):
         assert db.session.scalar(select(UserSession.is_active)) is False
     # Replaying the old cookie does not bring the session back.
     client.set_cookie("slipway", cookie.value)
-    assert client.get("/home").status_code == 302
+    assert client.get("/workspaces/").status_code == 302
 
 
 def test_revoked_session_is_refused_on_next_request(app, client, auth):
     with app.app_context():
         make_user("fred")
     auth.login("fred")
-    assert client.get("/home").status_code == 200
+    assert client.get("/workspaces/").status_code == 200
     with app.app_context():
         db.session.scalar(select(UserSession)).is_active = False
         db.session.commit()
-    assert client.get("/home").status_code == 302
+    assert client.get("/workspaces/").status_code == 302
 
 
 def test_pending_and_rejected_users_see_only_the_status_page(app, client, auth):
@@ -111,7 +111,7 @@ def test_pending_and_rejected_users_see_only_the_status_page(app, client, auth):
     response = auth.login("gina")
     assert response.headers["Location"].endswith("/pending")
     assert "waiting for approval" in client.get("/pending").get_data(as_text=True)
-    assert client.get("/home").headers["Location"].endswith("/pending")
+    assert client.get("/workspaces/").headers["Location"].endswith("/pending")
     assert client.get("/admin/").headers["Location"].endswith("/pending")
 
 
@@ -133,3 +133,4 @@ def test_missing_csrf_token_gets_a_clear_400(client):
     response = client.post("/login", data={"username": "x", "password": "y"})
     assert response.status_code == 400
     assert "security token" in response.get_data(as_text=True)
+

@@ -46,7 +46,7 @@ def test_spraying_200_wrong_passwords_over_20_accounts_ends_in_a_ban(app):
     assert "ip_banned" in actions(app)
     other = client_from(app, OTHER)
     response = post_login(other, csrf_token(other, "/login"), names[0], PASSWORD)
-    assert response.status_code == 302 and response.headers["Location"] == "/home"
+    assert response.status_code == 302 and response.headers["Location"] == "/workspaces/"
 
 
 def test_banned_ip_is_refused_without_running_bcrypt(app, monkeypatch):

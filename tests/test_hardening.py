@@ -61,7 +61,7 @@ def test_open_redirects_stay_on_the_site(app, client):
     for target in EVIL:
         response = form_post(client, f"/login?next={target}", {"username": "otto", "password": PASSWORD},
                              page="/login")
-        assert response.headers["Location"] == "/home", target
+        assert response.headers["Location"] == "/workspaces/", target
         form_post(client, "/logout", {})
     good = form_post(client, "/login?next=/account/sessions", {"username": "otto", "password": PASSWORD},
                      page="/login")
@@ -77,7 +77,7 @@ def test_open_redirects_stay_on_the_site_through_the_mfa_step(app, client):
         form_post(client, f"/login?next={target}", {"username": "mona", "password": PASSWORD}, page="/login")
         clock.advance(seconds=30)
         done = form_post(client, "/login/mfa", {"code": code_at(secret, clock)}, page="/login/mfa")
-        assert done.headers["Location"] == "/home", target
+        assert done.headers["Location"] == "/workspaces/", target
         form_post(client, "/logout", {})
 
 

@@ -54,7 +54,7 @@ def test_totp_login_half_state_reaches_nothing_and_replay_is_refused(app, client
     secret = enrol(app, "tom")
     response = login(client, "tom", next_url="/account/")
     assert response.headers["Location"] == "/login/mfa"
-    for path in ("/home", "/account/", "/account/api-keys", "/admin/"):
+    for path in ("/workspaces/", "/account/", "/account/api-keys", "/admin/"):
         assert "/login" in client.get(path).headers["Location"], path
     assert client.get("/login/mfa/setup").headers["Location"] == "/login"  # no second route around the code
     login(client, "tom", next_url="/account/")
@@ -62,7 +62,7 @@ def test_totp_login_half_state_reaches_nothing_and_replay_is_refused(app, client
     code = code_at(secret, clock)
     done = second_step(client, code)
     assert done.headers["Location"] == "/account/"
-    assert client.get("/home").status_code == 200
+    assert client.get("/workspaces/").status_code == 200
     form_post(client, "/logout", {})
     login(client, "tom")
     replay = second_step(client, code)
@@ -82,7 +82,7 @@ def test_backup_code_logs_in_once(app, client, auth):
     form_post(client, "/logout", {})
     login(client, "bea")
     assert second_step(client, backup.upper()).status_code == 302
-    assert client.get("/home").status_code == 200
+    assert client.get("/workspaces/").status_code == 200
     assert "mfa_backup_code_used" in actions(app)
     form_post(client, "/logout", {})
     login(client, "bea")
@@ -191,4 +191,5 @@ def test_the_half_logged_in_state_expires(app, client):
     assert client.get("/login/mfa").headers["Location"] == "/login"
     stale = form_post(client, "/login/mfa", {"code": code_at(secret, clock)}, page="/login")
     assert stale.headers["Location"] == "/login"
-    assert "/login" in client.get("/home").headers["Location"]
+    assert "/login" in client.get("/workspaces/").headers["Location"]
+

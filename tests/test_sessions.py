@@ -37,8 +37,8 @@ def test_sessions_page_lists_and_revoked_cookie_stops_working(app):
     first, second = session_ids(app, "sam")
     token = csrf_token(laptop, "/account/sessions")
     assert laptop.post(f"/account/sessions/{second}/revoke", data={"csrf_token": token}).status_code == 302
-    assert "/login" in phone.get("/home").headers["Location"]
-    assert laptop.get("/home").status_code == 200
+    assert "/login" in phone.get("/workspaces/").headers["Location"]
+    assert laptop.get("/workspaces/").status_code == 200
     assert "session_revoked" in actions(app)
 
 
@@ -52,10 +52,10 @@ def test_revoke_all_others_and_someone_elses_session_is_404(app):
     [vic_session] = session_ids(app, "vic")
     token = csrf_token(una, "/account/sessions")
     assert una.post(f"/account/sessions/{vic_session}/revoke", data={"csrf_token": token}).status_code == 404
-    assert vic.get("/home").status_code == 200
+    assert vic.get("/workspaces/").status_code == 200
     una.post("/account/sessions/revoke-others", data={"csrf_token": token})
-    assert "/login" in una_other.get("/home").headers["Location"]
-    assert una.get("/home").status_code == 200
+    assert "/login" in una_other.get("/workspaces/").headers["Location"]
+    assert una.get("/workspaces/").status_code == 200
 
 
 def change_password(client, current, new, confirm=None):
@@ -77,8 +77,8 @@ def test_password_change_ends_other_sessions_and_refuses_reuse(app):
     )
     assert "last 5" in change_password(main, PASSWORD, PASSWORD).get_data(as_text=True)
     assert change_password(main, PASSWORD, NEW_PASSWORD).status_code == 302
-    assert "/login" in other.get("/home").headers["Location"]
-    assert main.get("/home").status_code == 200
+    assert "/login" in other.get("/workspaces/").headers["Location"]
+    assert main.get("/workspaces/").status_code == 200
     # Cycle through four more passwords; the first is still among the last five, then it is free again.
     history = [NEW_PASSWORD] + [f"passphrase number {i}!" for i in range(4)]
     for previous, nxt in zip(history, history[1:], strict=False):
@@ -96,14 +96,14 @@ def test_admin_reset_forces_a_change_and_admin_ends_sessions(app, auth, client):
     token = csrf_token(client, f"/admin/users/{uid}")
     ended = client.post(f"/admin/security/users/{uid}/end-sessions", data={"csrf_token": token})
     assert ended.status_code == 302
-    assert "/login" in victim.get("/home").headers["Location"]
+    assert "/login" in victim.get("/workspaces/").headers["Location"]
     assert "sessions_ended_by_admin" in actions(app)
     reset = {"csrf_token": token, "password": "admin chose this one"}
     client.post(f"/admin/users/{uid}/password", data=reset)
     victim = logged_in_client(app, "xia", password="admin chose this one")
-    assert victim.get("/home").headers["Location"] == "/account/password"
+    assert victim.get("/workspaces/").headers["Location"] == "/account/password"
     assert change_password(victim, "admin chose this one", NEW_PASSWORD).status_code == 302
-    assert victim.get("/home").status_code == 200
+    assert victim.get("/workspaces/").status_code == 200
 
 
 def test_idle_timeout_and_absolute_lifetime_follow_the_clock(app):
@@ -112,14 +112,14 @@ def test_idle_timeout_and_absolute_lifetime_follow_the_clock(app):
         make_user("yan")
     client = logged_in_client(app, "yan")
     clock.advance(minutes=119)
-    assert client.get("/home").status_code == 200  # activity renews the idle timer
+    assert client.get("/workspaces/").status_code == 200  # activity renews the idle timer
     clock.advance(minutes=121)
-    assert "/login" in client.get("/home").headers["Location"]
+    assert "/login" in client.get("/workspaces/").headers["Location"]
     client = logged_in_client(app, "yan")
     for _ in range(12):
         clock.advance(minutes=60)
-        client.get("/home")
-    assert "/login" in client.get("/home").headers["Location"]  # 12 h absolute lifetime
+        client.get("/workspaces/")
+    assert "/login" in client.get("/workspaces/").headers["Location"]  # 12 h absolute lifetime
 
 
 def test_login_renews_the_session_and_cookie_flags(app, database_url, tmp_path):

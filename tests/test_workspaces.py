@@ -17,7 +17,7 @@ from app.models import AuditLog, Task, User, Workspace
 from app.routing import sync
 from app.routing.nginx import WorkspaceRoutes
 from app.services import workspaces as service
-from tests.builders import make_user
+from tests.builders import PASSWORD, make_user
 from tests.conftest import form_post
 from tests.wskit import FakeBackend, make_server, make_workspace, run_tasks, use_fake_backend
 
@@ -281,6 +281,26 @@ def test_routes_send_a_running_workspace_without_both_ports_to_the_stopped_page(
     assert routes["carol"] == WorkspaceRoutes("carol", None, 40001, None)
     assert routes["dave"] == WorkspaceRoutes("dave", publish_host, 40003, 40004)
     assert routes["erin"].upstream_host is None
+
+
+def test_a_regular_user_lands_on_their_workspace_page(app, client, auth, fake):
+    with app.app_context():
+        make_workspace(make_user("carol"), make_server(), status="provisioning", ports={})
+        make_user("dave")
+    _provision_existing(app)
+    assert auth.login("carol").headers["Location"] == "/workspaces/"
+    page = client.get("/workspaces/").get_data(as_text=True)
+    assert 'id="ws-status">running<' in page
+    assert ">Open VS Code</a>" in page and ">Open Jupyter</a>" in page and ">Stop</button>" in page
+    assert "Recent events" in page and page.count('class="ws-event"') == 1
+    assert "<td>provision</td>" in page and "succeeded" in page
+    assert client.get("/home").headers["Location"] == "/workspaces/"  # the old address still arrives
+    other = app.test_client()
+    assert form_post(other, "/login", {"username": "dave", "password": PASSWORD}).headers["Location"] == (
+        "/workspaces/")
+    page = other.get("/workspaces/").get_data(as_text=True)
+    assert "You have no workspace yet: your account is approved" in page
+    assert "Open VS Code" not in page and "Recent events" not in page
 
 
 def test_deleting_a_user_whose_workspace_has_a_task_in_flight_is_refused(app, client, auth, fake):

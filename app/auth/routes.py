@@ -45,7 +45,7 @@ def home_for(user: object) -> str:
 
     if can(user, "view_dashboard"):
         return url_for("admin.dashboard")
-    return url_for("users.home")
+    return url_for("workspaces.home")
 
 
 @bp.before_app_request
@@ -80,7 +80,7 @@ def keep_unapproved_out() -> Response | None:
 def register() -> str | Response:
     """Create a pending account."""
     if current_user.is_authenticated:
-        return redirect(url_for("users.home"))
+        return redirect(home_for(current_user))
     form = RegisterForm()
     if form.validate_on_submit():
         try:

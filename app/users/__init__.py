@@ -1,1 +1,1 @@
-"""What a regular user sees: their home page (their workspace arrives with its issue)."""
+"""Old user-area addresses, redirected to the workspace page."""

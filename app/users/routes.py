@@ -1,15 +1,16 @@
-"""A user's own pages."""
+"""The old address of a user's home page, kept so bookmarks still arrive."""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
-from flask_login import current_user, login_required
+from flask import Blueprint, redirect, url_for
+from flask_login import login_required
+from werkzeug.wrappers import Response
 
 bp = Blueprint("users", __name__)
 
 
 @bp.route("/home")
 @login_required
-def home() -> str:
-    """The signed-in user's home page."""
-    return render_template("users/home.html", user=current_user)
+def home() -> Response:
+    """Send the user to their workspace page, which is their home now."""
+    return redirect(url_for("workspaces.home"), code=302)

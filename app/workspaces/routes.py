@@ -17,6 +17,7 @@ from app.services import audit
 from app.services import workspaces as service
 
 bp = Blueprint("workspaces", __name__, url_prefix="/workspaces")
+RECENT_TASKS = 5
 
 
 def my_workspace() -> Workspace | None:
@@ -35,15 +36,16 @@ def app_url(host: str, path: str = "/") -> str:
 @bp.route("/")
 @login_required
 def home() -> str:
-    """The user's workspace: its status, the Open links while it runs, and lifecycle buttons."""
+    """The user's home page: their workspace's status, Open links, lifecycle buttons and recent tasks."""
     ws = my_workspace()
-    task = None
+    recent: list[Task] = []
     if ws is not None:
-        task = db.session.scalar(
-            select(Task).where(Task.lock_key == ws.lock_key).order_by(Task.id.desc()).limit(1)
-        )
-    return render_template("workspaces/home.html", ws=ws, task=task, apps=WORKSPACE_APPS,
-                           confirm=ConfirmForm(), want_start=request.args.get("start") == "1")
+        recent = list(db.session.scalars(
+            select(Task).where(Task.lock_key == ws.lock_key).order_by(Task.id.desc()).limit(RECENT_TASKS)
+        ))
+    return render_template("workspaces/home.html", ws=ws, task=recent[0] if recent else None,
+                           recent=recent, apps=WORKSPACE_APPS, confirm=ConfirmForm(),
+                           want_start=request.args.get("start") == "1")
 
 
 @bp.route("/<action>", methods=["POST"])
