@@ -193,3 +193,24 @@ def test_the_half_logged_in_state_expires(app, client):
     assert stale.headers["Location"] == "/login"
     assert "/login" in client.get("/workspaces/").headers["Location"]
 
+
+def test_the_login_mfa_pages_send_a_logged_in_person_home_and_keep_them_logged_in(app, client):
+    app.config["MFA_REQUIRED_ROLES"] = "admin,qvp"
+    clock = install_clock(app)
+    with app.app_context():
+        make_user("ada", role="admin")
+        make_user("tom")
+    secret = enrol(app, "tom")
+    login(client, "ada")
+    page = client.get("/login/mfa/setup").get_data(as_text=True)
+    post_code(client, "/login/mfa/setup", code_at(SECRET_RE.search(page).group(1), clock))
+    # The back button after the backup-codes page, then a reload of the code page.
+    for path in ("/login/mfa/setup", "/login/mfa"):
+        assert client.get(path).headers["Location"] == "/admin/", path
+        assert client.get("/admin/").status_code == 200, path
+    other = app.test_client()
+    login(other, "tom")
+    assert second_step(other, code_at(secret, clock)).headers["Location"] == "/workspaces/"
+    for path in ("/login/mfa", "/login/mfa/setup"):
+        assert other.get(path).headers["Location"] == "/workspaces/", path
+        assert other.get("/workspaces/").status_code == 200, path

@@ -7,6 +7,7 @@ not logged in, so every other page treats it as anonymous.
 from __future__ import annotations
 
 from flask import current_app, flash, redirect, render_template, request, session, url_for
+from flask_login import current_user
 from werkzeug.wrappers import Response
 
 from app.auth.forms import MfaCodeForm, MfaSetupForm
@@ -43,6 +44,8 @@ def _back_to_login() -> Response:
 @rate_limit("RATELIMIT_MFA")
 def mfa_verify() -> str | Response:
     """Ask the half-logged-in user for a TOTP or backup code."""
+    if current_user.is_authenticated:  # a reload or the back button after logging in
+        return redirect(home_for(current_user))
     user = _pending_user()
     if user is None or not user.mfa_enabled:
         return _back_to_login()
@@ -69,6 +72,8 @@ def mfa_verify() -> str | Response:
 @rate_limit("RATELIMIT_MFA")
 def mfa_setup() -> str | Response:
     """Forced MFA setup: a role that requires MFA sets it up before anything else."""
+    if current_user.is_authenticated:  # the back button after the backup-codes page
+        return redirect(home_for(current_user))
     user = _pending_user()
     if user is None or user.mfa_enabled:
         return _back_to_login()
