@@ -158,6 +158,7 @@ class Config:
             "IP_BAN_WINDOW_SECONDS": env.integer("SLIPWAY_IP_BAN_WINDOW_SECONDS", 900),
             "IP_BAN_SECONDS": env.integer("SLIPWAY_IP_BAN_SECONDS", 3600),
             "PASSWORD_HISTORY": env.integer("SLIPWAY_PASSWORD_HISTORY", 5),
+            "EMAIL_STRICT_DOMAINS": env.boolean("SLIPWAY_EMAIL_STRICT_DOMAINS", False),
             "RATELIMIT_LOGIN": env.text("SLIPWAY_RATELIMIT_LOGIN", "10 per minute;100 per hour"),
             "RATELIMIT_REGISTER": env.text("SLIPWAY_RATELIMIT_REGISTER", "5 per minute;20 per hour"),
             "RATELIMIT_MFA": env.text("SLIPWAY_RATELIMIT_MFA", "10 per minute"),

@@ -134,3 +134,22 @@ def test_missing_csrf_token_gets_a_clear_400(client):
     assert response.status_code == 400
     assert "security token" in response.get_data(as_text=True)
 
+
+def test_register_accepts_internal_domains_and_still_checks_syntax(app, client):
+    for n, email in enumerate(("a@corp.local", "b@dev.internal", "c@team.test", "d@nas.home.arpa")):
+        response = register(client, username=f"member{n}", email=email)
+        assert response.status_code == 302, (email, response.get_data(as_text=True))
+    assert sorted(user.email for user in users(app)) == [
+        "a@corp.local", "b@dev.internal", "c@team.test", "d@nas.home.arpa"]
+    for email in ("bad..dots@corp.local", "x@-corp.local", "x@corp..local", "no-at-sign.local", "x y@corp.local"):
+        response = register(client, username="badmail", email=email)
+        assert response.status_code == 200 and "email address" in response.get_data(as_text=True).lower(), email
+    assert len(users(app)) == 4
+
+
+def test_strict_domains_refuse_internal_domains(app, client):
+    app.config["EMAIL_STRICT_DOMAINS"] = True
+    response = register(client, email="alice@corp.local")
+    assert response.status_code == 200 and "special-use or reserved" in response.get_data(as_text=True)
+    assert users(app) == []
+    assert register(client, email="alice@example.com").status_code == 302

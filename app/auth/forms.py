@@ -2,15 +2,46 @@
 
 from __future__ import annotations
 
+import email_validator
+from flask import current_app
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from wtforms import EmailField, PasswordField, StringField, SubmitField, ValidationError
-from wtforms.validators import DataRequired, Email, EqualTo, Length
+from wtforms.validators import DataRequired, EqualTo, Length
 
 from app.extensions import db
 from app.forms_common import strong_password
 from app.models import User
 from app.validators import username_problem
+
+# email-validator's special-use names, plus `.internal`, which ICANN reserved for private use in 2024.
+SPECIAL_USE_DOMAINS = (*email_validator.SPECIAL_USE_DOMAIN_NAMES, "internal")
+
+
+def email_problem(address: str, *, strict_domains: bool) -> str | None:
+    """Why `address` is not a valid e-mail address, or None; special-use domains pass unless strict.
+
+    Organisations running Slipway in-house use addresses such as `name@corp.local`, which
+    email-validator refuses as special-use (RFC 6761) and has no switch for. So, unless strict,
+    a special-use domain is checked with a neutral `.example` label appended: every character
+    and label rule still applies, only the reserved-name rule does not.
+    """
+    local, at, domain = address.rpartition("@")
+    candidate = address
+    if at and _special_use(domain):
+        if strict_domains:
+            return "The part after the @-sign is a special-use or reserved name (this install refuses those)."
+        candidate = f"{local}@{domain}.example"
+    try:
+        email_validator.validate_email(candidate, check_deliverability=False)
+    except email_validator.EmailNotValidError as exc:
+        return str(exc)
+    return None
+
+
+def _special_use(domain: str) -> bool:
+    name = domain.lower()
+    return any(name == d or name.endswith("." + d) for d in SPECIAL_USE_DOMAINS)
 
 
 class RegisterForm(FlaskForm):
@@ -21,7 +52,7 @@ class RegisterForm(FlaskForm):
         validators=[DataRequired(), Length(max=32)],
         description="3-32 lowercase letters, digits or hyphens; it becomes part of your links.",
     )
-    email = EmailField("Email", validators=[DataRequired(), Email(), Length(max=255)])
+    email = EmailField("Email", validators=[DataRequired(), Length(max=255)])
     password = PasswordField(
         "Password",
         validators=[DataRequired(), strong_password],
@@ -41,6 +72,9 @@ class RegisterForm(FlaskForm):
 
     def validate_email(self, field: EmailField) -> None:
         email = (field.data or "").lower()
+        problem = email_problem(email, strict_domains=current_app.config["EMAIL_STRICT_DOMAINS"])
+        if problem:
+            raise ValidationError(problem)
         if db.session.scalar(select(User.id).where(func.lower(User.email) == email)):
             raise ValidationError("An account with that email already exists.")
 
