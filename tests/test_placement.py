@@ -5,6 +5,7 @@ from __future__ import annotations
 from app.extensions import db
 from app.models import Workspace
 from app.services.placement import pick_server
+from app.timeutil import utcnow
 from tests.test_servers import make_server
 
 GIB = 1024**3
@@ -33,3 +34,19 @@ def test_least_loaded_online_server_with_room(app):
         assert pick_server(1, 4 * 1024) is None  # nobody has 4 GiB unreserved and a free core
         assert pick_server(0.5, 1024).name in {"busy", "idle"}
         assert busy.id != idle.id
+
+
+def test_a_server_whose_first_poll_is_pending_is_tried_when_no_online_one_fits(app):
+    with app.app_context():
+        fresh = make_server("fresh")  # just registered: status "unknown", never polled
+        assert (fresh.status, fresh.last_polled_at) == ("unknown", None)
+        assert pick_server(1, 512).name == "fresh"
+        online = make_server("online", status="online", memory_total=8 * GIB, cpu_cores=4)
+        assert pick_server(1, 512).name == "online"  # a polled, online server comes first
+        assert pick_server(8, 512).name == "fresh"  # ... while it has room
+        online.status = "offline"
+        db.session.commit()
+        assert pick_server(1, 512).name == "fresh"
+        fresh.last_polled_at = utcnow()  # polled once and still not online: no longer a candidate
+        db.session.commit()
+        assert pick_server(1, 512) is None
