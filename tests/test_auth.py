@@ -141,9 +141,11 @@ def test_register_accepts_internal_domains_and_still_checks_syntax(app, client):
         assert response.status_code == 302, (email, response.get_data(as_text=True))
     assert sorted(user.email for user in users(app)) == [
         "a@corp.local", "b@dev.internal", "c@team.test", "d@nas.home.arpa"]
-    for email in ("bad..dots@corp.local", "x@-corp.local", "x@corp..local", "no-at-sign.local", "x y@corp.local"):
+    bad = ("bad..dots@corp.local", "x@-corp.local", "x@corp..local", "no-at-sign.local", "x y@corp.local")
+    for email in bad:
         response = register(client, username="badmail", email=email)
-        assert response.status_code == 200 and "email address" in response.get_data(as_text=True).lower(), email
+        assert response.status_code == 200, email
+        assert "email address" in response.get_data(as_text=True).lower(), email
     assert len(users(app)) == 4
 
 

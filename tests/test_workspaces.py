@@ -332,6 +332,7 @@ def test_deleting_a_user_whose_workspace_has_a_task_in_flight_is_refused(app, cl
     assert _ws(app).status == "running" and len(FakeBackend.containers) == 1
     assert form_post(client, url, {}, page=f"/admin/users/{carol_id}").headers["Location"] == "/admin/users"
     tasks = run_tasks(app)
-    assert [(t.kind, t.state) for t in tasks] == [("provision", "succeeded"), ("delete_workspace", "succeeded")]
+    assert [(t.kind, t.state) for t in tasks] == [("provision", "succeeded"),
+                                                  ("delete_workspace", "succeeded")]
     assert _ws(app) is None and FakeBackend.containers == {}  # no orphan container
     assert {"delete_user", "workspace_delete", "workspace_deleted"} <= set(_actions(app))
