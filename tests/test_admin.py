@@ -62,7 +62,7 @@ def test_approve_without_room_changes_nothing_and_says_why(app, client, auth):
         ivy = make_user("ivy", status="pending").id
     response = form_post(client, f"/admin/users/{ivy}/approve", {"back": "/admin/approvals"},
                          follow_redirects=True)
-    assert "ivy is not approved: No online server has room" in response.get_data(as_text=True)
+    assert "Nothing changed: No online server has room" in response.get_data(as_text=True)
     assert fetch_user(app, "ivy").status == "pending"
     assert audit_rows(app, "approve_user") == []
     with app.app_context():

@@ -1,9 +1,10 @@
 """End to end in headless Chromium: real agent, real Docker, real nginx, the test image.
 
-Admin approves a pending user; the user opens VS Code and Jupyter and gets *their*
-container's pages; another user gets 403; a logged-out browser is sent to log in; stop →
-the link no longer serves; start → it serves again. Then: the agent dies during a
-provision → the task fails, the reconciler leaves no half workspace, a retry succeeds.
+Admin approves a pending user with one click; the user logs in, lands on their workspace
+page, opens VS Code and Jupyter and gets *their* container's pages; another user gets 403;
+a logged-out browser is sent to log in; stop → the link no longer serves; start → it
+serves again. Then: the agent dies during a provision → the task fails, the reconciler
+leaves no half workspace, a retry succeeds.
 """
 
 from __future__ import annotations
@@ -73,15 +74,16 @@ def test_browser_journey(stack: Stack) -> None:
         try:
             admin_page = browser.new_context().new_page()
             _login(admin_page, stack, admin)
-            admin_page.goto(f"{stack.web}/admin/workspaces/provision/{alice_id}")
-            admin_page.click("input[type=submit][value='Approve and provision']")
+            admin_page.goto(f"{stack.web}/admin/approvals")
+            # One click: the row's primary button approves and provisions with the defaults.
+            admin_page.click(f"form[action='/admin/users/{alice_id}/approve'] button:text-is('Approve')")
             admin_page.wait_for_load_state()
-            assert "/tasks/" in admin_page.url
+            assert "Approved alice; their workspace is being set up." in admin_page.content()
             wait_until(lambda: _status(stack, "alice") == "running", 60)
 
             alice = browser.new_context().new_page()
             _login(alice, stack, "alice")
-            alice.goto(f"{stack.web}/workspaces/")
+            assert alice.url == f"{stack.web}/workspaces/"  # the user lands on their workspace
             alice.click("#open-vscode")
             alice.wait_for_load_state()
             assert alice.url == stack.host_url("alice", "vscode")

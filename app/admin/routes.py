@@ -124,7 +124,7 @@ def approve(user_id: int) -> Response:
         workspaces.approve_user(user, current_user, workspaces.Plan())
     except workspaces.WorkspaceError as exc:
         db.session.rollback()
-        flash(f"{user.username} is not approved: {exc}", "danger")
+        flash(f"Nothing changed: {exc}", "danger")
     else:
         flash(f"Approved {user.username}; their workspace is being set up.", "success")
     back = safe_next(request.form.get("back"))
