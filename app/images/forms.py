@@ -19,6 +19,8 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
+from app.security.outbound import registry_host_check
+
 # Docker's own grammar, kept strict: lower-case path components, optional host[:port] first.
 REPOSITORY_RE = re.compile(
     r"^(?:[a-z0-9.-]+(?::[0-9]{1,5})?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$"
@@ -102,6 +104,7 @@ class RegistryForm(FlaskForm):
         """A host name or IP with an optional port, no scheme or path."""
         if not HOST_RE.match(field.data or ""):
             raise ValidationError("Give host[:port] only, e.g. 127.0.0.1:5000 (no https://, no path).")
+        registry_host_check(field.data)
 
 
 class ImportForm(FlaskForm):
