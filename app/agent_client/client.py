@@ -306,6 +306,6 @@ class AgentClient:
 
 def _ref(ref: str) -> str:
     """A container reference safe to put in a path (ids and names are [A-Za-z0-9_.-])."""
-    if not ref or not all(ch.isalnum() or ch in "_.-" for ch in ref):
+    if not ref or not all((ch.isascii() and ch.isalnum()) or ch in "_.-" for ch in ref):
         raise AgentError(f"invalid container reference {ref!r}", 400)
     return ref
