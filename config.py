@@ -70,6 +70,20 @@ class _EnvReader:
             self.problems.append(f"{name} must be a number, got {raw!r}")
             return default
 
+    def networks(self, name: str, default: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """A comma list of CIDR networks, or `none` for an empty list."""
+        raw = self.environ.get(name) or default
+        if raw.strip().lower() == "none":
+            return ()
+        networks = []
+        for item in (part.strip() for part in raw.split(",")):
+            try:
+                networks.append(ipaddress.ip_network(item))
+            except ValueError:
+                self.problems.append(f"{name} must list networks in CIDR notation such as 10.0.0.0/8 "
+                                     f"(host bits zero), or 'none'; got {item!r}")
+        return tuple(networks)
+
 
 class Config:
     """Production settings: everything must come from the environment."""
@@ -176,6 +190,9 @@ class Config:
             "UPLOAD_MAX_BYTES": env.integer("SLIPWAY_UPLOAD_MAX_BYTES", 8 * 1024**3),
             "DOCKERFILE_MAX_BYTES": env.integer("SLIPWAY_DOCKERFILE_MAX_BYTES", 64 * 1024),
             "BUILD_CONTEXT_MAX_BYTES": env.integer("SLIPWAY_BUILD_CONTEXT_MAX_BYTES", 50 * 1024**2),
+            # Where Slipway may send requests besides public addresses (README, "Outbound requests").
+            "AGENT_NETWORKS": env.networks("SLIPWAY_AGENT_NETWORKS", "127.0.0.0/8,::1/128"),
+            "REGISTRY_NETWORKS": env.networks("SLIPWAY_REGISTRY_NETWORKS", "127.0.0.0/8,::1/128"),
             "USERS_PER_PAGE": 25,
             "BOOTSTRAP_SERVE_LOCAL": True,
             "WTF_CSRF_TIME_LIMIT": None,
@@ -303,6 +320,20 @@ def _check_security(problems: list[str], settings: Mapping[str, Any]) -> None:
             problems.append(f"SLIPWAY_RATELIMIT_{name} must be a rate limit such as '10 per minute'")
 
 
+def _check_outbound(problems: list[str], settings: Mapping[str, Any]) -> None:
+    for name in ("AGENT_NETWORKS", "REGISTRY_NETWORKS"):
+        networks = settings.get(name, ())
+        if not isinstance(networks, tuple) or not all(
+            isinstance(item, ipaddress.IPv4Network | ipaddress.IPv6Network) for item in networks
+        ):
+            problems.append(f"SLIPWAY_{name} must be a tuple of networks")
+            continue
+        for network in networks:
+            if network.is_link_local or network.is_multicast or network.is_unspecified:
+                problems.append(f"SLIPWAY_{name} lists {network}, but link-local, multicast and "
+                                "unspecified addresses are never contacted")
+
+
 def validate(settings: Mapping[str, Any]) -> list[str]:
     """Return every problem with a parsed settings dict (empty when all is well)."""
     problems: list[str] = []
@@ -341,6 +372,7 @@ def validate(settings: Mapping[str, Any]) -> list[str]:
         if settings.get(name, 0) <= 0:
             problems.append(f"SLIPWAY_{name} must be positive")
     _check_poller(problems, settings)
+    _check_outbound(problems, settings)
     _check_writable_dir(problems, "SLIPWAY_DATA_DIR", Path(settings["DATA_DIR"]))
     _check_writable_dir(problems, "SLIPWAY_WORKSPACE_ROOT", Path(settings["WORKSPACE_ROOT"]))
     upload_dir = settings.get("UPLOAD_DIR") or Path(settings["DATA_DIR"]) / "uploads"

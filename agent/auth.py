@@ -51,7 +51,7 @@ def precheck_headers() -> None:
     """Cheap refusal (before any upload is read) of requests with absent or stale signing headers."""
     stamp = request.headers.get(TIMESTAMP_HEADER, "")
     nonce = request.headers.get(NONCE_HEADER, "")
-    if not stamp.isdigit() or len(nonce) < 16 or abs(time.time() - int(stamp)) > 60:
+    if not (stamp.isascii() and stamp.isdigit()) or len(nonce) < 16 or abs(time.time() - int(stamp)) > 60:
         raise _unauthorized()
 
 

@@ -113,7 +113,8 @@ def build() -> Response:
             raise bad_input("dockerfile", f"{what} is not allowed")
     buildargs = data.get("buildargs") or {}
     if not isinstance(buildargs, dict) or not all(
-        isinstance(k, str) and v.ENV_KEY_RE.match(k) and isinstance(val, str) for k, val in buildargs.items()
+        isinstance(k, str) and v.ENV_KEY_RE.fullmatch(k) and isinstance(val, str)
+        for k, val in buildargs.items()
     ):
         raise bad_input("buildargs", "must map argument names to strings")
     context = _context(dockerfile, data.get("context_b64"))

@@ -38,7 +38,7 @@ def _app_ports(labels: dict[str, str]) -> dict[str, int]:
     result = {}
     for item in (labels.get(PORTS_LABEL) or "").split(","):
         app, _, port = item.partition("=")
-        if app and port.isdigit():
+        if app and port.isascii() and port.isdigit():
             result[app] = int(port)
     return result
 
@@ -207,7 +207,7 @@ def ports(ref: str) -> tuple[Response, int]:
 def logs(ref: str) -> tuple[Response, int]:
     """The last `tail` lines (default 100, at most 10000) of a managed container's output."""
     tail = request.args.get("tail", "100")
-    if not tail.isdigit() or not 1 <= int(tail) <= 10000:
+    if not (tail.isascii() and tail.isdigit()) or not 1 <= int(tail) <= 10000:
         raise bad_input("tail", "must be an integer between 1 and 10000")
     attrs = _inspect_managed(ref)
     with translate("container not found"):

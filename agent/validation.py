@@ -29,7 +29,7 @@ RESERVED_LABELS = frozenset({"slipway.managed", "slipway.ports", "slipway.worksp
 def require_str(data: dict, field: str, pattern: re.Pattern[str], what: str) -> str:
     """A string field that matches `pattern`."""
     value = data.get(field)
-    if not isinstance(value, str) or not pattern.match(value):
+    if not isinstance(value, str) or not pattern.fullmatch(value):
         raise bad_input(field, f"must be {what}")
     return value
 
@@ -37,14 +37,14 @@ def require_str(data: dict, field: str, pattern: re.Pattern[str], what: str) -> 
 def image_ref(value: Any, field: str = "image") -> str:
     """An image reference (repo[:tag][@digest]) or an image id."""
     text = value if isinstance(value, str) and len(value) <= 255 else ""
-    if not (IMAGE_RE.match(text) or IMAGE_ID_RE.match(text)):
+    if not (IMAGE_RE.fullmatch(text) or IMAGE_ID_RE.fullmatch(text)):
         raise bad_input(field, "must be an image reference like registry:5000/name:tag")
     return value
 
 
 def container_ref(value: str) -> str:
     """A container id or name from the URL."""
-    if not REF_RE.match(value):
+    if not REF_RE.fullmatch(value):
         raise bad_input("id", "must be a container id or name")
     return value
 
@@ -72,7 +72,7 @@ def ports(value: Any) -> dict[str, int]:
         raise bad_input("ports", "must map 1 to 8 app names to container ports")
     result: dict[str, int] = {}
     for app, port in value.items():
-        if not isinstance(app, str) or not APP_RE.match(app):
+        if not isinstance(app, str) or not APP_RE.fullmatch(app):
             raise bad_input("ports", f"app name {str(app)[:40]!r} must be lowercase letters, digits, - or _")
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
             raise bad_input("ports", f"port of {app} must be an integer between 1 and 65535")
@@ -89,7 +89,7 @@ def env(value: Any) -> dict[str, str]:
     if not isinstance(value, dict) or len(value) > 100:
         raise bad_input("env", "must map at most 100 variable names to strings")
     for key, item in value.items():
-        if not isinstance(key, str) or not ENV_KEY_RE.match(key):
+        if not isinstance(key, str) or not ENV_KEY_RE.fullmatch(key):
             raise bad_input("env", f"variable name {str(key)[:40]!r} is not valid")
         if not isinstance(item, str) or len(item) > 4096 or "\x00" in item:
             raise bad_input("env", f"value of {key} must be a string under 4096 characters")
@@ -103,7 +103,7 @@ def labels(value: Any) -> dict[str, str]:
     if not isinstance(value, dict) or len(value) > 50:
         raise bad_input("labels", "must map at most 50 label keys to strings")
     for key, item in value.items():
-        if not isinstance(key, str) or not LABEL_KEY_RE.match(key):
+        if not isinstance(key, str) or not LABEL_KEY_RE.fullmatch(key):
             raise bad_input("labels", f"key {str(key)[:40]!r} must be lowercase letters, digits, . _ / -")
         if key in RESERVED_LABELS:
             raise bad_input("labels", f"key {key!r} is reserved for the agent")
@@ -116,7 +116,7 @@ def label_filters(values: list[str]) -> list[str]:
     """`k=v` (or `k`) label filters from the query string."""
     for item in values:
         key = item.split("=", 1)[0]
-        if not LABEL_KEY_RE.match(key) or len(item) > 1100 or "\x00" in item:
+        if not LABEL_KEY_RE.fullmatch(key) or len(item) > 1100 or "\x00" in item:
             raise bad_input("label", "must be key=value")
     return values
 
@@ -128,7 +128,7 @@ def workspace(value: Any, root: Path) -> tuple[str, Path]:
     relative = Path(value)
     if relative.is_absolute() or ".." in relative.parts or value.startswith("~"):
         raise bad_input("workspace", "must stay inside the workspace root")
-    if not all(re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", part) for part in relative.parts):
+    if not all(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", part) for part in relative.parts):
         raise bad_input("workspace", "each part must be letters, digits, . _ -")
     real_root = root.resolve()
     target = (real_root / relative).resolve()

@@ -1,7 +1,9 @@
 """Shared input rules: usernames as DNS labels, reserved names, hosts, ports and IPs.
 
 These serve forms, the API and the CLI alike, so a value that reaches an nginx
-file, a shell or a Docker call has passed one whitelist.
+file, a shell or a Docker call has passed one whitelist. Every pattern is applied
+with `fullmatch` (`$` would also match before a final newline) to ASCII text only:
+`str.lower()` and `int()` accept look-alikes such as the Kelvin sign or fullwidth digits.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-USERNAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$")
+USERNAME_RE = re.compile(r"[a-z][a-z0-9-]{1,30}[a-z0-9]")
 RESERVED_USERNAMES = frozenset(
     {
         "admin",
@@ -82,7 +84,9 @@ def is_port(value: object) -> bool:
 
 
 def is_ip(value: str) -> bool:
-    """True for an IPv4 or IPv6 address literal."""
+    """True for an IPv4 or IPv6 address literal (ASCII, without an IPv6 zone such as `%eth0`)."""
+    if not value.isascii() or "%" in value:
+        return False
     try:
         ipaddress.ip_address(value)
     except ValueError:
@@ -91,12 +95,13 @@ def is_ip(value: str) -> bool:
 
 
 _LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
-HOSTNAME_RE = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
+HOSTNAME_RE = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(\.{_LABEL})*")
 
 
 def host_problem(host: str) -> str | None:
     """Why `host` is not a usable host name or IP literal, or None."""
-    if is_ip(host.strip("[]")) or HOSTNAME_RE.fullmatch(host.lower()):
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") and ":" in host else host
+    if host.isascii() and (is_ip(bare) or HOSTNAME_RE.fullmatch(host.lower())):
         return None
     return f"{host!r} is not a valid host name or IP address."
 
@@ -107,6 +112,8 @@ def agent_url_problem(url: str) -> str | None:
 
     if not url or len(url) > 255 or any(ch.isspace() or ord(ch) < 32 for ch in url):
         return "The agent URL is empty, too long or contains spaces."
+    if not url.isascii():
+        return "The agent URL must be plain ASCII (write an international name in its xn-- form)."
     try:
         parts = urlsplit(url)
         port = parts.port

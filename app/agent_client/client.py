@@ -28,6 +28,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from agent.signing import signed_headers
+from app.security import outbound
 
 if TYPE_CHECKING:
     from app.models.server import Server
@@ -160,6 +161,8 @@ class AgentClient:
         if json_body is not None:
             extra["Content-Type"] = "application/json"
         attempts = 1 + (self.retries if idempotent else 0)
+        if problem := outbound.url_problem(self._origin, "agent"):  # resolved now: DNS may have changed
+            raise AgentError(f"agent address refused: {problem}")
         for attempt in range(attempts):
             digest = body_sha256 or hashlib.sha256(body if isinstance(body, bytes) else b"").hexdigest()
             signed = signed_headers(self._token, method, full_path, body_sha256=digest)
@@ -177,7 +180,7 @@ class AgentClient:
             except requests.RequestException as exc:
                 error = AgentUnavailable(f"agent unreachable: {type(exc).__name__}")
             else:
-                if response.status_code < 400:
+                if response.status_code < 300:  # a redirect is an error: never follow one to an agent
                     return response
                 error = _error_for(response.status_code, _message_of(response))
                 response.close()
@@ -303,6 +306,6 @@ class AgentClient:
 
 def _ref(ref: str) -> str:
     """A container reference safe to put in a path (ids and names are [A-Za-z0-9_.-])."""
-    if not ref or not all(ch.isalnum() or ch in "_.-" for ch in ref):
+    if not ref or not all((ch.isascii() and ch.isalnum()) or ch in "_.-" for ch in ref):
         raise AgentError(f"invalid container reference {ref!r}", 400)
     return ref

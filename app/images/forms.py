@@ -19,6 +19,8 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
+from app.security.outbound import registry_host_check
+
 # Docker's own grammar, kept strict: lower-case path components, optional host[:port] first.
 REPOSITORY_RE = re.compile(
     r"^(?:[a-z0-9.-]+(?::[0-9]{1,5})?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$"
@@ -30,13 +32,13 @@ BUILDARG_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 def repository_check(form: FlaskForm, field: StringField) -> None:
     """A Docker repository name (lower case, optional registry host)."""
-    if not REPOSITORY_RE.match(field.data or "") or len(field.data) > 200:
+    if not REPOSITORY_RE.fullmatch(field.data or "") or len(field.data) > 200:
         raise ValidationError("Use a Docker repository name, e.g. team/app or 127.0.0.1:5000/team/app.")
 
 
 def tag_check(form: FlaskForm, field: StringField) -> None:
     """A Docker tag."""
-    if not TAG_RE.match(field.data or ""):
+    if not TAG_RE.fullmatch(field.data or ""):
         raise ValidationError("A tag is letters, digits, '_', '.', '-' (128 at most), e.g. latest.")
 
 
@@ -47,7 +49,7 @@ def parse_buildargs(text: str) -> dict[str, str]:
         if not line.strip():
             continue
         name, sep, value = line.partition("=")
-        if not sep or not BUILDARG_RE.match(name.strip()):
+        if not sep or not BUILDARG_RE.fullmatch(name.strip()):
             raise ValueError(f"line {number}: write NAME=value (NAME: letters, digits, _)")
         args[name.strip()] = value.strip()
     return args
@@ -100,8 +102,9 @@ class RegistryForm(FlaskForm):
 
     def validate_host(self, field: StringField) -> None:
         """A host name or IP with an optional port, no scheme or path."""
-        if not HOST_RE.match(field.data or ""):
+        if not HOST_RE.fullmatch(field.data or ""):
             raise ValidationError("Give host[:port] only, e.g. 127.0.0.1:5000 (no https://, no path).")
+        registry_host_check(field.data)
 
 
 class ImportForm(FlaskForm):
@@ -129,7 +132,7 @@ class WorkspaceImageForm(FlaskForm):
         repository, _, tag = (field.data or "").rpartition(":")
         if not repository or "/" in tag:
             repository, tag = field.data or "", "latest"
-        if not REPOSITORY_RE.match(repository) or not TAG_RE.match(tag):
+        if not REPOSITORY_RE.fullmatch(repository) or not TAG_RE.fullmatch(tag):
             raise ValidationError("Use repository:tag, e.g. slipway/workspace:latest.")
 
 
@@ -143,7 +146,7 @@ class PolicyForm(FlaskForm):
     def validate_allowed_registries(self, field: TextAreaField) -> None:
         """Each line is host[:port]."""
         for line in (field.data or "").splitlines():
-            if line.strip() and not HOST_RE.match(line.strip()):
+            if line.strip() and not HOST_RE.fullmatch(line.strip()):
                 raise ValidationError(f"'{line.strip()}' is not host[:port].")
         if not lines(field.data) and not lines(self.allowed_bases.data):
             raise ValidationError("Allow at least one base image or registry; "

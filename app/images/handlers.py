@@ -230,7 +230,7 @@ def import_image(ctx: TaskContext) -> dict[str, Any] | None:
 
     server = _server(ctx)
     row = db.session.get(Upload, ctx.payload.get("upload_id"))
-    if row is None or not STORED_NAME_RE.match(row.stored_name):
+    if row is None or not STORED_NAME_RE.fullmatch(row.stored_name):
         raise TaskFailed("the upload no longer exists")
     path: Path = upload_dir() / row.stored_name
     if not path.is_file():

@@ -185,7 +185,8 @@ class _Checker:
         elif ins.keyword == "COPY":
             for flag in flags:
                 name, _, value = flag.partition("=")
-                if name == "--from" and not value.isdigit() and value.lower() not in self.stages:
+                index = value.isascii() and value.isdigit()
+                if name == "--from" and not index and value.lower() not in self.stages:
                     self.check_base(value, ins.line, "allowed-base")
         elif ins.keyword == "USER" and not nested:
             self.final_user = rest.split(":")[0].strip()

@@ -16,6 +16,7 @@ from app.images.forms import RegistryForm
 from app.images.routes import bp
 from app.models import Registry
 from app.permissions import permission_required
+from app.security.outbound import registry_host_problem
 from app.services import audit
 
 LOGIN_TIMEOUT_SECONDS = 5
@@ -34,6 +35,8 @@ def registry_base_url(host: str) -> str:
 def test_login(registry: Registry) -> tuple[bool, str]:
     """Ask the registry's `/v2/` endpoint whether the stored credentials are accepted."""
     auth = (registry.username or "", registry.password() or "") if registry.username else None
+    if problem := registry_host_problem(registry.host):
+        return False, problem
     try:
         response = requests.get(f"{registry_base_url(registry.host)}/v2/", auth=auth,
                                 timeout=LOGIN_TIMEOUT_SECONDS, allow_redirects=False)

@@ -78,7 +78,7 @@ def delete_upload(upload_id: int) -> Response:
     row = db.get_or_404(Upload, upload_id)
     if not ConfirmForm().validate_on_submit():
         abort(400)
-    if STORED_NAME_RE.match(row.stored_name):
+    if STORED_NAME_RE.fullmatch(row.stored_name):
         (upload_dir() / row.stored_name).unlink(missing_ok=True)
     audit.record("delete_upload", current_user.username, {"name": row.original_name, "sha256": row.sha256})
     db.session.delete(row)

@@ -12,9 +12,10 @@ from wtforms.validators import DataRequired, Length, Optional
 
 from app.extensions import db
 from app.models import Server
-from app.validators import agent_url_problem, host_problem
+from app.security.outbound import agent_url_problem, destination_problem
+from app.validators import host_problem
 
-SERVER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+SERVER_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 TOKEN_MIN_CHARS = 32
 TOKEN_MAX_CHARS = 256
 
@@ -38,7 +39,7 @@ class ServerForm(FlaskForm):
 
     def validate_name(self, field: StringField) -> None:
         """Names are short labels, unique across servers."""
-        field.data = (field.data or "").strip()
+        field.data = (field.data or "").strip(" ")  # only spaces: a newline or NUL is refused, not hidden
         if not SERVER_NAME_RE.fullmatch(field.data):
             raise ValidationError("Use 1-64 letters, digits, dots, dashes or underscores.")
         clash = db.session.scalar(select(Server.id).where(Server.name == field.data))
@@ -46,8 +47,8 @@ class ServerForm(FlaskForm):
             raise ValidationError(f"A server named {field.data!r} already exists.")
 
     def validate_agent_url(self, field: StringField) -> None:
-        """http(s), a valid host, no credentials, no path."""
-        field.data = (field.data or "").strip().rstrip("/")
+        """http(s), a host the agent address policy allows, no credentials, no path."""
+        field.data = (field.data or "").strip(" ").rstrip("/")
         problem = agent_url_problem(field.data)
         if problem:
             raise ValidationError(problem)
@@ -65,9 +66,10 @@ class ServerForm(FlaskForm):
             raise ValidationError("The token must be printable ASCII without spaces.")
 
     def validate_publish_host(self, field: StringField) -> None:
-        """A host name or IP literal."""
-        field.data = (field.data or "").strip()
-        if field.data and (problem := host_problem(field.data)):
+        """A host name or IP literal the agent address policy allows (the edge proxies to it)."""
+        field.data = (field.data or "").strip(" ")
+        problem = field.data and (host_problem(field.data) or destination_problem(field.data, None, "agent"))
+        if problem:
             raise ValidationError(problem)
 
     def resolved_publish_host(self) -> str:

@@ -16,6 +16,7 @@ from app.models.server import Server
 from app.routing.edge_server import start_edge, stop_edge, write_main_config
 from app.routing.sync import regenerate
 from app.security.crypto import encrypt_secret
+from app.security.outbound import agent_url_problem
 from app.services import audit
 from app.services.workspaces import reconcile_now
 
@@ -48,6 +49,8 @@ def register_local_server(name: str, agent_url: str, token_file: Path) -> None:
     if db.session.scalar(select(Server.id).where(Server.name == name)):
         click.echo(f"server {name} already registered")
         return
+    if problem := agent_url_problem(agent_url):
+        raise click.ClickException(problem)
     token = token_file.read_text().strip()
     db.session.add(Server(name=name, agent_url=agent_url, publish_host="127.0.0.1", status="online",
                           token_encrypted=encrypt_secret(token, "server.token")))
