@@ -1,9 +1,9 @@
-"""The front door: `/` sends people where they belong, `/health` reports the database."""
+"""The front door: `/` sends people where they belong, `/menu` lists the areas, `/health` the database."""
 
 from __future__ import annotations
 
-from flask import Blueprint, redirect, url_for
-from flask_login import current_user
+from flask import Blueprint, redirect, render_template, url_for
+from flask_login import current_user, login_required
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.wrappers import Response
@@ -21,6 +21,13 @@ def index() -> Response:
     if current_user.is_authenticated:
         return redirect(home_for(current_user))
     return redirect(url_for("auth.login"))
+
+
+@bp.route("/menu")
+@login_required
+def menu() -> str:
+    """Every area the signed-in user may open, grouped as in the navbar (its no-JavaScript form)."""
+    return render_template("menu.html")
 
 
 @bp.route("/health")

@@ -14,6 +14,8 @@ def page_url(number: int) -> str:
 
 def init_templating(app: Flask) -> None:
     """Expose the helpers and the permission check to templates."""
+    from app.navigation import nav_groups, top_links
     from app.permissions import can
 
     app.jinja_env.globals.update(can=can, page_url=page_url)
+    app.jinja_env.globals.update(nav_groups=nav_groups, top_links=top_links)

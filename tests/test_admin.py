@@ -212,7 +212,8 @@ def test_dashboard_counts(app, client, auth):
         make_user(status="pending")
         make_user(status="pending")
     page = client.get("/admin/").get_data(as_text=True)
-    assert 'class="count-pending">2<' in page and "Review 2 pending" in page
+    assert 'class="count-people-pending text-danger fw-bold" href="/admin/approvals">2<' in page
+    assert "Review 2 pending" in page
 
 
 class QueryCounter:

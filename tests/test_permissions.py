@@ -52,6 +52,8 @@ LOGIN_ONLY_ENDPOINTS = ACCOUNT_ENDPOINTS | {
     "tasks.cancel",
     "tasks.retry",
     "tasks.stream",
+    # the navbar's areas as a page, for browsers without JavaScript
+    "main.menu",
 }
 
 

@@ -1,4 +1,4 @@
-"""Admin pages: dashboard, approvals, users (search, role, password, delete) and audit."""
+"""Admin pages: approvals, users (search, role, password, delete) and audit."""
 
 from __future__ import annotations
 
@@ -35,20 +35,6 @@ from app.security.ratelimit import rate_limit
 from app.services import accounts, workspaces
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
-
-
-def _count_by(column: object) -> dict[str, int]:
-    rows = db.session.execute(select(column, func.count(User.id)).group_by(column))
-    return {key: count for key, count in rows}
-
-
-@bp.route("/")
-@permission_required("view_dashboard")
-def dashboard() -> str:
-    """Counts of users by status and role."""
-    return render_template(
-        "admin/dashboard.html", by_status=_count_by(User.status), by_role=_count_by(User.role)
-    )
 
 
 @bp.route("/approvals")

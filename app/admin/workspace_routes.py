@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.wrappers import Response
@@ -11,7 +11,7 @@ from app.admin.workspace_forms import DeleteWorkspaceForm, ProvisionForm
 from app.extensions import db
 from app.forms_common import ConfirmForm
 from app.models import Task, User
-from app.models.workspace import Workspace
+from app.models.workspace import WORKSPACE_STATUSES, Workspace
 from app.permissions import permission_required
 from app.services import workspaces as service
 
@@ -31,9 +31,14 @@ def last_tasks(workspaces: list[Workspace]) -> dict[str, Task]:
 @bp.route("/")
 @permission_required("manage_users")
 def index() -> str:
-    """Every workspace with its status, last task and buttons."""
-    rows = db.session.scalars(select(Workspace).order_by(Workspace.username)).all()
+    """Every workspace (or those with `?status=`) with its status, last task and buttons."""
+    stmt = select(Workspace).order_by(Workspace.username)
+    status = request.args.get("status", "")
+    if status in WORKSPACE_STATUSES:
+        stmt = stmt.where(Workspace.status == status)
+    rows = db.session.scalars(stmt).all()
     return render_template("admin/workspaces.html", rows=rows, tasks=last_tasks(list(rows)),
+                           status=status if status in WORKSPACE_STATUSES else "",
                            confirm=ConfirmForm(), delete_form=DeleteWorkspaceForm())
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import select
@@ -13,7 +13,7 @@ from werkzeug.wrappers import Response
 
 from app.extensions import db
 from app.forms_common import ConfirmForm
-from app.models import Server, ServerMetric, Task
+from app.models import SERVER_STATUSES, Server, ServerMetric, Task
 from app.permissions import permission_required
 from app.security.crypto import encrypt_secret
 from app.servers.charts import build_chart
@@ -52,18 +52,21 @@ def queue_refresh(server: Server) -> Task:
 @bp.route("/")
 @permission_required("view_servers")
 def index() -> str:
-    """Every server with its status, load bars, containers and last contact (from the poll cache)."""
+    """Every server (or those with `?status=`) with status, load bars, containers and last contact."""
     # Plain rows, not ORM objects: the page needs a dozen columns of every server, not the stats JSON.
-    servers = db.session.execute(
-        select(Server.id, Server.name, Server.status, Server.cpu_percent, Server.memory_percent,
-               Server.disk_percent, Server.containers_running, Server.containers_total, Server.last_seen_at)
-        .order_by(Server.name)
-    ).all()
+    stmt = select(Server.id, Server.name, Server.status, Server.cpu_percent, Server.memory_percent,
+                  Server.disk_percent, Server.containers_running, Server.containers_total,
+                  Server.last_seen_at).order_by(Server.name)
+    status = request.args.get("status", "")
+    if status in SERVER_STATUSES:
+        stmt = stmt.where(Server.status == status)
+    servers = db.session.execute(stmt).all()
     counts: dict[str, int] = {}
     for server in servers:
         counts[server.status] = counts.get(server.status, 0) + 1
     fresh_after = utcnow() - timedelta(seconds=current_app.config["SERVER_STATS_TTL_SECONDS"])
-    return render_template("servers/index.html", servers=servers, counts=counts, fresh_after=fresh_after)
+    return render_template("servers/index.html", servers=servers, counts=counts, fresh_after=fresh_after,
+                           status=status if status in SERVER_STATUSES else "")
 
 
 @bp.route("/<int:server_id>")

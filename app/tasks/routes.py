@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
@@ -29,7 +30,7 @@ STREAM_MAX_SECONDS = 3600
 @bp.route("/")
 @permission_required("view_tasks")
 def index() -> str:
-    """All tasks, newest first, filtered by state and kind."""
+    """All tasks, newest first, filtered by state, kind and age (`hours`: created in the last N hours)."""
     stmt = select(Task).order_by(Task.id.desc())
     state = request.args.get("state", "")
     kind = request.args.get("kind", "")[:32]
@@ -37,8 +38,14 @@ def index() -> str:
         stmt = stmt.where(Task.state == state)
     if kind:
         stmt = stmt.where(Task.kind == kind)
+    hours = request.args.get("hours", type=int)
+    if hours is not None and 0 < hours <= 24 * 366:
+        stmt = stmt.where(Task.created_at >= utcnow() - timedelta(hours=hours))
+    else:
+        hours = None
     page = db.paginate(stmt, per_page=50, error_out=False)
-    return render_template("tasks/index.html", page=page, states=TASK_STATES, state=state, kind=kind)
+    return render_template("tasks/index.html", page=page, states=TASK_STATES, state=state, kind=kind,
+                           hours=hours)
 
 
 @bp.route("/<int:task_id>")
