@@ -17,7 +17,7 @@ class ChangePasswordForm(FlaskForm):
     new_password = PasswordField(
         "New password",
         validators=[DataRequired(), strong_password],
-        description="At least 12 characters, at most 72 bytes; not one of your last 5 passwords.",
+        description="At least 12 characters, at most 72 bytes, hard to guess; not one of your last 5.",
     )
     new_password_confirm = PasswordField(
         "Repeat new password", validators=[DataRequired(), EqualTo("new_password", "Passwords differ.")]

@@ -10,9 +10,9 @@ from sqlalchemy import func, or_, select, update
 
 from app.extensions import db
 from app.models import ROLES, User, UserSession
-from app.security.passwords import hash_password, set_password
+from app.security.passwords import hash_password, password_problem, set_password
 from app.services import audit
-from app.validators import password_problem, username_problem
+from app.validators import username_problem
 
 
 class AccountError(ValueError):
@@ -26,7 +26,7 @@ def find_by_login(login: str) -> User | None:
 
 
 def _check_new_account(username: str, email: str, password: str) -> None:
-    problem = username_problem(username) or password_problem(password)
+    problem = username_problem(username) or password_problem(password, [username, email])
     if problem:
         raise AccountError(problem)
     if db.session.scalar(select(User.id).where(User.username == username)):
@@ -117,7 +117,7 @@ def end_all_sessions(user: User, *, except_id: int | None = None) -> int:
 
 def reset_password(user: User, password: str, actor: User) -> None:
     """Set a new password chosen by an admin and end the user's sessions."""
-    problem = password_problem(password)
+    problem = password_problem(password, [user.username, user.email])
     if problem:
         raise AccountError(problem)
     set_password(user, password)
