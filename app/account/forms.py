@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import DateField, PasswordField, SelectField, StringField, SubmitField
+from wtforms import BooleanField, DateField, PasswordField, SelectField, StringField, SubmitField
 from wtforms.validators import DataRequired, EqualTo, Length, Optional
 
 from app.forms_common import strong_password
@@ -22,6 +22,7 @@ class ChangePasswordForm(FlaskForm):
     new_password_confirm = PasswordField(
         "Repeat new password", validators=[DataRequired(), EqualTo("new_password", "Passwords differ.")]
     )
+    revoke_api_keys = BooleanField("Also revoke my API keys")
     submit = SubmitField("Change password")
 
 
