@@ -32,6 +32,7 @@ from app.auth.routes import safe_next
 from app.extensions import db
 from app.forms_common import ConfirmForm
 from app.models import ROLES, STATUSES, AuditLog, User
+from app.models.like import contains_text
 from app.permissions import permission_required
 from app.security.ratelimit import rate_limit
 from app.services import accounts
@@ -72,8 +73,9 @@ def users() -> str:
     form = UserFilterForm(request.args)
     stmt = select(User).order_by(User.username)
     if form.q.data:
-        pattern = f"%{form.q.data.strip().lower()[:255]}%"
-        stmt = stmt.where(or_(User.username.like(pattern), func.lower(User.email).like(pattern)))
+        text = form.q.data.strip().lower()[:255]
+        email = func.lower(User.email)
+        stmt = stmt.where(or_(contains_text(User.username, text), contains_text(email, text)))
     if form.status.data in STATUSES:
         stmt = stmt.where(User.status == form.status.data)
     if form.role.data in ROLES:
