@@ -111,6 +111,7 @@ def test_workspace_links_refuse_a_suspended_owner_even_with_a_live_session(app, 
         db.session.scalar(select(User).where(User.username == "alice")).status = "suspended"
         db.session.commit()
     assert _check(app, HOST.format("alice"), cookie) == 401
+    assert "Your account is suspended" in client.get("/home", follow_redirects=True).get_data(as_text=True)
 
 
 def test_reinstating_restores_login_but_leaves_the_workspace_stopped(app, client, auth, fake):
