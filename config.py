@@ -178,6 +178,8 @@ class Config:
             "RATELIMIT_MFA": env.text("SLIPWAY_RATELIMIT_MFA", "10 per minute"),
             "RATELIMIT_PASSWORD": env.text("SLIPWAY_RATELIMIT_PASSWORD", "5 per minute"),
             "RATELIMIT_API": env.text("SLIPWAY_RATELIMIT_API", "120 per minute"),
+            "RATELIMIT_API_KEYS": env.text("SLIPWAY_RATELIMIT_API_KEYS", "5 per minute;20 per hour"),
+            "API_KEYS_MAX": env.integer("SLIPWAY_API_KEYS_MAX", 10),
             "RATELIMIT_ENABLED": env.boolean("SLIPWAY_RATELIMIT_ENABLED", True),
             "RATELIMIT_HEADERS_ENABLED": True,
             # Redis down must not take logins down: limits fall back to per-process memory
@@ -310,10 +312,11 @@ def _check_security(problems: list[str], settings: Mapping[str, Any]) -> None:
         "IP_BAN_WINDOW_SECONDS",
         "IP_BAN_SECONDS",
         "PASSWORD_HISTORY",
+        "API_KEYS_MAX",
     ):
         if settings.get(name, 0) <= 0:
             problems.append(f"SLIPWAY_{name} must be positive")
-    for name in ("LOGIN", "REGISTER", "MFA", "PASSWORD", "API"):
+    for name in ("LOGIN", "REGISTER", "MFA", "PASSWORD", "API", "API_KEYS"):
         try:
             parse_many(settings.get(f"RATELIMIT_{name}") or "")
         except ValueError:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import DateField, PasswordField, SelectField, StringField, SubmitField
+from wtforms import BooleanField, DateField, PasswordField, SelectField, StringField, SubmitField
 from wtforms.validators import DataRequired, EqualTo, Length, Optional
 
 from app.forms_common import strong_password
@@ -17,11 +17,12 @@ class ChangePasswordForm(FlaskForm):
     new_password = PasswordField(
         "New password",
         validators=[DataRequired(), strong_password],
-        description="At least 12 characters, at most 72 bytes; not one of your last 5 passwords.",
+        description="At least 12 characters, at most 72 bytes, hard to guess; not one of your last 5.",
     )
     new_password_confirm = PasswordField(
         "Repeat new password", validators=[DataRequired(), EqualTo("new_password", "Passwords differ.")]
     )
+    revoke_api_keys = BooleanField("Also revoke my API keys")
     submit = SubmitField("Change password")
 
 

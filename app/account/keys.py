@@ -1,11 +1,11 @@
-"""API keys: create (shown once), list by prefix, revoke."""
+"""API keys: create (shown once, rate-limited, capped per user), list by prefix, revoke."""
 
 from __future__ import annotations
 
 import secrets
 from datetime import datetime, time
 
-from flask import abort, flash, redirect, render_template, url_for
+from flask import abort, current_app, flash, redirect, render_template, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import select
 from werkzeug.wrappers import Response
@@ -14,10 +14,11 @@ from app.account.forms import ApiKeyForm
 from app.account.routes import bp
 from app.extensions import db
 from app.forms_common import ConfirmForm
-from app.models import ApiKey
+from app.models import ApiKey, User
 from app.models.security import sha256_hex
 from app.security import clock
-from app.services import audit
+from app.security.ratelimit import rate_limit
+from app.services import accounts, audit
 
 KEY_PREFIX = "slw_"
 
@@ -34,8 +35,19 @@ def _my_key_or_404(key_id: int) -> ApiKey:
     return key
 
 
+def _at_cap() -> str | None:
+    """The refusal when the current user already has the most live keys allowed, else None."""
+    # Lock the user's row so two simultaneous creations cannot both slip under the cap.
+    db.session.execute(select(User.id).where(User.id == current_user.id).with_for_update())
+    cap = current_app.config["API_KEYS_MAX"]
+    if accounts.live_api_key_count(current_user) < cap:
+        return None
+    return f"You already have {cap} active API keys, the most allowed. Revoke one you no longer use first."
+
+
 @bp.route("/api-keys", methods=["GET", "POST"])
 @login_required
+@rate_limit("RATELIMIT_API_KEYS")
 def api_keys() -> str | Response:
     """List your API keys and create a new one (its value is shown once)."""
     form = ApiKeyForm()
@@ -45,6 +57,8 @@ def api_keys() -> str | Response:
         expires = datetime.combine(form.expires_on.data, time.max) if form.expires_on.data else None
         if expires is not None and expires <= now:
             form.expires_on.errors.append("The expiry date must be in the future.")
+        elif (refusal := _at_cap()) is not None:
+            flash(refusal, "danger")
         else:
             created = new_key_value()
             key = ApiKey(
@@ -70,7 +84,14 @@ def api_keys() -> str | Response:
         .order_by(ApiKey.created_at.desc(), ApiKey.id.desc())
     ).all()
     return render_template(
-        "account/api_keys.html", form=form, keys=keys, created=created, now=clock.now(), confirm=ConfirmForm()
+        "account/api_keys.html",
+        form=form,
+        keys=keys,
+        created=created,
+        now=clock.now(),
+        confirm=ConfirmForm(),
+        live_count=accounts.live_api_key_count(current_user),
+        cap=current_app.config["API_KEYS_MAX"],
     )
 
 

@@ -56,6 +56,8 @@ def overview() -> str:
 def change_password() -> str | Response:
     """Change your password; every other session of yours ends."""
     form = ChangePasswordForm()
+    key_count = accounts.live_api_key_count(current_user)
+    form.revoke_api_keys.label.text = f"Also revoke my API keys ({key_count} active)"
     if form.validate_on_submit():
         user = current_user
         if not check_password(form.current_password.data, user.password_hash):
@@ -68,9 +70,12 @@ def change_password() -> str | Response:
             set_password(user, form.new_password.data)
             user.must_change_password = False
             ended = accounts.end_all_sessions(user, except_id=user.current_session.id)
-            audit.record("password_changed", user.username, {"sessions_ended": ended})
+            revoked = accounts.revoke_api_keys(user) if form.revoke_api_keys.data else 0
+            audit.record("password_changed", user.username,
+                         {"sessions_ended": ended, "api_keys_revoked": revoked})
             db.session.commit()
-            flash(f"Password changed. {ended} other session(s) ended.", "success")
+            flash(f"Password changed. {ended} other session(s) ended, {revoked} API key(s) revoked.",
+                  "success")
             return redirect(url_for("account.overview"))
     return render_template("account/password.html", form=form)
 

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import DateField, PasswordField, SelectField, StringField, SubmitField, TextAreaField
+from wtforms import (
+    BooleanField,
+    DateField,
+    PasswordField,
+    SelectField,
+    StringField,
+    SubmitField,
+    TextAreaField,
+)
 from wtforms.validators import DataRequired, Length, Optional
 
 from app.forms_common import strong_password
@@ -28,6 +36,7 @@ class ResetPasswordForm(FlaskForm):
     """Set a new password for someone else."""
 
     password = PasswordField("New password", validators=[DataRequired(), strong_password])
+    revoke_api_keys = BooleanField("Also revoke their API keys")
     submit = SubmitField("Reset password")
 
 
@@ -54,3 +63,10 @@ class AuditFilterForm(FlaskForm):
     action = StringField("Action", validators=[Optional(), Length(max=64)])
     date_from = DateField("From", validators=[Optional()])
     date_to = DateField("To", validators=[Optional()])
+
+
+class SuspendForm(FlaskForm):
+    """Suspend an approved account, optionally saying why (kept in the audit log)."""
+
+    reason = TextAreaField("Reason (optional)", validators=[Optional(), Length(max=500)])
+    submit = SubmitField("Suspend")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, time, timedelta
+from functools import partial
 
 from flask import (
     Blueprint,
@@ -24,12 +25,14 @@ from app.admin.forms import (
     RejectForm,
     ResetPasswordForm,
     RoleForm,
+    SuspendForm,
     UserFilterForm,
 )
 from app.auth.routes import safe_next
 from app.extensions import db
 from app.forms_common import ConfirmForm
 from app.models import ROLES, STATUSES, AuditLog, User
+from app.models.like import contains_text
 from app.permissions import permission_required
 from app.security.ratelimit import rate_limit
 from app.services import accounts, workspaces
@@ -55,8 +58,9 @@ def users() -> str:
     form = UserFilterForm(request.args)
     stmt = select(User).order_by(User.username)
     if form.q.data:
-        pattern = f"%{form.q.data.strip().lower()[:255]}%"
-        stmt = stmt.where(or_(User.username.like(pattern), func.lower(User.email).like(pattern)))
+        text = form.q.data.strip().lower()[:255]
+        email = func.lower(User.email)
+        stmt = stmt.where(or_(contains_text(User.username, text), contains_text(email, text)))
     if form.status.data in STATUSES:
         stmt = stmt.where(User.status == form.status.data)
     if form.role.data in ROLES:
@@ -81,9 +85,10 @@ def user_detail(user_id: int) -> str:
         user=user,
         recent=recent,
         role_form=RoleForm(role=user.role),
-        password_form=ResetPasswordForm(),
+        password_form=_reset_form(user),
         confirm=ConfirmForm(),
         reject=RejectForm(),
+        suspend_form=SuspendForm(),
     )
 
 
@@ -151,7 +156,8 @@ def reset_password(user_id: int) -> str | Response:
         for error in form.password.errors:
             flash(error, "danger")
         return redirect(url_for("admin.user_detail", user_id=user.id))
-    return _apply("Reset the password of", user, accounts.reset_password, form.password.data, current_user)
+    reset = partial(accounts.reset_password, revoke_keys=form.revoke_api_keys.data)
+    return _apply("Reset the password of", user, reset, form.password.data, current_user)
 
 
 @bp.route("/users/<int:user_id>/delete", methods=["POST"])
@@ -190,3 +196,39 @@ def audit_log() -> str:
             stmt = stmt.where(AuditLog.created_at < end)
     page = db.paginate(stmt, per_page=50, error_out=False)
     return render_template("admin/audit.html", form=form, page=page)
+
+
+def _reset_form(user: User) -> ResetPasswordForm:
+    """The admin's password-reset form, its API-key checkbox saying how many keys `user` has."""
+    form = ResetPasswordForm()
+    count = accounts.live_api_key_count(user)
+    form.revoke_api_keys.label.text = f"Also revoke their API keys ({count} active)"
+    return form
+
+
+@bp.route("/users/<int:user_id>/suspend", methods=["POST"])
+@permission_required("manage_users")
+def suspend_user(user_id: int) -> Response:
+    """Suspend an approved user: no login, sessions and API keys end, workspace stopped (kept)."""
+    user = db.get_or_404(User, user_id)
+    form = SuspendForm()
+    if not form.validate_on_submit():
+        abort(400)
+    try:
+        outcome = accounts.suspend(user, current_user, (form.reason.data or "").strip())
+    except accounts.AccountError as exc:
+        flash(str(exc), "danger")
+    else:
+        flash(f"Suspended {user.username}: sessions ended, API keys revoked. {outcome}", "success")
+    back = safe_next(request.form.get("back"))
+    return redirect(back or url_for("admin.user_detail", user_id=user.id))
+
+
+@bp.route("/users/<int:user_id>/reinstate", methods=["POST"])
+@permission_required("manage_users")
+def reinstate_user(user_id: int) -> Response:
+    """Let a suspended user log in again (their workspace stays stopped until they start it)."""
+    user = db.get_or_404(User, user_id)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    return _apply("Reinstated", user, accounts.reinstate, current_user)

@@ -104,19 +104,20 @@ def unban(ban_id: int) -> Response:
 @bp.route("/users/<int:user_id>/end-sessions", methods=["POST"])
 @permission_required("manage_security")
 def end_user_sessions(user_id: int) -> Response:
-    """End every session of a user (they must log in again)."""
+    """End every session of a user and revoke their API keys (they must log in again)."""
     user = db.get_or_404(User, user_id)
     if not ConfirmForm().validate_on_submit():
         abort(400)
     ended = accounts.end_all_sessions(user)
+    revoked = accounts.revoke_api_keys(user)
     audit.record(
         "sessions_ended_by_admin",
         current_user.username,
-        {"user": user.username, "sessions_ended": ended},
+        {"user": user.username, "sessions_ended": ended, "api_keys_revoked": revoked},
         level="warning",
     )
     db.session.commit()
-    flash(f"Ended {ended} session(s) of {user.username}.", "success")
+    flash(f"Ended {ended} session(s) and revoked {revoked} API key(s) of {user.username}.", "success")
     return redirect(url_for("admin.user_detail", user_id=user.id))
 
 

@@ -36,7 +36,9 @@ def authenticate_request() -> None:
         return
     key = db.session.scalar(select(ApiKey).where(ApiKey.key_hash == sha256_hex(value.strip())))
     now = clock.now()
-    if key is None or not key.is_live(now) or not key.user.is_approved:
+    # A deleted owner (SQLite keeps the orphan row: no ON DELETE CASCADE there) or a suspended one
+    # authenticates nobody.
+    if key is None or not key.is_live(now) or key.user is None or not key.user.is_approved:
         return
     if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
         key.last_used_at = now

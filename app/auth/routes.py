@@ -95,6 +95,13 @@ def register() -> str | Response:
 
 def finish_login(user: User, target: str | None) -> Response:
     """Record the success, start the real session (renewed, no fixation), audit, send the user on."""
+    if user.status == "suspended":
+        # Said only after the right password, so it does not tell guessers which accounts exist.
+        session.clear()
+        audit.record("login_refused", user.username, {"reason": "suspended"}, level="warning")
+        db.session.commit()
+        flash("This account is suspended. Contact an administrator.", "danger")
+        return redirect(url_for("auth.login"))
     bruteforce.record_success(user, request.remote_addr or "unknown")
     start_session(user)
     audit.record("login", user.username, {"status": user.status, "mfa": user.mfa_enabled})

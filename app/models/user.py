@@ -14,7 +14,8 @@ from app.extensions import db
 from app.timeutil import utcnow
 
 ROLES = ("admin", "qvp", "regular")
-STATUSES = ("pending", "approved", "rejected")
+# "suspended": an approved account an admin has stopped; it may be reinstated.
+STATUSES = ("pending", "approved", "rejected", "suspended")
 
 
 class User(UserMixin, db.Model):

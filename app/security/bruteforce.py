@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from datetime import datetime, timedelta
 
 from flask import current_app
@@ -23,9 +25,21 @@ def active_ban(ip: str | None) -> BannedIP | None:
     return ban
 
 
+# Usernames are DNS labels, so no account's name can contain the colon of this prefix.
+UNKNOWN_PREFIX = "unknown:"
+
+
 def login_key(user: User | None, typed: str) -> str:
-    """The name attempts are counted under: the username when it exists, else what was typed."""
-    return user.username if user is not None else typed.strip().lower()[:255]
+    """The name attempts are counted under: the username when it exists, else a keyed hash of the typed text.
+
+    What was typed for a name that matches no account is often a password typed in the wrong
+    field; only a short HMAC of it is stored, so repeats still count and lock but nobody can read it.
+    """
+    if user is not None:
+        return user.username
+    secret = str(current_app.config["SECRET_KEY"]).encode()
+    digest = hmac.new(secret, b"login-name\0" + typed.strip().lower().encode(), hashlib.sha256)
+    return UNKNOWN_PREFIX + digest.hexdigest()[:16]
 
 
 def locked_until(key: str, user: User | None, ip: str | None) -> datetime | None:

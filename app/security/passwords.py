@@ -1,17 +1,43 @@
-"""bcrypt password hashing. Passwords over 72 bytes are refused upstream, never pre-hashed."""
+"""Password rules and bcrypt hashing. Passwords over 72 bytes are refused, never pre-hashed."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import bcrypt
 from flask import current_app
 from sqlalchemy import select
+from zxcvbn import zxcvbn
 
+from app import validators
 from app.extensions import db
 from app.models import PasswordHistory, User
 from app.security import clock
 
+# zxcvbn's scale: 0-2 fall to an online or a fast offline attack on common passwords and patterns.
+MIN_STRENGTH = 3
+
 # A hash per cost, checked when the user does not exist so both paths cost one bcrypt check.
 _dummy_hashes: dict[int, bytes] = {}
+
+
+def password_problem(password: str, user_inputs: Iterable[str | None] = ()) -> str | None:
+    """Why `password` is refused (length, bytes, or easy to guess, with the estimator's advice), or None.
+
+    `user_inputs` (username, email) count as known words, so a password built from them is weak.
+    """
+    problem = validators.password_problem(password)
+    if problem:
+        return problem
+    words = [word.lower() for word in user_inputs if word]
+    words += [part for word in words for part in word.replace("@", " ").replace(".", " ").split()]
+    result = zxcvbn(password, user_inputs=words)
+    if result["score"] >= MIN_STRENGTH:
+        return None
+    feedback = result["feedback"]
+    reasons = [feedback.get("warning") or "It follows a pattern that is quick to guess."]
+    reasons += feedback.get("suggestions") or []
+    return "This password is too easy to guess. " + " ".join(reason.strip() for reason in reasons if reason)
 
 
 def hash_password(password: str) -> str:

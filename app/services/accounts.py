@@ -12,11 +12,12 @@ from __future__ import annotations
 from sqlalchemy import func, or_, select, update
 
 from app.extensions import db
-from app.models import ROLES, Task, User, UserSession, Workspace
-from app.security.passwords import hash_password, set_password
+from app.models import ROLES, ApiKey, Task, User, UserSession, Workspace
+from app.security import clock
+from app.security.passwords import hash_password, password_problem, set_password
 from app.services import audit, workspaces
 from app.services.task_queue import in_flight
-from app.validators import password_problem, username_problem
+from app.validators import username_problem
 
 
 class AccountError(ValueError):
@@ -30,7 +31,7 @@ def find_by_login(login: str) -> User | None:
 
 
 def _check_new_account(username: str, email: str, password: str) -> None:
-    problem = username_problem(username) or password_problem(password)
+    problem = username_problem(username) or password_problem(password, [username, email])
     if problem:
         raise AccountError(problem)
     if db.session.scalar(select(User.id).where(User.username == username)):
@@ -109,15 +110,17 @@ def end_all_sessions(user: User, *, except_id: int | None = None) -> int:
     return result.rowcount or 0
 
 
-def reset_password(user: User, password: str, actor: User) -> None:
-    """Set a new password chosen by an admin and end the user's sessions."""
-    problem = password_problem(password)
+def reset_password(user: User, password: str, actor: User, *, revoke_keys: bool = False) -> None:
+    """Set a new password chosen by an admin, end the user's sessions and, if asked, revoke their API keys."""
+    problem = password_problem(password, [user.username, user.email])
     if problem:
         raise AccountError(problem)
     set_password(user, password)
     user.must_change_password = True  # the admin knows this password; the user must replace it
     ended = end_all_sessions(user)
-    audit.record("reset_password", actor.username, {"user": user.username, "sessions_ended": ended})
+    revoked = revoke_api_keys(user) if revoke_keys else 0
+    audit.record("reset_password", actor.username,
+                 {"user": user.username, "sessions_ended": ended, "api_keys_revoked": revoked})
     db.session.commit()
 
 
@@ -150,3 +153,79 @@ def delete(user: User, actor: User, *, remove_folder: bool = False) -> Task | No
     audit.record("delete_user", actor.username, {"user": username}, level="warning")
     db.session.commit()
     return task
+
+
+def live_api_key_count(user: User) -> int:
+    """How many of `user`'s API keys still work (neither revoked nor expired)."""
+    now = clock.now()
+    return db.session.scalar(
+        select(func.count(ApiKey.id)).where(
+            ApiKey.user_id == user.id,
+            ApiKey.revoked_at.is_(None),
+            or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > now),
+        )
+    ) or 0
+
+
+def revoke_api_keys(user: User) -> int:
+    """Revoke every unrevoked API key of `user`; returns how many. The caller audits and commits."""
+    result = db.session.execute(
+        update(ApiKey)
+        .where(ApiKey.user_id == user.id, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=clock.now())
+    )
+    return result.rowcount or 0
+
+
+def suspend(user: User, actor: User, reason: str = "") -> str:
+    """Suspend an approved account: no login, sessions ended, API keys revoked, workspace stopped.
+
+    Returns a sentence for the admin saying what happened to the workspace.
+    """
+    if user.id == actor.id:
+        raise AccountError("You cannot suspend your own account.")
+    if user.status != "approved":
+        raise AccountError(f"Only approved accounts can be suspended; {user.username} is {user.status}.")
+    if _is_last_admin(user):
+        raise AccountError("This is the last admin and cannot be suspended.")
+    user.status = "suspended"
+    user.meta = {**(user.meta or {}), "suspension_reason": reason or None}
+    ended = end_all_sessions(user)
+    revoked = revoke_api_keys(user)
+    audit.record(
+        "suspend_user",
+        actor.username,
+        {"user": user.username, "reason": reason, "sessions_ended": ended, "api_keys_revoked": revoked},
+        level="warning",
+    )
+    # Committed before the stop is queued: a workspace busy with another task must not hold the
+    # suspension back (its links already refuse a suspended owner).
+    db.session.commit()
+    return _stop_workspace_of(user, actor)
+
+
+def _stop_workspace_of(user: User, actor: User) -> str:
+    ws = db.session.scalar(select(Workspace).where(Workspace.user_id == user.id))
+    if ws is None:
+        return f"{user.username} has no workspace."
+    if ws.status == "stopped":
+        return "The workspace was already stopped; it is kept."
+    try:
+        workspaces.request(ws, "stop", actor)
+    except workspaces.WorkspaceError as exc:
+        db.session.rollback()
+        audit.record("workspace_stop_not_queued", actor.username, {"user": user.username, "why": str(exc)},
+                     level="warning")
+        db.session.commit()
+        return f"The workspace could not be stopped now ({exc}); its links refuse {user.username} anyway."
+    return "The workspace is being stopped; it is kept, not deleted."
+
+
+def reinstate(user: User, actor: User) -> None:
+    """Let a suspended account log in again; its workspace stays stopped until its owner starts it."""
+    if user.status != "suspended":
+        raise AccountError(f"Only suspended accounts can be reinstated; {user.username} is {user.status}.")
+    user.status = "approved"
+    user.meta = {**(user.meta or {}), "suspension_reason": None}
+    audit.record("reinstate_user", actor.username, {"user": user.username}, level="warning")
+    db.session.commit()

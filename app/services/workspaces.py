@@ -72,6 +72,9 @@ def approve_user(user: User, actor: User, plan: Plan | None) -> Task | None:
     if locked.status == "approved":
         db.session.rollback()
         raise WorkspaceError(f"{locked.username} is already approved.")
+    if locked.status == "suspended":
+        db.session.rollback()
+        raise WorkspaceError(f"{locked.username} is suspended; reinstate the account instead.")
     locked.status = "approved"
     locked.meta = {**(locked.meta or {}), "rejection_reason": None}
     audit.record("approve_user", actor.username, {"user": locked.username, "workspace": plan is not None})
