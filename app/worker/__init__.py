@@ -38,6 +38,11 @@ def start_worker(app: Flask, stop: threading.Event) -> list[threading.Thread]:
     thread = threading.Thread(target=runner.run, args=(stop,), name="slipway-runner", daemon=True)
     thread.start()
     threads = [thread]
+    from app.worker.retention import retention_loop
+
+    archiving = threading.Thread(target=retention_loop, args=(app, stop), name="slipway-archive", daemon=True)
+    archiving.start()
+    threads.append(archiving)
     if app.config["RECONCILE_INTERVAL_SECONDS"] > 0:
         from app.workspaces.reconcile import schedule_loop
 
