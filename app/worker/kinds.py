@@ -10,7 +10,7 @@ failure: retried with exponential backoff until `max_attempts`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,16 @@ from app.models import Task
 from app.models.task import PRIORITY_BACKGROUND, PRIORITY_INTERACTIVE, PRIORITY_NORMAL
 
 __all__ = ["PRIORITY_BACKGROUND", "PRIORITY_INTERACTIVE", "PRIORITY_NORMAL", "TaskContext", "TaskFailed",
-           "TaskCancelled", "TaskKind", "task_kind", "HANDLERS"]
+           "TaskCancelled", "TaskKind", "task_kind", "HANDLERS", "readable"]
+
+
+def readable(value: Any) -> str:
+    """A value as a person reads it in a log line: `{"vscode": 1}` → "vscode 1", lists joined by commas."""
+    if isinstance(value, Mapping):
+        return ", ".join(f"{key} {readable(item)}" for key, item in value.items()) or "none"
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return ", ".join(readable(item) for item in value) or "none"
+    return str(value)
 
 
 class TaskFailed(Exception):  # noqa: N818 - reads as an outcome, like StopIteration

@@ -17,7 +17,7 @@ from app.models.workspace import WORKSPACE_APPS, Workspace
 from app.routing.nginx import NginxError
 from app.routing.sync import regenerate
 from app.services import audit
-from app.worker.kinds import PRIORITY_INTERACTIVE, TaskContext, TaskFailed, task_kind
+from app.worker.kinds import PRIORITY_INTERACTIVE, TaskContext, TaskFailed, readable, task_kind
 
 APP_PORTS = {"vscode": 8080, "jupyter": 8888}
 
@@ -102,7 +102,7 @@ def provision(ctx: TaskContext) -> dict[str, Any]:
                  {"user": ws.username, "container": info.name, "ports": ws.ports},
                  source="worker", server_id=ws.server_id)
     db.session.commit()
-    ctx.progress(80, f"container {info.id[:12]} running, ports {ws.ports}")
+    ctx.progress(80, f"container {info.id[:12]} running. Ports: {readable(ws.ports)}")
     _routes(ctx)
     return {"container_id": info.id, "ports": ws.ports}
 
@@ -120,6 +120,7 @@ def start(ctx: TaskContext) -> dict[str, Any]:
     audit.record("workspace_started", ctx.task.requested_by, {"user": ws.username, "ports": ws.ports},
                  source="worker", server_id=ws.server_id)
     db.session.commit()
+    ctx.progress(80, f"container {info.id[:12]} running. Ports: {readable(ws.ports)}")
     _routes(ctx)
     return {"ports": ws.ports}
 

@@ -27,7 +27,7 @@ from app.routing.sync import regenerate
 from app.services import audit
 from app.services.task_queue import in_flight
 from app.timeutil import utcnow
-from app.worker.kinds import PRIORITY_BACKGROUND, TaskContext, TaskFailed, task_kind
+from app.worker.kinds import PRIORITY_BACKGROUND, TaskContext, TaskFailed, readable, task_kind
 
 
 def _created(info: ContainerInfo) -> datetime | None:
@@ -112,7 +112,8 @@ def reconcile(ctx: TaskContext) -> dict[str, Any]:
     if changed:
         audit.record("reconcile_routes_regenerated", None, {}, level="warning", source="reconciler")
         db.session.commit()
-    ctx.log(f"{repairs} repairs, routes {'regenerated' if changed else 'unchanged'}")
+    ctx.log(f"{repairs} repairs, routes {'regenerated' if changed else 'unchanged'}"
+            + (f"; skipped servers: {readable(skipped)}" if skipped else ""))
     return {"repairs": repairs, "skipped": skipped, "routes_changed": changed}
 
 
