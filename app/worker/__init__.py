@@ -9,6 +9,7 @@ import importlib
 import logging
 import signal
 import threading
+import time
 
 import click
 from flask import Flask, current_app
@@ -22,6 +23,9 @@ KIND_MODULES: tuple[str, ...] = (
     "app.servers.handlers",
     "app.images.handlers",
 )
+
+
+DEV_SHUTDOWN_SECONDS = 5.0
 
 
 def load_kinds() -> None:
@@ -86,7 +90,7 @@ def dev_server_command() -> None:
     """Serve the app with the worker running as threads inside (for `make run`)."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     stop = threading.Event()
-    start_worker(app, stop)
+    threads = start_worker(app, stop)
     try:
         # app.run() refuses to run inside a `flask` command, so serve with Werkzeug directly.
         run_simple(
@@ -98,3 +102,7 @@ def dev_server_command() -> None:
         )
     finally:
         stop.set()
+        # A few seconds for the poller to hand back its lease, so the next `make run` polls at once.
+        deadline = time.monotonic() + DEV_SHUTDOWN_SECONDS
+        for thread in threads:
+            thread.join(timeout=max(deadline - time.monotonic(), 0))
