@@ -22,6 +22,7 @@ KIND_MODULES: tuple[str, ...] = (
     "app.workspaces.reconcile",
     "app.servers.handlers",
     "app.images.handlers",
+    "app.worker.workspace_image",
 )
 
 
