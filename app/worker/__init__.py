@@ -85,6 +85,10 @@ def worker_command() -> None:
     click.echo("worker stopped")
 
 
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 @click.command("dev-server")
 @with_appcontext
 def dev_server_command() -> None:
@@ -92,6 +96,7 @@ def dev_server_command() -> None:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     stop = threading.Event()
     threads = start_worker(app, stop)
+    signal.signal(signal.SIGTERM, _interrupt)  # stop like Ctrl-C, so the finally below runs
     try:
         # app.run() refuses to run inside a `flask` command, so serve with Werkzeug directly.
         run_simple(
