@@ -68,6 +68,11 @@ def test_task_page_appends_streamed_events_and_moves_the_progress_bar(app):
             assert page.locator("[data-live=state]").inner_text() == "running"
             assert page.locator("[data-live=attempts]").inner_text() == "1 of 3"
             assert page.locator("[data-live=started]").inner_text().endswith(" UTC")
+            # the Cancel button now on the page came through the stream: its form (and CSRF token) works
+            page.click("[data-live=actions] button")
+            page.wait_for_selector("text=Cancel requested.", timeout=10000)
+            page.wait_for_selector(".task-live.live-connected", timeout=10000)
+            assert page.locator("[data-live=actions] button").count() == 0  # asked once is enough
             with app.app_context():
                 db.session.execute(update(Task).where(Task.id == task_id).values(
                     state="succeeded", progress=100, finished_at=utcnow(), active_lock=None,
@@ -83,7 +88,8 @@ def test_task_page_appends_streamed_events_and_moves_the_progress_bar(app):
             assert "slipway/workspace:latest" in page.locator("[data-live=result]").inner_text()
             assert page.locator("[data-live=actions] button").count() == 0
             page.reload()
-            assert page.locator("[data-live=events] li").count() == 2  # full state without the stream
+            # full state without the stream: queued, the streamed line, the cancel request
+            assert page.locator("[data-live=events] li").count() == 3
         finally:
             browser.close()
     # No CSP violation and no script error. Ignored: the browser's own favicon probe (404), and
