@@ -13,7 +13,6 @@ import os
 import re
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -47,19 +46,35 @@ def _progress_of(line: str) -> int | None:
 
 
 class _Lines:
-    """Collects lines from the script's output and the growing build log, for the task thread."""
+    """Lines from the script's output and the growing build log, in the order they were written."""
 
-    def __init__(self) -> None:
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
+        self.position = 0
         self.lines: list[tuple[str, str]] = []
         self.lock = threading.Lock()
 
-    def add(self, source: str, line: str) -> None:
-        """Queue one line (without its newline)."""
+    def tail_log(self) -> None:
+        """Queue the build log's complete new lines."""
         with self.lock:
-            self.lines.append((source, line.rstrip("\r\n")))
+            try:
+                with self.log_path.open("r", encoding="utf-8", errors="replace") as handle:
+                    handle.seek(self.position)
+                    while (line := handle.readline()).endswith("\n"):
+                        self.lines.append(("build", line.rstrip("\r\n")))
+                        self.position = handle.tell()
+            except FileNotFoundError:
+                pass
+
+    def add_script_line(self, line: str) -> None:
+        """Queue one line of the script's output, after the log lines written before it."""
+        self.tail_log()
+        with self.lock:
+            self.lines.append(("script", line.rstrip("\r\n")))
 
     def take(self) -> list[tuple[str, str]]:
         """Every line queued since the last call."""
+        self.tail_log()
         with self.lock:
             lines, self.lines = self.lines, []
         return lines
@@ -67,20 +82,7 @@ class _Lines:
 
 def _read_pipe(pipe: IO[str], sink: _Lines) -> None:
     for line in pipe:
-        sink.add("script", line)
-
-
-def _tail(path: Path, position: int, sink: _Lines) -> int:
-    """Queue the complete new lines of `path` after `position`; returns the new position."""
-    try:
-        with path.open("r", encoding="utf-8", errors="replace") as handle:
-            handle.seek(position)
-            while (line := handle.readline()).endswith("\n"):
-                sink.add("build", line)
-                position = handle.tell()
-    except FileNotFoundError:
-        pass
-    return position
+        sink.add_script_line(line)
 
 
 @task_kind(KIND, max_attempts=1, priority=PRIORITY_BACKGROUND)
@@ -89,47 +91,47 @@ def build_workspace_image(ctx: TaskContext) -> dict[str, Any]:
     if not BUILD_SCRIPT.is_file():
         raise TaskFailed(f"the build script is missing: {BUILD_SCRIPT}")
     ctx.progress(1, f"building {REAL_IMAGE} on this host (the first build takes about 8 minutes)")
-    with tempfile.TemporaryDirectory(prefix="slipway-image-") as scratch:
-        log_path = Path(scratch) / "build.log"
-        env = {**os.environ, "SLIPWAY_IMAGE_LOG": str(log_path), "WORKSPACE_IMAGE": REAL_IMAGE}
-        process = subprocess.Popen(  # noqa: S603 - a fixed script from this repository, no user input
-            ["/bin/bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, text=True, env=env, start_new_session=True,
-        )
-        sink = _Lines()
-        reader = threading.Thread(target=_read_pipe, args=(process.stdout, sink), daemon=True)
-        reader.start()
-        started, position, logged, tail_lines = time.monotonic(), 0, 0, []
-        try:
-            while True:
-                finished = process.poll() is not None
-                position = _tail(log_path, position, sink)
-                if finished:
-                    reader.join(5)
-                for source, line in sink.take():
-                    if source == "script":  # on failure the script prints the log's end itself
-                        tail_lines = (tail_lines + [line])[-3:]
-                    percent = _progress_of(line) if source == "build" else None
-                    if percent is not None:
-                        ctx.progress(percent, line)
-                    elif logged < MAX_LOGGED_LINES and line.strip():
-                        ctx.log(line)
-                    logged += 1
-                if finished:
-                    break
-                if ctx.cancelled():
-                    raise TaskCancelled("cancelled on request; the build was stopped")
-                if time.monotonic() - started > BUILD_TIMEOUT_SECONDS:
-                    raise TaskFailed(f"the build took longer than {BUILD_TIMEOUT_SECONDS // 60} minutes")
-                time.sleep(0.5)
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait(10)
+    # The full build log stays in the data directory (the task keeps the first lines only).
+    log_path = Path(ctx.app.config["DATA_DIR"]) / "workspace-image-build.log"
+    log_path.write_text("")
+    env = {**os.environ, "SLIPWAY_IMAGE_LOG": str(log_path), "WORKSPACE_IMAGE": REAL_IMAGE}
+    process = subprocess.Popen(  # noqa: S603 - a fixed script from this repository, no user input
+        ["/bin/bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL, text=True, env=env, start_new_session=True,
+    )
+    sink = _Lines(log_path)
+    reader = threading.Thread(target=_read_pipe, args=(process.stdout, sink), daemon=True)
+    reader.start()
+    started, logged, tail_lines = time.monotonic(), 0, []
+    try:
+        while True:
+            finished = process.poll() is not None
+            if finished:
+                reader.join(5)
+            for source, line in sink.take():
+                if source == "script":  # on failure the script prints the log's end itself
+                    tail_lines = (tail_lines + [line])[-3:]
+                percent = _progress_of(line) if source == "build" else None
+                if percent is not None:
+                    ctx.progress(percent, line)
+                elif logged < MAX_LOGGED_LINES and line.strip():
+                    ctx.log(line)
+                logged += 1
+            if finished:
+                break
+            if ctx.cancelled():
+                raise TaskCancelled("cancelled on request; the build was stopped")
+            if time.monotonic() - started > BUILD_TIMEOUT_SECONDS:
+                raise TaskFailed(f"the build took longer than {BUILD_TIMEOUT_SECONDS // 60} minutes")
+            time.sleep(0.5)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(10)
     if logged > MAX_LOGGED_LINES:
         ctx.log(f"{logged - MAX_LOGGED_LINES} more build lines were not stored")
     seconds = round(time.monotonic() - started)
