@@ -132,6 +132,7 @@ class Config:
             "TASK_LEASE_SECONDS": env.integer("SLIPWAY_TASK_LEASE_SECONDS", 60),
             "TASK_POLL_MS": env.integer("SLIPWAY_TASK_POLL_MS", 500),
             "TASK_RETRY_BASE_SECONDS": env.integer("SLIPWAY_TASK_RETRY_BASE_SECONDS", 5),
+            "TASK_KEEP_DAYS": env.integer("SLIPWAY_TASK_KEEP_DAYS", 30),
             "WORKER_SHUTDOWN_GRACE_SECONDS": env.integer("SLIPWAY_WORKER_SHUTDOWN_GRACE_SECONDS", 30),
             # Agents and the poller (issue 5): see README's settings table.
             "AGENT_CONNECT_TIMEOUT": env.number("SLIPWAY_AGENT_CONNECT_TIMEOUT", 3.0),
@@ -368,6 +369,7 @@ def validate(settings: Mapping[str, Any]) -> list[str]:
         "WORKER_CONCURRENCY",
         "TASK_LEASE_SECONDS",
         "TASK_POLL_MS",
+        "TASK_KEEP_DAYS",
         "UPLOAD_MAX_BYTES",
         "DOCKERFILE_MAX_BYTES",
         "BUILD_CONTEXT_MAX_BYTES",

@@ -50,6 +50,10 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(worker_command)
     app.cli.add_command(dev_server_command)
 
+    from app.worker.workspace_image import build_workspace_image_command
+
+    app.cli.add_command(build_workspace_image_command)
+
     from app.workspaces.cli import edge_command, reconcile_now_command, register_local_server
 
     app.cli.add_command(edge_command)

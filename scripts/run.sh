@@ -47,6 +47,9 @@ if docker info >/dev/null 2>&1; then
   pids+=($!)
   [ -x docker/images/build-test-image.sh ] && bash docker/images/build-test-image.sh || echo "test image not built"
   $flask register-local-server --agent-url "http://127.0.0.1:$agent_port" --token-file "$agent_token_file"
+  # The real workspace image (VS Code + JupyterLab) builds in the background as a task (~8 min the
+  # first time); new workspaces get the test image until it is ready, then the real one.
+  $flask build-workspace-image --if-missing
   $flask edge >"$data_dir/edge.log" 2>&1 &
   pids+=($!)
   trap 'kill "${pids[@]}" 2>/dev/null; wait' EXIT

@@ -55,25 +55,41 @@ def test_task_page_appends_streamed_events_and_moves_the_progress_bar(app):
             page.goto(f"{base_url}/tasks/{task_id}")
             page.wait_for_selector(".task-live.live-connected", timeout=10000)
             assert page.locator("[data-live=events] li").count() == 1
+            assert page.locator("[data-live=attempts]").inner_text() == "0 of 3"
+            assert page.locator("[data-live=actions] button").all_inner_texts() == ["Cancel"]
             with app.app_context():
                 db.session.add(TaskEvent(task_id=task_id, message="pulling layers", progress=60))
                 db.session.execute(update(Task).where(Task.id == task_id)
-                                   .values(state="running", progress=60))
+                                   .values(state="running", progress=60, attempts=1, started_at=utcnow()))
                 db.session.commit()
             page.wait_for_function("() => document.querySelector('[data-live=progress]').value === 60",
                                    timeout=10000)
             assert page.locator("[data-live=events] li").last.inner_text().endswith("pulling layers")
             assert page.locator("[data-live=state]").inner_text() == "running"
+            assert page.locator("[data-live=attempts]").inner_text() == "1 of 3"
+            assert page.locator("[data-live=started]").inner_text().endswith(" UTC")
+            # the Cancel button now on the page came through the stream: its form (and CSRF token) works
+            page.click("[data-live=actions] button")
+            page.wait_for_selector("text=Cancel requested.", timeout=10000)
+            page.wait_for_selector(".task-live.live-connected", timeout=10000)
+            assert page.locator("[data-live=actions] button").count() == 0  # asked once is enough
             with app.app_context():
                 db.session.execute(update(Task).where(Task.id == task_id).values(
-                    state="succeeded", progress=100, finished_at=utcnow(), active_lock=None))
+                    state="succeeded", progress=100, finished_at=utcnow(), active_lock=None,
+                    result={"image": "slipway/workspace:latest"}))
                 db.session.commit()
             page.wait_for_function("() => document.querySelector('[data-live=state]').textContent "
                                    "=== 'succeeded'",
                                    timeout=10000)
             page.wait_for_selector(".task-live:not(.live-connected)", timeout=10000)
+            # the whole panel follows, not only the state: attempts, finish time, result, buttons
+            assert page.locator("[data-live=attempts]").inner_text() == "1 of 3"
+            assert page.locator("[data-live=finished]").inner_text().endswith(" UTC")
+            assert "slipway/workspace:latest" in page.locator("[data-live=result]").inner_text()
+            assert page.locator("[data-live=actions] button").count() == 0
             page.reload()
-            assert page.locator("[data-live=events] li").count() == 2  # full state without the stream
+            # full state without the stream: queued, the streamed line, the cancel request
+            assert page.locator("[data-live=events] li").count() == 3
         finally:
             browser.close()
     # No CSP violation and no script error. Ignored: the browser's own favicon probe (404), and

@@ -249,3 +249,27 @@ def test_poller_settings_are_typed_and_validated(tmp_path):
     assert "SLIPWAY_POLL_POOL_SIZE must be positive" in text
     assert "SLIPWAY_AGENT_RETRIES must be between 0 and 10" in text
     assert settings["AGENT_CONNECT_TIMEOUT"] == 0.25 and settings["AGENT_READ_TIMEOUT"] == 10.0
+
+
+def test_a_new_server_is_polled_at_once_not_after_the_interval(quick):
+    quick.config["POLL_INTERVAL_SECONDS"] = 60  # the next regular round is a minute away
+    poller = Poller(quick, holder="p-new")
+    stop = threading.Event()
+    thread = threading.Thread(target=poller.run, args=(stop,), daemon=True)
+    with StubAgent(TOKEN) as agent:
+        thread.start()
+        try:
+            deadline = time.monotonic() + 10
+            while poller.rounds < 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert poller.rounds == 1  # the first round ran (with no server yet)
+            with quick.app_context():
+                make_server("newcomer", agent.url)
+            deadline = time.monotonic() + 5
+            while servers_by_name(quick)["newcomer"].last_polled_at is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            row = servers_by_name(quick)["newcomer"]
+            assert row.last_outcome == "ok" and row.status == "online" and poller.rounds == 2
+        finally:
+            stop.set()
+            thread.join(10)

@@ -116,7 +116,8 @@ def test_several_runners_claim_each_task_exactly_once(fast):
 
 
 def test_transient_failure_is_retried_with_backoff(fast):
-    fast.config["TASK_RETRY_BASE_SECONDS"] = 3  # first retry after 1.5-4.5 s
+    # first retry after 30-90 s: far enough that the "not before its time" check below always holds
+    fast.config["TASK_RETRY_BASE_SECONDS"] = 60
     [task_id] = queue(fast, "test_flaky")
     runner = Runner(fast, worker_id="r1", concurrency=1)
     started = utcnow()
@@ -125,11 +126,13 @@ def test_transient_failure_is_retried_with_backoff(fast):
     wait_for(lambda: states(fast, [task_id])[task_id].state == "queued")
     row = states(fast, [task_id])[task_id]
     assert row.attempts == 1 and "agent went away" in row.message
-    # backed off (MariaDB keeps whole seconds, hence the margin)
-    assert row.run_after >= started + timedelta(seconds=0.5)
+    # backed off by at least half the base (MariaDB keeps whole seconds, hence the margin)
+    assert row.run_after >= started + timedelta(seconds=29)
     with fast.app_context():
-        if utcnow() < row.run_after:
-            assert runner.run_once() == 0  # not runnable before its time
+        assert runner.run_once() == 0  # not runnable before its time
+        # time passes: the task becomes due, and the next round runs it
+        db.session.get(Task, task_id).run_after = utcnow() - timedelta(seconds=1)
+        db.session.commit()
     wait_for(lambda: (runner.run_once() and False) or states(fast, [task_id])[task_id].state == "succeeded")
     assert states(fast, [task_id])[task_id].attempts == 2
     runner.shutdown(0)

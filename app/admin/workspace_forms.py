@@ -11,6 +11,7 @@ from wtforms.validators import DataRequired, NumberRange
 from app.extensions import db
 from app.models import WorkspaceImage
 from app.models.server import Server
+from app.services.default_image import default_workspace_image
 
 
 class ProvisionForm(FlaskForm):
@@ -33,10 +34,12 @@ class ProvisionForm(FlaskForm):
             (s.id, f"{s.name} ({s.status})") for s in servers
         ]
         refs = list(db.session.scalars(select(WorkspaceImage.ref).order_by(WorkspaceImage.ref)))
-        default = current_app.config["DEFAULT_IMAGE"]
-        if default not in refs:
-            refs.insert(0, default)
-        self.image.choices = [(ref, ref) for ref in refs]
+        default = default_workspace_image()
+        if default.ref not in refs:
+            refs.insert(0, default.ref)
+        self.image.choices = [(ref, default.label if ref == default.ref else ref) for ref in refs]
+        if self.image.data is None:
+            self.image.data = default.ref
         if self.cpu.data is None:
             self.cpu.data = current_app.config["DEFAULT_CPU"]
         if self.memory_mb.data is None:

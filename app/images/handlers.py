@@ -22,7 +22,7 @@ from app.images.routes import agent_for
 from app.images.uploads import STORED_NAME_RE, context_dir, upload_dir
 from app.models import Registry, Upload
 from app.services import audit
-from app.worker.kinds import TaskCancelled, TaskContext, TaskFailed, task_kind
+from app.worker.kinds import PRIORITY_BACKGROUND, TaskCancelled, TaskContext, TaskFailed, task_kind
 
 STREAM_READ_TIMEOUT = 600.0
 CANCEL_CHECK_SECONDS = 0.5
@@ -186,7 +186,7 @@ def push_target(registry_host: str, repository: str) -> str:
     return f"{registry_host}/{repository}"
 
 
-@task_kind("push", max_attempts=2)
+@task_kind("push", max_attempts=2, priority=PRIORITY_BACKGROUND)
 def push(ctx: TaskContext) -> dict[str, Any] | None:
     """Push an image to a registry; the password goes to the agent with this request only."""
     from app.agent_client.client import AgentError, AgentUnavailable
@@ -223,7 +223,7 @@ def push(ctx: TaskContext) -> dict[str, Any] | None:
         _finish_audit(ctx, "push", details, ok, server.id)
 
 
-@task_kind("import", max_attempts=2)
+@task_kind("import", max_attempts=2, priority=PRIORITY_BACKGROUND)
 def import_image(ctx: TaskContext) -> dict[str, Any] | None:
     """Stream an uploaded tarball to the server's agent and import it as an image."""
     from app.agent_client.client import AgentError, AgentUnavailable

@@ -13,6 +13,7 @@ from app.models.security import (
 )
 from app.models.server import SERVER_STATUSES, PollerLease, Server, ServerMetric
 from app.models.task import FINISHED_STATES, TASK_STATES, Task, TaskEvent
+from app.models.task_archive import ArchivedTask, ArchivedTaskEvent
 from app.models.user import ROLES, STATUSES, User, UserSession
 from app.models.workspace import WORKSPACE_STATUSES, UsedHandoffToken, Workspace
 
@@ -40,6 +41,8 @@ __all__ = [
     "ServerMetric",
     "Task",
     "TaskEvent",
+    "ArchivedTask",
+    "ArchivedTaskEvent",
     "User",
     "UserSession",
     "UsedHandoffToken",

@@ -14,6 +14,11 @@ from app.timeutil import utcnow
 TASK_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED_STATES = frozenset({"succeeded", "failed", "cancelled"})
 
+# Claim order is priority (lowest number first), then due time, then id.
+PRIORITY_INTERACTIVE = 10  # someone is waiting for it: workspace provision/start/stop, a connection test
+PRIORITY_NORMAL = 50
+PRIORITY_BACKGROUND = 90  # nobody waits: reconcile passes, image pulls and pushes, the first-run image build
+
 
 class Task(db.Model):
     """One unit of background work: `queued → running → succeeded | failed | cancelled`.
@@ -24,7 +29,10 @@ class Task(db.Model):
     """
 
     __tablename__ = "tasks"
-    __table_args__ = (Index("ix_tasks_claim", "state", "run_after"),)
+    __table_args__ = (
+        Index("ix_tasks_claim", "state", "priority", "run_after", "id"),
+        Index("ix_tasks_finished_at", "finished_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(32), index=True)
@@ -37,6 +45,7 @@ class Task(db.Model):
     progress: Mapped[int] = mapped_column(default=0)
     attempts: Mapped[int] = mapped_column(default=0)
     max_attempts: Mapped[int] = mapped_column(default=3)
+    priority: Mapped[int] = mapped_column(default=PRIORITY_NORMAL)
     lock_key: Mapped[str | None] = mapped_column(String(128))
     active_lock: Mapped[str | None] = mapped_column(String(128), unique=True)
     cancel_requested: Mapped[bool] = mapped_column(default=False)
@@ -50,6 +59,8 @@ class Task(db.Model):
     events: Mapped[list[TaskEvent]] = relationship(
         back_populates="task", cascade="all, delete-orphan", order_by="TaskEvent.id"
     )
+
+    archived = False
 
     @property
     def is_finished(self) -> bool:

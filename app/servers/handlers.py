@@ -10,10 +10,10 @@ from app.models import Server
 from app.security.crypto import SecretDecryptError
 from app.services.servers import apply_outcome, probe
 from app.timeutil import utcnow
-from app.worker.kinds import TaskContext, TaskFailed, task_kind
+from app.worker.kinds import PRIORITY_INTERACTIVE, TaskContext, TaskFailed, task_kind
 
 
-@task_kind("refresh_server", max_attempts=1)
+@task_kind("refresh_server", max_attempts=1, priority=PRIORITY_INTERACTIVE)
 def refresh_server(ctx: TaskContext) -> dict[str, Any]:
     """Probe the server in `payload["server_id"]` once and record the outcome like a poll."""
     server = db.session.get(Server, ctx.payload.get("server_id"))

@@ -29,10 +29,12 @@ def enqueue(
     requested_by: str | None = None,
     payload: dict[str, Any] | None = None,
     lock_key: str | None = None,
+    priority: int | None = None,
 ) -> Task:
     """Add a queued task to the session (the caller commits with its other changes).
 
     With `lock_key`, refuses with `TaskConflict` while another task holds that lock.
+    `priority` overrides the kind's registered priority (lower is claimed first).
     """
     if kind not in HANDLERS:
         raise KeyError(f"unknown task kind {kind!r}")
@@ -44,6 +46,7 @@ def enqueue(
         requested_by=requested_by,
         payload=payload or {},
         max_attempts=HANDLERS[kind].max_attempts,
+        priority=HANDLERS[kind].priority if priority is None else priority,
         lock_key=lock_key,
         active_lock=lock_key,
         state="queued",
@@ -84,4 +87,5 @@ def retry(task: Task, username: str) -> Task:
         requested_by=username,
         payload=task.payload,
         lock_key=task.lock_key,
+        priority=task.priority,
     )

@@ -18,6 +18,7 @@ from app.models import Task, User
 from app.models.server import Server
 from app.models.workspace import Workspace
 from app.services import audit
+from app.services.default_image import default_workspace_image
 from app.services.placement import pick_server
 from app.services.task_queue import TaskConflict, enqueue
 
@@ -114,7 +115,7 @@ def _provision_locked(locked: User, actor: User, plan: Plan) -> Task:
         username=locked.username,
         server_id=server.id,
         container_name=container_name(locked.username),
-        image=plan.image or cfg["DEFAULT_IMAGE"],
+        image=plan.image or default_workspace_image().ref,
         cpu=cpu,
         memory_mb=memory_mb,
         ports={},

@@ -15,7 +15,7 @@ from werkzeug.wrappers import Response
 
 from app.extensions import db, sock
 from app.forms_common import ConfirmForm
-from app.models import TASK_STATES, Task, TaskEvent, UserSession
+from app.models import TASK_STATES, ArchivedTask, Task, TaskEvent, UserSession
 from app.permissions import permission_required
 from app.services import audit, task_queue
 from app.tasks.access import load_visible_task_or_404
@@ -30,29 +30,34 @@ STREAM_MAX_SECONDS = 3600
 @bp.route("/")
 @permission_required("view_tasks")
 def index() -> str:
-    """All tasks, newest first, filtered by state, kind and age (`hours`: created in the last N hours)."""
-    stmt = select(Task).order_by(Task.id.desc())
+    """All tasks, newest first, filtered by state, kind and age (`hours`: created in the last N hours).
+
+    `?archived=1` lists the archive instead.
+    """
+    archived = request.args.get("archived") == "1"
+    model = ArchivedTask if archived else Task
+    stmt = select(model).order_by(model.id.desc())
     state = request.args.get("state", "")
     kind = request.args.get("kind", "")[:32]
     if state in TASK_STATES:
-        stmt = stmt.where(Task.state == state)
+        stmt = stmt.where(model.state == state)
     if kind:
-        stmt = stmt.where(Task.kind == kind)
+        stmt = stmt.where(model.kind == kind)
     hours = request.args.get("hours", type=int)
     if hours is not None and 0 < hours <= 24 * 366:
-        stmt = stmt.where(Task.created_at >= utcnow() - timedelta(hours=hours))
+        stmt = stmt.where(model.created_at >= utcnow() - timedelta(hours=hours))
     else:
         hours = None
     page = db.paginate(stmt, per_page=50, error_out=False)
     return render_template("tasks/index.html", page=page, states=TASK_STATES, state=state, kind=kind,
-                           hours=hours)
+                           hours=hours, archived=archived)
 
 
 @bp.route("/<int:task_id>")
 @login_required
 def detail(task_id: int) -> str:
     """One task: state, progress and every event (the stream only adds to this)."""
-    task = load_visible_task_or_404(task_id)
+    task = load_visible_task_or_404(task_id, include_archived=True)
     return render_template("tasks/detail.html", task=task, events=task.events, confirm=ConfirmForm())
 
 
@@ -113,9 +118,18 @@ def guard_stream() -> None:
     load_visible_task_or_404(int((request.view_args or {})["task_id"]))
 
 
+def _panel_key(task: Task) -> tuple:
+    """Everything the state panel shows that can change while the page is open."""
+    return (task.state, task.message, task.progress, task.attempts, task.started_at, task.finished_at,
+            task.cancel_requested, json.dumps(task.result, sort_keys=True, default=str))
+
+
 @sock.route("/<int:task_id>/stream", bp=bp)
 def stream(ws: Any, task_id: int) -> None:
-    """Send the task's new events as JSON until it finishes; a revoked session closes it."""
+    """Send new events, and the re-rendered state panel whenever it changed, until the task ends.
+
+    A revoked session closes the stream.
+    """
     session_id = current_user.current_session.id if current_user.current_session else None
     try:
         last_id = max(0, int(request.args.get("after", 0) or 0))
@@ -123,6 +137,8 @@ def stream(ws: Any, task_id: int) -> None:
         last_id = 0
     poll = current_app.config.get("STREAM_POLL_SECONDS", STREAM_POLL_SECONDS)
     deadline = time.monotonic() + STREAM_MAX_SECONDS
+    confirm = ConfirmForm()
+    shown: tuple | None = None
     while time.monotonic() < deadline:
         if not _session_live(session_id):
             ws.close(reason=1008, message="session ended")
@@ -138,8 +154,11 @@ def stream(ws: Any, task_id: int) -> None:
         if events:
             last_id = events[-1].id
         finished = task.is_finished and len(events) < 500
-        message = {"state": task.state, "progress": task.progress, "message": task.message,
-                   "events": [event.as_dict() for event in events], "finished": finished}
+        message: dict[str, Any] = {"state": task.state, "progress": task.progress, "message": task.message,
+                                   "events": [event.as_dict() for event in events], "finished": finished}
+        if (key := _panel_key(task)) != shown:
+            message["panel"] = render_template("tasks/_state.html", task=task, confirm=confirm)
+            shown = key
         try:
             ws.send(json.dumps(message))
         except ConnectionClosed:

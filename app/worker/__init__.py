@@ -9,6 +9,7 @@ import importlib
 import logging
 import signal
 import threading
+import time
 
 import click
 from flask import Flask, current_app
@@ -21,7 +22,11 @@ KIND_MODULES: tuple[str, ...] = (
     "app.workspaces.reconcile",
     "app.servers.handlers",
     "app.images.handlers",
+    "app.worker.workspace_image",
 )
+
+
+DEV_SHUTDOWN_SECONDS = 5.0
 
 
 def load_kinds() -> None:
@@ -38,6 +43,11 @@ def start_worker(app: Flask, stop: threading.Event) -> list[threading.Thread]:
     thread = threading.Thread(target=runner.run, args=(stop,), name="slipway-runner", daemon=True)
     thread.start()
     threads = [thread]
+    from app.worker.retention import retention_loop
+
+    archiving = threading.Thread(target=retention_loop, args=(app, stop), name="slipway-archive", daemon=True)
+    archiving.start()
+    threads.append(archiving)
     if app.config["RECONCILE_INTERVAL_SECONDS"] > 0:
         from app.workspaces.reconcile import schedule_loop
 
@@ -75,13 +85,18 @@ def worker_command() -> None:
     click.echo("worker stopped")
 
 
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 @click.command("dev-server")
 @with_appcontext
 def dev_server_command() -> None:
     """Serve the app with the worker running as threads inside (for `make run`)."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     stop = threading.Event()
-    start_worker(app, stop)
+    threads = start_worker(app, stop)
+    signal.signal(signal.SIGTERM, _interrupt)  # stop like Ctrl-C, so the finally below runs
     try:
         # app.run() refuses to run inside a `flask` command, so serve with Werkzeug directly.
         run_simple(
@@ -93,3 +108,7 @@ def dev_server_command() -> None:
         )
     finally:
         stop.set()
+        # A few seconds for the poller to hand back its lease, so the next `make run` polls at once.
+        deadline = time.monotonic() + DEV_SHUTDOWN_SECONDS
+        for thread in threads:
+            thread.join(timeout=max(deadline - time.monotonic(), 0))

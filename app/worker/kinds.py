@@ -10,13 +10,26 @@ failure: retried with exponential backoff until `max_attempts`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask
 
 from app.models import Task
+from app.models.task import PRIORITY_BACKGROUND, PRIORITY_INTERACTIVE, PRIORITY_NORMAL
+
+__all__ = ["PRIORITY_BACKGROUND", "PRIORITY_INTERACTIVE", "PRIORITY_NORMAL", "TaskContext", "TaskFailed",
+           "TaskCancelled", "TaskKind", "task_kind", "HANDLERS", "readable"]
+
+
+def readable(value: Any) -> str:
+    """A value as a person reads it in a log line: `{"vscode": 1}` → "vscode 1", lists joined by commas."""
+    if isinstance(value, Mapping):
+        return ", ".join(f"{key} {readable(item)}" for key, item in value.items()) or "none"
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return ", ".join(readable(item) for item in value) or "none"
+    return str(value)
 
 
 class TaskFailed(Exception):  # noqa: N818 - reads as an outcome, like StopIteration
@@ -29,23 +42,30 @@ class TaskCancelled(Exception):  # noqa: N818
 
 @dataclass(frozen=True)
 class TaskKind:
-    """A registered kind: its handler and how often it may be attempted."""
+    """A registered kind: its handler, how often it may be attempted, and its claim priority."""
 
     name: str
     handler: Callable[[Any], dict[str, Any] | None]
     max_attempts: int
+    priority: int = PRIORITY_NORMAL
 
 
 HANDLERS: dict[str, TaskKind] = {}
 
 
-def task_kind(name: str, *, max_attempts: int = 3) -> Callable[[Callable], Callable]:
-    """Register the decorated function as the handler of tasks of kind `name`."""
+def task_kind(
+    name: str, *, max_attempts: int = 3, priority: int = PRIORITY_NORMAL
+) -> Callable[[Callable], Callable]:
+    """Register the decorated function as the handler of tasks of kind `name`.
+
+    `priority` orders the claim (lower first): `PRIORITY_INTERACTIVE` for work someone waits
+    for, `PRIORITY_BACKGROUND` for work nobody watches.
+    """
 
     def register(fn: Callable) -> Callable:
         if name in HANDLERS and HANDLERS[name].handler is not fn:
             raise ValueError(f"task kind {name!r} registered twice")
-        HANDLERS[name] = TaskKind(name, fn, max_attempts)
+        HANDLERS[name] = TaskKind(name, fn, max_attempts, priority)
         return fn
 
     return register

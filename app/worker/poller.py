@@ -5,7 +5,10 @@ Only one poller is active across all processes: it holds the `poller_leases` row
 at once when the holder shuts down cleanly. A round waits for all its probes, each bounded
 by the agent timeouts, so rounds never overlap; a probe that overruns even that is left to
 finish in its pool thread and its server is skipped until it does, so threads never pile
-up. The interval is jittered so many workers do not beat in step.
+up. The interval is jittered so many workers do not beat in step. Between rounds the lease
+holder looks each second for servers never polled (just registered, by the form, the API or
+`flask register-local-server`) and polls at once, so a new server does not wait a whole
+interval to be marked online.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from app.timeutil import utcnow
 log = logging.getLogger(__name__)
 LEASE_NAME = "poller"
 RETENTION_EVERY_SECONDS = 600
+NEW_SERVER_CHECK_SECONDS = 1.0  # how soon a just-registered server gets its first poll
 
 
 @dataclass
@@ -65,6 +69,7 @@ class Poller:
         self._last_sample: dict[int, float] = {}
         self.sample_seconds = float(config["METRICS_SAMPLE_SECONDS"])
         self.rounds = 0
+        self._holding = False
 
     # -- the lease ----------------------------------------------------------------------------
 
@@ -104,19 +109,38 @@ class Poller:
             started = time.monotonic()
             try:
                 with self.app.app_context():
-                    if self.acquire_lease():
+                    self._holding = self.acquire_lease()
+                    if self._holding:
                         self.poll_round()
                         self._maybe_apply_retention()
             except Exception:  # boundary: a database outage must not kill the poller
                 log.exception("poll round failed")
             delay = self.interval * random.uniform(0.9, 1.1) - (time.monotonic() - started)
-            stop.wait(max(delay, 0.05))
+            self._wait_for_next_round(stop, started + max(delay, 0.05))
         try:
             with self.app.app_context():
                 self.release_lease()
         except Exception:  # boundary: shutting down anyway
             log.exception("could not release the poller lease")
         self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def _wait_for_next_round(self, stop: threading.Event, until: float) -> None:
+        """Sleep until `until` (monotonic) or `stop`; the lease holder wakes early for a new server."""
+        while not stop.wait(max(min(until - time.monotonic(), NEW_SERVER_CHECK_SECONDS), 0)):
+            if time.monotonic() >= until:
+                return
+            if self._holding and self.unpolled_servers():
+                return
+
+    def unpolled_servers(self) -> list[int]:
+        """Ids of servers never polled yet whose first probe is not already running."""
+        try:
+            with self.app.app_context():
+                ids = db.session.scalars(select(Server.id).where(Server.last_polled_at.is_(None))).all()
+        except Exception:  # boundary: the round after the interval will log a database outage
+            return []
+        return [server_id for server_id in ids
+                if server_id not in self._in_flight or self._in_flight[server_id].done()]
 
     def poll_round(self) -> RoundReport:
         """Probe every server concurrently, then record all outcomes in one transaction."""

@@ -1,8 +1,9 @@
 """The task runner: claims queued tasks atomically, runs them in a bounded pool, keeps leases.
 
-Several runners (threads or processes) may share one database. A task is claimed by a
-conditional UPDATE (`... WHERE id = ? AND state = 'queued'`), so exactly one runner wins
-it; a running task carries a lease that its runner's heartbeat renews, and any runner
+Several runners (threads or processes) may share one database. Candidates are read in claim
+order (priority, then due time, then id: the `ix_tasks_claim` index serves exactly this) and
+each is claimed by a conditional UPDATE (`... WHERE id = ? AND state = 'queued'`), so exactly
+one runner wins it; a running task carries a lease that its runner's heartbeat renews, and any runner
 requeues (or fails, when out of attempts) tasks whose lease expired because their runner
 died. Finishing is conditional on still holding the claim, so a runner that lost its
 lease cannot overwrite the outcome of the runner that took over.
@@ -119,7 +120,7 @@ class Runner:
         candidates = db.session.scalars(
             select(Task.id)
             .where(Task.state == "queued", Task.run_after <= now)
-            .order_by(Task.run_after, Task.id)
+            .order_by(Task.priority, Task.run_after, Task.id)
             .limit(self.concurrency * 2)
         ).all()
         db.session.rollback()  # end the read snapshot before racing for a row

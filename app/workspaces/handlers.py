@@ -17,7 +17,7 @@ from app.models.workspace import WORKSPACE_APPS, Workspace
 from app.routing.nginx import NginxError
 from app.routing.sync import regenerate
 from app.services import audit
-from app.worker.kinds import TaskContext, TaskFailed, task_kind
+from app.worker.kinds import PRIORITY_INTERACTIVE, TaskContext, TaskFailed, readable, task_kind
 
 APP_PORTS = {"vscode": 8080, "jupyter": 8888}
 
@@ -70,7 +70,7 @@ def _adopt(ws: Workspace, info: ContainerInfo, status: str) -> None:
     ws.error = ""
 
 
-@task_kind("provision", max_attempts=3)
+@task_kind("provision", max_attempts=3, priority=PRIORITY_INTERACTIVE)
 def provision(ctx: TaskContext) -> dict[str, Any]:
     """Create (or adopt, on a retry) the workspace's container, record it and route it."""
     ws = _load(ctx)
@@ -102,12 +102,12 @@ def provision(ctx: TaskContext) -> dict[str, Any]:
                  {"user": ws.username, "container": info.name, "ports": ws.ports},
                  source="worker", server_id=ws.server_id)
     db.session.commit()
-    ctx.progress(80, f"container {info.id[:12]} running, ports {ws.ports}")
+    ctx.progress(80, f"container {info.id[:12]} running. Ports: {readable(ws.ports)}")
     _routes(ctx)
     return {"container_id": info.id, "ports": ws.ports}
 
 
-@task_kind("start", max_attempts=3)
+@task_kind("start", max_attempts=3, priority=PRIORITY_INTERACTIVE)
 def start(ctx: TaskContext) -> dict[str, Any]:
     """Start (or, with payload restart, stop then start) the container and route it."""
     ws = _load(ctx)
@@ -120,11 +120,12 @@ def start(ctx: TaskContext) -> dict[str, Any]:
     audit.record("workspace_started", ctx.task.requested_by, {"user": ws.username, "ports": ws.ports},
                  source="worker", server_id=ws.server_id)
     db.session.commit()
+    ctx.progress(80, f"container {info.id[:12]} running. Ports: {readable(ws.ports)}")
     _routes(ctx)
     return {"ports": ws.ports}
 
 
-@task_kind("stop", max_attempts=3)
+@task_kind("stop", max_attempts=3, priority=PRIORITY_INTERACTIVE)
 def stop(ctx: TaskContext) -> dict[str, Any]:
     """Route the hosts to the "stopped" page first (no 502 window), then stop the container."""
     ws = _load(ctx)
@@ -140,7 +141,7 @@ def stop(ctx: TaskContext) -> dict[str, Any]:
     return {}
 
 
-@task_kind("delete_workspace", max_attempts=3)
+@task_kind("delete_workspace", max_attempts=3, priority=PRIORITY_INTERACTIVE)
 def delete_workspace(ctx: TaskContext) -> dict[str, Any]:
     """Remove the container (and the folder, if asked), then the row and its routes."""
     ws = _load(ctx)

@@ -27,7 +27,7 @@ from app.routing.sync import regenerate
 from app.services import audit
 from app.services.task_queue import in_flight
 from app.timeutil import utcnow
-from app.worker.kinds import TaskContext, TaskFailed, task_kind
+from app.worker.kinds import PRIORITY_BACKGROUND, TaskContext, TaskFailed, readable, task_kind
 
 
 def _created(info: ContainerInfo) -> datetime | None:
@@ -93,7 +93,7 @@ def _reconcile_server(ctx: TaskContext, server: Server, grace: timedelta) -> int
     return repairs
 
 
-@task_kind("reconcile", max_attempts=1)
+@task_kind("reconcile", max_attempts=1, priority=PRIORITY_BACKGROUND)
 def reconcile(ctx: TaskContext) -> dict[str, Any]:
     """One pass over every server, then the routes; unreachable servers are skipped and logged."""
     grace = timedelta(seconds=current_app.config["ORPHAN_GRACE_SECONDS"])
@@ -112,7 +112,8 @@ def reconcile(ctx: TaskContext) -> dict[str, Any]:
     if changed:
         audit.record("reconcile_routes_regenerated", None, {}, level="warning", source="reconciler")
         db.session.commit()
-    ctx.log(f"{repairs} repairs, routes {'regenerated' if changed else 'unchanged'}")
+    ctx.log(f"{repairs} repairs, routes {'regenerated' if changed else 'unchanged'}"
+            + (f"; skipped servers: {readable(skipped)}" if skipped else ""))
     return {"repairs": repairs, "skipped": skipped, "routes_changed": changed}
 
 

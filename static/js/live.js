@@ -1,5 +1,6 @@
 // Live views as progressive enhancement: every element with data-stream-url opens a
-// WebSocket to that URL and applies the JSON messages it receives. Without JavaScript
+// WebSocket to that URL and applies the JSON messages it receives: new event lines, and a
+// server-rendered fragment of the state panel whenever the state changed. Without JavaScript
 // (or when the socket closes) the page still shows the full state on reload.
 (function () {
   "use strict";
@@ -15,6 +16,10 @@
   }
 
   function apply(root, data) {
+    var panel = part(root, "panel");
+    // The server re-renders the whole state panel (attempts, times, result, valid buttons)
+    // whenever it changed: swap it in, so the live page matches what a reload would show.
+    if (panel && typeof data.panel === "string") { panel.innerHTML = data.panel; }
     var state = part(root, "state");
     var message = part(root, "message");
     var progress = part(root, "progress");
