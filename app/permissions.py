@@ -12,13 +12,14 @@ from flask_login import current_user
 F = TypeVar("F", bound=Callable[..., Any])
 
 _QVP = frozenset({"view_dashboard", "view_servers", "view_images", "build_images", "push_images",
-                  "view_tasks"})
+                  "view_tasks", "view_logs"})
 _ADMIN_ONLY = frozenset({"manage_users", "delete_server", "delete_image", "manage_servers", "view_audit",
-                         "manage_registries", "manage_images", "manage_security"})
+                         "manage_registries", "manage_images", "manage_security", "manage_rules"})
 
 PERMISSIONS: dict[str, frozenset[str]] = {
     "admin": _QVP | _ADMIN_ONLY,
     "qvp": _QVP,
+    # Regulars see only their own workspace's events, on their workspace page (not the logs area).
     "regular": frozenset(),
 }
 ALL_PERMISSIONS: frozenset[str] = frozenset().union(*PERMISSIONS.values())

@@ -2,6 +2,16 @@
 
 from app.models.audit import LOG_LEVELS, AuditLog
 from app.models.image import BuildPolicy, Registry, Upload, WorkspaceImage
+from app.models.logs import (
+    ALERT_SEVERITIES,
+    ALERT_STATES,
+    ENTRY_LEVELS,
+    Alert,
+    AlertEntry,
+    AlertRule,
+    LogCursor,
+    LogEntry,
+)
 from app.models.security import (
     API_SCOPES,
     ApiKey,
@@ -18,6 +28,14 @@ from app.models.user import ROLES, STATUSES, User, UserSession
 from app.models.workspace import WORKSPACE_STATUSES, UsedHandoffToken, Workspace
 
 __all__ = [
+    "ALERT_SEVERITIES",
+    "ALERT_STATES",
+    "ENTRY_LEVELS",
+    "Alert",
+    "AlertEntry",
+    "AlertRule",
+    "LogCursor",
+    "LogEntry",
     "BuildPolicy",
     "Registry",
     "Upload",

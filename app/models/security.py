@@ -12,7 +12,7 @@ from app.extensions import db
 from app.models.user import User
 from app.timeutil import utcnow
 
-API_SCOPES = ("read", "write")
+API_SCOPES = ("read", "write", "logs:write")
 
 
 def sha256_hex(value: str) -> str:
@@ -73,7 +73,7 @@ class ApiKey(db.Model):
     name: Mapped[str] = mapped_column(String(64))
     prefix: Mapped[str] = mapped_column(String(16))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    scope: Mapped[str] = mapped_column(String(8), default="read")
+    scope: Mapped[str] = mapped_column(String(16), default="read")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]

@@ -44,6 +44,10 @@ class Server(db.Model):
     cpu_cores: Mapped[float | None] = mapped_column(Float)
     memory_total: Mapped[int | None] = mapped_column(BigInteger)
     stats: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The agent's event buffer: the last sequence number stored and which buffer it belongs to
+    # (an agent restart starts a new epoch, and the poller records the gap).
+    events_cursor: Mapped[int] = mapped_column(BigInteger, default=0)
+    events_epoch: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     def stats_fresh(self, ttl_seconds: int, now: datetime | None = None) -> bool:

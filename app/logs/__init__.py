@@ -1,0 +1,1 @@
+"""The logs area: one store for events from agents, audit, tasks and shippers; rules; alerts."""
