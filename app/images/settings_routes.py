@@ -12,6 +12,7 @@ from werkzeug.wrappers import Response
 from app.extensions import db
 from app.forms_common import ConfirmForm
 from app.images.forms import PolicyForm, WorkspaceImageForm, lines
+from app.images.policy import ALLOWED_MOUNT_TYPES
 from app.images.routes import bp
 from app.models import BuildPolicy, WorkspaceImage
 from app.permissions import permission_required
@@ -76,4 +77,5 @@ def policy() -> Response | tuple[str, int] | str:
         form.allowed_bases.data = "\n".join(current.allowed_bases or [])
         form.allowed_registries.data = "\n".join(current.allowed_registries or [])
     status = 400 if form.is_submitted() else 200
-    return render_template("images/policy.html", form=form, policy=current), status
+    return render_template("images/policy.html", form=form, policy=current,
+                           mount_types=ALLOWED_MOUNT_TYPES), status
