@@ -16,7 +16,8 @@ from app.images.routes import bp, load_server_or_404, servers
 from app.images.uploads import STORED_NAME_RE, UploadRefused, receive_upload, upload_dir
 from app.models import Upload
 from app.permissions import permission_required
-from app.services import audit, task_queue
+from app.services import audit
+from app.services.images import request_import
 
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 
@@ -99,11 +100,6 @@ def import_upload(upload_id: int) -> Response:
         flash(f"Not imported: {problems}", "danger")
         return redirect(url_for("images.uploads"))
     server = load_server_or_404(form.server_id.data)
-    tag = f"{form.repository.data}:{form.tag.data}"
-    task = task_queue.enqueue("import", target=f"server:{server.id}", requested_by=current_user.username,
-                         payload={"server_id": server.id, "upload_id": row.id,
-                                  "repository": form.repository.data, "tag": form.tag.data})
-    audit.record("import_requested", current_user.username,
-                 {"server": server.name, "upload": row.original_name, "tag": tag}, server_id=server.id)
-    db.session.commit()
+    task = request_import(server, row, repository=form.repository.data, tag=form.tag.data,
+                          actor=current_user.username)
     return redirect(url_for("tasks.detail", task_id=task.id))

@@ -1,7 +1,7 @@
 """All models, re-exported so `from app.models import User` works everywhere."""
 
 from app.models.audit import LOG_LEVELS, AuditLog
-from app.models.image import BuildPolicy, Registry, Upload, WorkspaceImage
+from app.models.image import BuildPolicy, BuildTemplate, Registry, Upload, WorkspaceImage
 from app.models.security import (
     API_SCOPES,
     ApiKey,
@@ -18,6 +18,7 @@ from app.models.workspace import WORKSPACE_STATUSES, UsedHandoffToken, Workspace
 
 __all__ = [
     "BuildPolicy",
+    "BuildTemplate",
     "Registry",
     "Upload",
     "WorkspaceImage",
