@@ -3,7 +3,8 @@
 Build, push, import and delete of an image run as tasks (app/images/handlers.py) that do the
 outside work through the server's agent; these functions are what the views call. A refused
 request raises `ImageRequestError` (or `BuildRefused`, which carries the policy's report) and
-leaves nothing queued. Dockerfile templates are saved here too, each checked by the policy.
+leaves nothing queued. The area's settings (the build policy, Dockerfile templates, each
+checked by the policy, workspace images) and uploads are saved here too, with their audit rows.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from sqlalchemy import select
 from app.extensions import db
 from app.images.context import ContextError, check_context
 from app.images.policy import PolicyReport, check_dockerfile
-from app.images.uploads import context_dir
-from app.models import BuildPolicy, BuildTemplate, Registry, Task, Upload
+from app.images.uploads import STORED_NAME_RE, ReceivedUpload, context_dir, upload_dir
+from app.models import BuildPolicy, BuildTemplate, Registry, Task, Upload, WorkspaceImage
 from app.models.server import Server
 from app.services import audit, task_queue
 
@@ -163,4 +164,61 @@ def delete_template(template: BuildTemplate, *, actor: str) -> None:
     """Delete a Dockerfile template (builds queued from it keep their Dockerfile)."""
     audit.record("delete_build_template", actor, {"template": template.id, "name": template.name})
     db.session.delete(template)
+    db.session.commit()
+
+
+def save_policy(*, allowed_bases: list[str], allowed_registries: list[str], actor: str) -> None:
+    """Save the build policy's allow-lists (replacing the default on a fresh install)."""
+    policy = BuildPolicy.current()
+    policy.allowed_bases, policy.allowed_registries = allowed_bases, allowed_registries
+    policy.updated_by = actor
+    db.session.merge(policy)
+    audit.record("edit_build_policy", actor, {"bases": allowed_bases, "registries": allowed_registries})
+    db.session.commit()
+
+
+def add_workspace_image(*, ref: str, description: str, cpu: float, memory_mb: int,
+                        actor: str) -> WorkspaceImage:
+    """Offer `ref` to users on approval, with its default resources."""
+    ref = ref.strip()
+    if db.session.scalar(select(WorkspaceImage.id).where(WorkspaceImage.ref == ref)):
+        raise ImageRequestError("That image is already offered.")
+    row = WorkspaceImage(ref=ref, description=description.strip(), default_cpu=cpu,
+                         default_memory_mb=memory_mb)
+    db.session.add(row)
+    audit.record("add_workspace_image", actor, {"ref": ref, "cpu": cpu, "memory_mb": memory_mb})
+    db.session.commit()
+    return row
+
+
+def remove_workspace_image(row: WorkspaceImage, *, actor: str) -> None:
+    """Stop offering an image on approval (existing workspaces keep theirs)."""
+    audit.record("remove_workspace_image", actor, {"ref": row.ref})
+    db.session.delete(row)
+    db.session.commit()
+
+
+def record_upload(received: ReceivedUpload, *, actor: str) -> Upload:
+    """Store the row of a tarball already written to the upload directory."""
+    row = Upload(stored_name=received.stored_name, original_name=received.original_name, size=received.size,
+                 sha256=received.sha256, compression=received.compression, uploaded_by=actor)
+    db.session.add(row)
+    audit.record("upload", actor, {"name": row.original_name, "stored": row.stored_name, "size": row.size,
+                                   "sha256": row.sha256})
+    db.session.commit()
+    return row
+
+
+def refuse_upload(reason: str, *, actor: str) -> None:
+    """Audit an upload that was refused (nothing was kept)."""
+    audit.record("upload_refused", actor, {"reason": reason}, level="warning")
+    db.session.commit()
+
+
+def delete_upload(row: Upload, *, actor: str) -> None:
+    """Delete an upload's file and row."""
+    if STORED_NAME_RE.match(row.stored_name):
+        (upload_dir() / row.stored_name).unlink(missing_ok=True)
+    audit.record("delete_upload", actor, {"name": row.original_name, "sha256": row.sha256})
+    db.session.delete(row)
     db.session.commit()
