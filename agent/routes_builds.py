@@ -26,6 +26,8 @@ FORBIDDEN = [
     (re.compile(r"^\s*#\s*syntax\s*=", re.I | re.M), "a # syntax= directive"),
     (re.compile(r"--network(\s*=\s*|\s+)host", re.I), "RUN --network=host"),
     (re.compile(r"--security(\s*=\s*|\s+)insecure", re.I), "RUN --security=insecure"),
+    (re.compile(r"--mount(\s*=\s*|\s+)\S*type\s*=\s*[\"']?(secret|ssh)\b", re.I),
+     "RUN --mount=type=secret or ssh"),
     (re.compile(r"^\s*ADD\s+(--\S+\s+)*[a-z][a-z0-9+.-]*://", re.I | re.M), "ADD <url>"),
 ]
 

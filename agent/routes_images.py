@@ -1,4 +1,4 @@
-"""Images: list, inspect, delete, and import of a streamed rootfs tarball."""
+"""Images: list, inspect, tag, delete, and import of a streamed rootfs tarball."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from flask import Blueprint, Response, current_app, request
 
 from agent import validation as v
 from agent.auth import verify_streamed
-from agent.docker_ops import DockerHolder, translate
+from agent.docker_ops import MANAGED_LABEL, DockerHolder, translate
 from agent.errors import AgentError, answer, bad_input
 
 bp = Blueprint("images", __name__, url_prefix="/api/images")
@@ -78,6 +78,45 @@ def delete_posted() -> tuple[Response, int]:
     if not isinstance(force, bool):
         raise bad_input("force", "must be true or false")
     return _delete(v.image_ref(data.get("ref"), "ref"), force)
+
+
+def _registry_named(repository: str) -> bool:
+    """True when `repository` starts with a registry host (host.name, host:port or localhost)."""
+    first, sep, _ = repository.partition("/")
+    return bool(sep) and ("." in first or ":" in first or first == "localhost")
+
+
+def _managed_images() -> set[str]:
+    """The image names managed containers were created from (the label fences what a tag may move)."""
+    with translate():
+        rows = _docker().api.containers(all=True, filters={"label": [f"{MANAGED_LABEL}=true"]})
+    return {str(row.get("Image", "")) for row in rows}
+
+
+@bp.post("/tag")
+def tag_image() -> tuple[Response, int]:
+    """Give the local image `source` the name `repository:tag` under a registry host, for a push.
+
+    404 when `source` is missing; 400 for a name without a registry host; 409 when the name is
+    the image a managed container was created from (moving it would change that workspace on
+    its next re-create).
+    """
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise bad_input("body", "must be a JSON object")
+    source = v.image_ref(data.get("source"), "source")
+    repository = v.require_str(data, "repository", v.REPOSITORY_RE, "a repository like 127.0.0.1:5000/name")
+    tag = v.require_str(data, "tag", v.TAG_RE, "a tag (letters, digits, . _ -)")
+    if len(repository) > 200 or not _registry_named(repository):
+        raise bad_input("repository", "must start with a registry host, like 127.0.0.1:5000/name")
+    target = f"{repository}:{tag}"
+    names = {target, repository} if tag == "latest" else {target}
+    if names & _managed_images():
+        raise AgentError(409, f"conflict: {target} is the image of a managed container; it was not moved")
+    with translate("image not found"):
+        image_id = _docker().api.inspect_image(source)["Id"]
+        _docker().api.tag(source, repository, tag=tag, force=True)
+    return answer({"source": source, "ref": target, "id": image_id}, f"tagged {source} as {target}")
 
 
 @bp.delete("/<path:ref>")

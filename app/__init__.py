@@ -96,7 +96,13 @@ def _register_blueprints(app: Flask) -> None:
         app.register_blueprint(blueprint)
     app.register_blueprint(servers_bp)
 
-    from app.images import build_routes, registry_routes, settings_routes, upload_routes  # noqa: F401
+    from app.images import (  # noqa: F401
+        build_routes,
+        registry_routes,
+        settings_routes,
+        template_routes,
+        upload_routes,
+    )
     from app.images.routes import bp as images_bp
 
     app.register_blueprint(images_bp)

@@ -149,6 +149,10 @@ def test_push_wrong_then_right_password_and_pull_back(app, client, auth, server_
         task = _push(client, app, server_id, registry_id, repository)
         assert task.state == "succeeded", (task.message, task.loaded_events)
         remote = f"{REGISTRY}/{repository}"
+        # Named for the registry by the agent's tag call (a build would log steps instead).
+        lines = list(task.loaded_events)
+        assert any(line.startswith(f"tagged {repository}:1 as {remote}:1 (sha256:") for line in lines), lines
+        assert not any("Step 1/" in line for line in lines), lines
         remove_images(f"{remote}:1")
         credentials = {"username": REGISTRY_USER, "password": REGISTRY_PASSWORD}
         pulled = docker_client.images.pull(remote, tag="1", auth_config=credentials)

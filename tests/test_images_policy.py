@@ -130,3 +130,64 @@ def test_non_tar_and_oversized_contexts_are_refused():
         check_context(b"hello, not a tarball" * 100, max_unpacked_bytes=1000)
     with pytest.raises(ContextError, match="more than"):
         check_context(_tar([("big", "file", b"x" * 2000)]), max_unpacked_bytes=1000)
+
+
+@pytest.mark.parametrize(
+    "run",
+    [
+        "RUN --mount=type=secret,id=npm cat /run/secrets/npm",
+        "RUN --mount=type=ssh git clone git@example.org:a/b.git",
+        "RUN --mount=id=npm,type=secret cat /run/secrets/npm",
+        "RUN --mount=TYPE=SECRET,id=npm cat /run/secrets/npm",
+        "RUN --MOUNT=type=secret,id=npm id",
+        'RUN --mount="type=secret,id=npm" id',
+        "RUN --mount=\"type=ssh\" id",
+        "RUN --mount type=secret,id=npm cat /run/secrets/npm",
+        "RUN\t--mount=type=secret,id=npm\tid",
+        "RUN --mount=type=cache,target=/c \\\n    --mount=type=secret,id=npm id",
+        "RUN \\\n  --mount=type=ssh \\\n  id",
+        "run --mount=type=secret,id=x id",
+        "ONBUILD RUN --mount=type=secret,id=x id",
+        "RUN --mount=type=$T,id=x id",
+        "RUN --mount=type=devices id",
+    ],
+)
+def test_secret_and_ssh_mounts_are_refused_however_spelled(run):
+    report = check(f"FROM debian:12\n{run}\nUSER 1000\n")
+    assert not report.ok
+    assert rules(report) & {"mount-type", "mount-syntax"}, report.errors
+
+
+@pytest.mark.parametrize(
+    "run",
+    [
+        "RUN --mount=type=cache,target=/var/cache/apt apt-get update",
+        "RUN --mount=type=bind,source=req.txt,target=/r.txt pip install -r /r.txt",
+        "RUN --mount=target=/src ls /src",
+        "RUN --mount=type=tmpfs,target=/tmp id",
+        "RUN --mount=type=CACHE,target=/c id",
+        "RUN --mount=type=bind,from=debian:12,target=/d ls /d",
+    ],
+)
+def test_allowed_mount_types_pass(run):
+    report = check(f"FROM debian:12\n{run}\nUSER 1000\n")
+    assert report.ok, report.errors
+
+
+def test_bind_mount_from_an_unallowed_image_is_refused_and_from_a_stage_passes():
+    refused = check("FROM debian:12\nRUN --mount=type=bind,from=alpine:3,target=/a ls\nUSER 1000\n")
+    assert rules(refused) == {"allowed-base"}
+    staged = check("FROM debian:12 AS tools\nFROM debian:12\n"
+                   "RUN --mount=from=tools,target=/t ls /t\nUSER 1000\n")
+    assert staged.ok, staged.errors
+
+
+def test_tab_after_the_keyword_still_reads_the_instruction():
+    assert rules(check("FROM debian:12\nRUN\t--network=host id\n")) == {"no-network-host"}
+    assert rules(check("FROM\tubuntu:22.04\n")) == {"allowed-base"}
+
+
+def test_allowed_mount_types_are_listed_and_exclude_secret_and_ssh():
+    from app.images.policy import ALLOWED_MOUNT_TYPES
+
+    assert set(ALLOWED_MOUNT_TYPES) == {"bind", "cache", "tmpfs"}

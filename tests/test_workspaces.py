@@ -181,7 +181,7 @@ def test_agent_dead_mid_provision_then_reconcile_then_retry(app, client, auth, f
     # every attempt: the container exists (adopted by name) or the agent dies; make it die for good
     original_status = FakeBackend.status
     FakeBackend.status = lambda self, ref: (_ for _ in ()).throw(  # type: ignore[method-assign]
-        __import__("app.backends.base", fromlist=["x"]).BackendUnavailable("agent down"))
+        __import__("app.agent_client", fromlist=["x"]).AgentUnavailable("agent down"))
     try:
         tasks = run_tasks(app)
     finally:

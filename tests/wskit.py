@@ -2,7 +2,7 @@
 
 `FakeBackend` stands in for the agent in unit tests (the real agent is used by the
 integration tests). Switch faults on with `FakeBackend.down = True` (every call raises
-BackendUnavailable) or `FakeBackend.die_after_create = True` (the container is created,
+AgentUnavailable) or `FakeBackend.die_after_create = True` (the container is created,
 then the call fails, as when an agent dies mid-request).
 """
 
@@ -17,14 +17,8 @@ from flask import Flask
 from sqlalchemy import select
 
 from app import backends
-from app.backends.base import (
-    BackendConflict,
-    BackendNotFound,
-    BackendUnavailable,
-    ContainerBackend,
-    ContainerInfo,
-    ContainerSpec,
-)
+from app.agent_client import AgentConflict, AgentNotFound, AgentUnavailable
+from app.backends.base import ContainerBackend, ContainerInfo, ContainerSpec
 from app.extensions import db
 from app.models import Task, User
 from app.models.server import Server
@@ -64,13 +58,13 @@ class FakeBackend(ContainerBackend):
     def _check(self, op: str) -> None:
         self.calls.append(op)
         if self.down:
-            raise BackendUnavailable("connection refused")
+            raise AgentUnavailable("connection refused")
 
     def _find(self, ref: str) -> tuple[str, dict[str, Any]]:
         for cid, c in self.containers.items():
             if ref in (cid, c["name"]):
                 return cid, c
-        raise BackendNotFound(f"no container {ref}")
+        raise AgentNotFound(f"no container {ref}")
 
     def _info(self, cid: str) -> ContainerInfo:
         c = self.containers[cid]
@@ -80,13 +74,13 @@ class FakeBackend(ContainerBackend):
         """Create a running container with fresh ports."""
         self._check("create")
         if any(c["name"] == spec.name for c in self.containers.values()):
-            raise BackendConflict("name taken")
+            raise AgentConflict("name taken")
         cid = f"{next(_ids):064d}"
         ports = {app: next(_ports) for app in spec.ports}
         self.containers[cid] = {"name": spec.name, "status": "running", "ports": ports,
                                 "created": utcnow().isoformat() + "Z"}
         if self.die_after_create:
-            raise BackendUnavailable("agent died mid-request")
+            raise AgentUnavailable("agent died mid-request")
         return self._info(cid)
 
     def start(self, ref: str) -> ContainerInfo:
@@ -108,7 +102,7 @@ class FakeBackend(ContainerBackend):
         self._check("remove")
         try:
             cid, _ = self._find(ref)
-        except BackendNotFound:
+        except AgentNotFound:
             return False
         del self.containers[cid]
         return True
@@ -118,7 +112,7 @@ class FakeBackend(ContainerBackend):
         self._check("status")
         try:
             return self._info(self._find(ref)[0])
-        except BackendNotFound:
+        except AgentNotFound:
             return None
 
     def list_managed(self) -> list[ContainerInfo]:

@@ -124,8 +124,19 @@ class AgentClient:
         return f"<AgentClient {self.base_url}>"
 
     @classmethod
-    def for_server(cls, server: Server, *, retries: int | None = None) -> AgentClient:
-        """A client for `server`: decrypts its stored token; timeouts and retries from config."""
+    def for_server(
+        cls,
+        server: Server,
+        *,
+        connect_timeout: float | None = None,
+        read_timeout: float | None = None,
+        retries: int | None = None,
+    ) -> AgentClient:
+        """The one way to get a client for `server`: decrypts its stored token.
+
+        Each timeout and the retry count defaults to the install's config; pass one to
+        override it (no retries while a page waits, a long read timeout for build streams).
+        """
         from flask import current_app
 
         from app.security.crypto import decrypt_secret
@@ -134,8 +145,8 @@ class AgentClient:
         return cls(
             server.agent_url,
             decrypt_secret(server.token_encrypted, "server.token"),
-            connect_timeout=config["AGENT_CONNECT_TIMEOUT"],
-            read_timeout=config["AGENT_READ_TIMEOUT"],
+            connect_timeout=config["AGENT_CONNECT_TIMEOUT"] if connect_timeout is None else connect_timeout,
+            read_timeout=config["AGENT_READ_TIMEOUT"] if read_timeout is None else read_timeout,
             retries=config["AGENT_RETRIES"] if retries is None else retries,
         )
 
@@ -254,12 +265,6 @@ class AgentClient:
         """The host ports of a container's apps, e.g. {"vscode": 49153}."""
         return self._data("GET", f"/api/containers/{_ref(ref)}/ports", idempotent=True) or {}
 
-    def container_logs(self, ref: str, tail: int = 100) -> str:
-        """The last `tail` log lines of a container."""
-        data = self._data("GET", f"/api/containers/{_ref(ref)}/logs", query=[("tail", str(int(tail)))],
-                          idempotent=True)
-        return (data or {}).get("logs", "")
-
     def list_images(self) -> list[dict]:
         """Images on the agent's host."""
         return self._data("GET", "/api/images", idempotent=True) or []
@@ -285,6 +290,11 @@ class AgentClient:
         """Push an image; yields progress objects, then the result (credentials used once)."""
         body = {"repository": repository, "tag": tag, "username": username, "password": password}
         return self._ndjson(self._send("POST", "/api/images/push", json_body=body, stream=True))
+
+    def tag_image(self, source: str, *, repository: str, tag: str) -> dict:
+        """Name the local image `source` as `repository:tag` (a registry host first); idempotent."""
+        return self._data("POST", "/api/images/tag",
+                          json_body={"source": source, "repository": repository, "tag": tag}, idempotent=True)
 
     def delete_image(self, ref: str, *, force: bool = False) -> None:
         """Remove an image; `AgentNotFound` when missing, `AgentConflict` when in use."""

@@ -19,6 +19,6 @@ def _agent() -> type[ContainerBackend]:
 BACKENDS = {"agent": _agent}
 
 
-def backend_for(server: Server, name: str = "agent") -> ContainerBackend:
+def backend_for(server: Server) -> ContainerBackend:
     """The backend instance that runs containers on `server`."""
-    return BACKENDS[name]()(server)  # type: ignore[call-arg]
+    return BACKENDS["agent"]()(server)  # type: ignore[call-arg]

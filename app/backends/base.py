@@ -2,30 +2,16 @@
 Docker Swarm or Kubernetes would be others, behind the same six methods.
 
 Every method is bounded in time and idempotent where stated, so tasks can simply run
-again after a crash. Errors are the four exceptions below; "not found" always means the
-backend manages no container of that id or name (it may never have existed).
+again after a crash. Errors are the one hierarchy of `app.agent_client`, raised as they come:
+`AgentError` (refused; `str(exc)` is meant for people), `AgentUnavailable` (unreachable or
+timed out: nothing is known, retry later), `AgentNotFound` (no managed container has that id
+or name; it may never have existed) and `AgentConflict` (e.g. the name is already taken).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-
-
-class BackendError(Exception):
-    """The backend refused the request; `str(exc)` is its message, meant for people."""
-
-
-class BackendUnavailable(BackendError):
-    """The backend could not be reached or timed out: nothing is known, retry later."""
-
-
-class BackendNotFound(BackendError):
-    """No managed container has that id or name."""
-
-
-class BackendConflict(BackendError):
-    """The request conflicts with the current state (e.g. the name is already taken)."""
 
 
 @dataclass(frozen=True)
@@ -66,20 +52,20 @@ class ContainerBackend(ABC):
     def create(self, spec: ContainerSpec) -> ContainerInfo:
         """Create and start a container from `spec` and return it with its published ports.
 
-        Raises BackendConflict when a container named `spec.name` exists already (callers
-        then look it up with `status(spec.name)`), BackendUnavailable when unreachable.
+        Raises AgentConflict when a container named `spec.name` exists already (callers
+        then look it up with `status(spec.name)`), AgentUnavailable when unreachable.
         """
 
     @abstractmethod
     def start(self, ref: str) -> ContainerInfo:
         """Start the container `ref` (id or name); starting a running one is a no-op.
 
-        Ports may change across a restart: use the returned ones. Raises BackendNotFound.
+        Ports may change across a restart: use the returned ones. Raises AgentNotFound.
         """
 
     @abstractmethod
     def stop(self, ref: str) -> ContainerInfo:
-        """Stop the container `ref`; stopping a stopped one is a no-op. Raises BackendNotFound."""
+        """Stop the container `ref`; stopping a stopped one is a no-op. Raises AgentNotFound."""
 
     @abstractmethod
     def remove(self, ref: str, *, remove_workspace: bool = False) -> bool:

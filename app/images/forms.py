@@ -156,3 +156,18 @@ class PolicyForm(FlaskForm):
 def lines(text: str | None) -> list[str]:
     """Non-empty stripped lines of a textarea."""
     return [line.strip() for line in (text or "").splitlines() if line.strip()]
+
+
+class BuildTemplateForm(FlaskForm):
+    """A named Dockerfile offered on the build form."""
+
+    name = StringField("Name", validators=[DataRequired(), Length(max=64)])
+    description = StringField("Description", validators=[Optional(), Length(max=255)])
+    dockerfile = TextAreaField("Dockerfile", validators=[DataRequired()])
+    submit = SubmitField("Save template")
+
+    def validate_dockerfile(self, field: TextAreaField) -> None:
+        """Refuse Dockerfiles over the configured size."""
+        limit = current_app.config["DOCKERFILE_MAX_BYTES"]
+        if len((field.data or "").encode()) > limit:
+            raise ValidationError(f"The Dockerfile is larger than {limit} bytes.")

@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from app.agent_client import AgentClient, AgentConflict, AgentError, AgentNotFound, AgentUnavailable
 from app.extensions import db
 from app.images.policy import DOCKER_HUB, image_registry
-from app.images.routes import agent_for
 from app.images.uploads import STORED_NAME_RE, context_dir, upload_dir
 from app.models import Registry, Upload
 from app.services import audit
@@ -124,8 +124,6 @@ def _follow(ctx: TaskContext, stream: Iterator[dict[str, Any]], total_hint: int 
 @task_kind("build", max_attempts=1)
 def build(ctx: TaskContext) -> dict[str, Any] | None:
     """Build an image on the server's agent, following its log live."""
-    from app.agent_client.client import AgentError
-
     server = _server(ctx)
     tag = ctx.payload["tag"]
     for warning in ctx.payload.get("warnings") or []:
@@ -141,7 +139,7 @@ def build(ctx: TaskContext) -> dict[str, Any] | None:
                 raise TaskFailed("the uploaded build context is no longer available")
             context = path.read_bytes()
         ctx.log(f"building {tag} on {server.name}")
-        client = agent_for(server, read_timeout=STREAM_READ_TIMEOUT)
+        client = AgentClient.for_server(server, read_timeout=STREAM_READ_TIMEOUT)
         result = _follow(ctx, client.build_image(tag=tag, dockerfile=ctx.payload["dockerfile"],
                                                  context=context, buildargs=ctx.payload.get("buildargs")),
                          ctx.payload.get("total_steps", 0))
@@ -168,12 +166,11 @@ def build(ctx: TaskContext) -> dict[str, Any] | None:
                       ok, server.id)
 
 
-def _ensure_named(ctx: TaskContext, client: Any, source: str, target: str) -> None:
-    """Give the local image `source` the name `target` (a one-line build; nothing is pulled)."""
-    ctx.log(f"tagging {source} as {target}")
-    result = _follow(ctx, client.build_image(tag=target, dockerfile=f"FROM {source}\n"))
-    if not result.get("success"):
-        raise TaskFailed(f"could not tag {source} as {target}: {result.get('message')}")
+def _ensure_named(ctx: TaskContext, client: AgentClient, source: str, repository: str, tag: str) -> None:
+    """Give the local image `source` the name `repository:tag` through the agent's tag call."""
+    ctx.log(f"tagging {source} as {repository}:{tag}")
+    data = client.tag_image(source, repository=repository, tag=tag)
+    ctx.log(f"tagged {source} as {repository}:{tag} ({str(data.get('id', ''))[:19]})")
 
 
 def push_target(registry_host: str, repository: str) -> str:
@@ -189,8 +186,6 @@ def push_target(registry_host: str, repository: str) -> str:
 @task_kind("push", max_attempts=2, priority=PRIORITY_BACKGROUND)
 def push(ctx: TaskContext) -> dict[str, Any] | None:
     """Push an image to a registry; the password goes to the agent with this request only."""
-    from app.agent_client.client import AgentError, AgentUnavailable
-
     server = _server(ctx)
     registry = db.session.get(Registry, ctx.payload.get("registry_id"))
     if registry is None:
@@ -202,9 +197,9 @@ def push(ctx: TaskContext) -> dict[str, Any] | None:
                "server": server.name}
     ok = False
     try:
-        client = agent_for(server, read_timeout=STREAM_READ_TIMEOUT)
+        client = AgentClient.for_server(server, read_timeout=STREAM_READ_TIMEOUT)
         if target != repository:
-            _ensure_named(ctx, client, f"{repository}:{tag}", f"{target}:{tag}")
+            _ensure_named(ctx, client, f"{repository}:{tag}", target, tag)
         ctx.log(f"pushing {target}:{tag} to {registry.name}")
         result = _follow(ctx, client.push_image(repository=target, tag=tag, username=registry.username,
                                                 password=password), secret=password)
@@ -226,8 +221,6 @@ def push(ctx: TaskContext) -> dict[str, Any] | None:
 @task_kind("import", max_attempts=2, priority=PRIORITY_BACKGROUND)
 def import_image(ctx: TaskContext) -> dict[str, Any] | None:
     """Stream an uploaded tarball to the server's agent and import it as an image."""
-    from app.agent_client.client import AgentError, AgentUnavailable
-
     server = _server(ctx)
     row = db.session.get(Upload, ctx.payload.get("upload_id"))
     if row is None or not STORED_NAME_RE.fullmatch(row.stored_name):
@@ -239,7 +232,7 @@ def import_image(ctx: TaskContext) -> dict[str, Any] | None:
     ok = False
     try:
         ctx.log(f"sending {row.original_name} ({row.size} bytes) to {server.name}")
-        client = agent_for(server, read_timeout=STREAM_READ_TIMEOUT)
+        client = AgentClient.for_server(server, read_timeout=STREAM_READ_TIMEOUT)
         data = client.import_image(path, repository=ctx.payload["repository"], tag=ctx.payload["tag"])
         ok = True
         ctx.progress(100, f"imported as {tag} ({str(data.get('id', ''))[:19]})")
@@ -256,13 +249,11 @@ def import_image(ctx: TaskContext) -> dict[str, Any] | None:
 @task_kind("delete_image", max_attempts=3)
 def delete_image(ctx: TaskContext) -> dict[str, Any] | None:
     """Delete an image on a server; already gone counts as done."""
-    from app.agent_client.client import AgentConflict, AgentNotFound
-
     server = _server(ctx)
     ref = ctx.payload["ref"]
     ok = False
     try:
-        agent_for(server).delete_image(ref)
+        AgentClient.for_server(server).delete_image(ref)
         ok = True
         ctx.log(f"deleted {ref}")
     except AgentNotFound:

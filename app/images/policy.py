@@ -3,10 +3,12 @@
 `check_dockerfile(text, allowed_bases=..., allowed_registries=...)` returns a `PolicyReport`
 whose `errors` refuse the build (each names the rule it broke and the line) and whose
 `warnings` are shown but do not block (an image whose final stage runs as root).
+`RUN --mount` may use only the types in `ALLOWED_MOUNT_TYPES`.
 """
 
 from __future__ import annotations
 
+import csv
 import fnmatch
 import json
 import re
@@ -17,6 +19,16 @@ DOCKER_HUB = "docker.io"
 _DIRECTIVE_RE = re.compile(r"^#\s*([a-zA-Z]+)\s*=\s*(.*)$")
 _URL_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://|^git@")
 _ROOT_USERS = {"", "root", "0"}
+_WHITESPACE_RE = re.compile(r"\s+")
+
+# The `RUN --mount` types a build may use, with what each is for (shown on the policy page and
+# the build form). `secret` and `ssh` are refused: the build host's secrets and agent sockets
+# are not the builder's to borrow. A type Docker adds later is refused until it is listed here.
+ALLOWED_MOUNT_TYPES: dict[str, str] = {
+    "bind": "the build context, an earlier stage or an allowed base image (from=…), read-only by default",
+    "cache": "a build cache directory (e.g. for apt or pip downloads)",
+    "tmpfs": "a temporary in-memory directory",
+}
 
 
 @dataclass(frozen=True)
@@ -77,14 +89,24 @@ def parse_instructions(text: str) -> tuple[list[Instruction], list[tuple[int, st
             buffer += stripped[:-1] + " "
             continue
         buffer += stripped
-        keyword, _, args = buffer.strip().partition(" ")
-        instructions.append(Instruction(start, keyword.upper(), args.strip()))
+        instructions.append(_instruction(start, buffer))
         seen_instruction = True
         buffer = ""
     if buffer.strip():
-        keyword, _, args = buffer.strip().partition(" ")
-        instructions.append(Instruction(start, keyword.upper(), args.strip()))
+        instructions.append(_instruction(start, buffer))
     return instructions, header
+
+
+def _instruction(line: int, text: str) -> Instruction:
+    """One instruction from its joined text; Docker separates the keyword by any whitespace."""
+    keyword, _, args = _partition_ws(text.strip())
+    return Instruction(line, keyword.upper(), args.strip())
+
+
+def _partition_ws(text: str) -> tuple[str, str, str]:
+    """Like `str.partition(" ")`, but on the first run of any whitespace (tabs included)."""
+    parts = _WHITESPACE_RE.split(text, maxsplit=1)
+    return (parts[0], " ", parts[1]) if len(parts) == 2 else (parts[0], "", "")
 
 
 def _split_flags(args: str) -> tuple[list[str], str]:
@@ -92,10 +114,26 @@ def _split_flags(args: str) -> tuple[list[str], str]:
     flags: list[str] = []
     rest = args
     while rest.startswith("--"):
-        token, _, rest = rest.partition(" ")
+        token, _, rest = _partition_ws(rest)
         flags.append(token)
         rest = rest.lstrip()
     return flags, rest
+
+
+def _mount_options(spec: str) -> dict[str, str] | None:
+    """The `key=value` options of a `--mount` value (CSV, as BuildKit reads it), keys lower-cased.
+
+    None when the value does not parse; a bare option (e.g. `readonly`) maps to "true".
+    """
+    try:
+        rows = list(csv.reader([spec]))
+    except csv.Error:
+        return None
+    options: dict[str, str] = {}
+    for field_ in rows[0] if rows else []:
+        key, sep, value = field_.strip().partition("=")
+        options[key.strip().lower()] = value.strip() if sep else "true"
+    return options
 
 
 def image_registry(ref: str) -> str:
@@ -159,6 +197,45 @@ class _Checker:
         elif not base_allowed(ref, self.allowed_bases, self.allowed_registries):
             self.error(rule, line, f"'{ref}' is not in the allowed base images or registries")
 
+    def check_run_flags(self, flags: list[str], rest: str, line: int) -> None:
+        """RUN's flags: no host network, no insecure mode, only the allowed mount types."""
+        for index, flag in enumerate(flags):
+            name, sep, value = flag.partition("=")
+            name = name.lower()
+            value = value.strip("\"'").lower()
+            if name == "--network" and value == "host":
+                self.error("no-network-host", line, "RUN --network=host is not allowed")
+            elif name == "--security" and value == "insecure":
+                self.error("no-insecure", line, "RUN --security=insecure is not allowed")
+            elif name == "--mount":
+                if not sep:
+                    # `--mount type=secret` (no '='): take the next word as its value, as a
+                    # lenient reader might, and refuse the spelling either way.
+                    following = flags[index + 1] if index + 1 < len(flags) else _partition_ws(rest)[0]
+                    self.check_mount(following, line)
+                    self.error("mount-syntax", line, "write RUN --mount=<options> (with '=')")
+                else:
+                    self.check_mount(flag.partition("=")[2], line)
+
+    def check_mount(self, spec: str, line: int) -> None:
+        """One `--mount` value: an allowed type, no variables, `from=` an allowed image or stage."""
+        if "$" in spec:
+            self.error("mount-type", line, f"'--mount={spec}' uses a variable; spell the options out")
+            return
+        options = _mount_options(spec.strip())
+        if options is None:
+            self.error("mount-type", line, f"'--mount={spec}' could not be read")
+            return
+        kind = options.get("type", "bind").strip("\"'").lower()  # BuildKit's default type is bind
+        if kind not in ALLOWED_MOUNT_TYPES:
+            allowed = ", ".join(sorted(ALLOWED_MOUNT_TYPES))
+            self.error("mount-type", line,
+                       f"RUN --mount type '{kind}' is not allowed (allowed: {allowed})")
+            return
+        source = options.get("from", "")
+        if source and not source.isdigit() and source.lower() not in self.stages:
+            self.check_base(source, line, "allowed-base")
+
     def instruction(self, ins: Instruction, *, nested: bool = False) -> None:
         flags, rest = _split_flags(ins.args)
         if ins.keyword == "FROM" and not nested:
@@ -172,12 +249,7 @@ class _Checker:
             self.stage_count += 1
             self.final_user, self.final_user_line = "", ins.line
         elif ins.keyword == "RUN":
-            for flag in flags:
-                name, _, value = flag.partition("=")
-                if name == "--network" and value.strip("\"'") == "host":
-                    self.error("no-network-host", ins.line, "RUN --network=host is not allowed")
-                elif name == "--security" and value.strip("\"'") == "insecure":
-                    self.error("no-insecure", ins.line, "RUN --security=insecure is not allowed")
+            self.check_run_flags(flags, rest, ins.line)
         elif ins.keyword == "ADD":
             for source in _sources(rest):
                 if _URL_RE.match(source):
@@ -192,8 +264,7 @@ class _Checker:
             self.final_user = rest.split(":")[0].strip()
             self.final_user_line = ins.line
         elif ins.keyword == "ONBUILD":
-            keyword, _, args = rest.partition(" ")
-            self.instruction(Instruction(ins.line, keyword.upper(), args.strip()), nested=True)
+            self.instruction(_instruction(ins.line, rest), nested=True)
 
 
 def check_dockerfile(

@@ -12,10 +12,16 @@ from werkzeug.wrappers import Response
 from app.extensions import db
 from app.forms_common import ConfirmForm
 from app.images.forms import PolicyForm, WorkspaceImageForm, lines
+from app.images.policy import ALLOWED_MOUNT_TYPES
 from app.images.routes import bp
 from app.models import BuildPolicy, WorkspaceImage
 from app.permissions import permission_required
-from app.services import audit
+from app.services.images import (
+    ImageRequestError,
+    add_workspace_image,
+    remove_workspace_image,
+    save_policy,
+)
 
 
 @bp.route("/workspace-images", methods=["GET", "POST"])
@@ -24,17 +30,14 @@ def workspace_images() -> Response | tuple[str, int] | str:
     """List the images users may get on approval, and add one."""
     form = WorkspaceImageForm()
     if form.validate_on_submit():
-        ref = form.ref.data.strip()
-        if db.session.scalar(select(WorkspaceImage).where(WorkspaceImage.ref == ref)):
-            form.ref.errors = ["That image is already offered."]
+        try:
+            row = add_workspace_image(ref=form.ref.data, description=form.description.data or "",
+                                      cpu=float(form.default_cpu.data or Decimal(1)),
+                                      memory_mb=form.default_memory_mb.data, actor=current_user.username)
+        except ImageRequestError as exc:
+            form.ref.errors = [str(exc)]
         else:
-            cpu = float(form.default_cpu.data or Decimal(1))
-            db.session.add(WorkspaceImage(ref=ref, description=(form.description.data or "").strip(),
-                                          default_cpu=cpu, default_memory_mb=form.default_memory_mb.data))
-            audit.record("add_workspace_image", current_user.username,
-                         {"ref": ref, "cpu": cpu, "memory_mb": form.default_memory_mb.data})
-            db.session.commit()
-            flash(f"{ref} is now offered on approval.", "success")
+            flash(f"{row.ref} is now offered on approval.", "success")
             return redirect(url_for("images.workspace_images"))
     rows = db.session.scalars(select(WorkspaceImage).order_by(WorkspaceImage.ref)).all()
     status = 400 if form.is_submitted() else 200
@@ -49,10 +52,9 @@ def delete_workspace_image(image_id: int) -> Response:
     row = db.get_or_404(WorkspaceImage, image_id)
     if not ConfirmForm().validate_on_submit():
         abort(400)
-    audit.record("remove_workspace_image", current_user.username, {"ref": row.ref})
-    db.session.delete(row)
-    db.session.commit()
-    flash(f"{row.ref} is no longer offered.", "success")
+    ref = row.ref
+    remove_workspace_image(row, actor=current_user.username)
+    flash(f"{ref} is no longer offered.", "success")
     return redirect(url_for("images.workspace_images"))
 
 
@@ -63,17 +65,13 @@ def policy() -> Response | tuple[str, int] | str:
     current = BuildPolicy.current()
     form = PolicyForm()
     if form.validate_on_submit():
-        current.allowed_bases = lines(form.allowed_bases.data)
-        current.allowed_registries = lines(form.allowed_registries.data)
-        current.updated_by = current_user.username
-        db.session.merge(current)
-        audit.record("edit_build_policy", current_user.username,
-                     {"bases": current.allowed_bases, "registries": current.allowed_registries})
-        db.session.commit()
+        save_policy(allowed_bases=lines(form.allowed_bases.data),
+                    allowed_registries=lines(form.allowed_registries.data), actor=current_user.username)
         flash("Build policy saved.", "success")
         return redirect(url_for("images.policy"))
     if not form.is_submitted():
         form.allowed_bases.data = "\n".join(current.allowed_bases or [])
         form.allowed_registries.data = "\n".join(current.allowed_registries or [])
     status = 400 if form.is_submitted() else 200
-    return render_template("images/policy.html", form=form, policy=current), status
+    return render_template("images/policy.html", form=form, policy=current,
+                           mount_types=ALLOWED_MOUNT_TYPES), status

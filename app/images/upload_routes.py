@@ -13,10 +13,11 @@ from app.extensions import csrf, db
 from app.forms_common import ConfirmForm
 from app.images.forms import ImportForm
 from app.images.routes import bp, load_server_or_404, servers
-from app.images.uploads import STORED_NAME_RE, UploadRefused, receive_upload, upload_dir
+from app.images.uploads import UploadRefused, receive_upload
 from app.models import Upload
 from app.permissions import permission_required
-from app.services import audit, task_queue
+from app.services.images import delete_upload as delete_upload_row
+from app.services.images import record_upload, refuse_upload, request_import
 
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 
@@ -56,17 +57,9 @@ def upload() -> Response:
         received = receive_upload(request.stream, request.content_type, max_bytes=limit,
                                   check_fields=_check_csrf)
     except UploadRefused as exc:
-        audit.record("upload_refused", current_user.username, {"reason": exc.message}, level="warning")
-        db.session.commit()
+        refuse_upload(exc.message, actor=current_user.username)
         abort(exc.status, exc.message)
-    row = Upload(stored_name=received.stored_name, original_name=received.original_name,
-                 size=received.size, sha256=received.sha256, compression=received.compression,
-                 uploaded_by=current_user.username)
-    db.session.add(row)
-    audit.record("upload", current_user.username,
-                 {"name": row.original_name, "stored": row.stored_name, "size": row.size,
-                  "sha256": row.sha256})
-    db.session.commit()
+    row = record_upload(received, actor=current_user.username)
     flash(f"Uploaded {row.original_name} ({row.size} bytes, sha256 {row.sha256[:12]}…).", "success")
     return redirect(url_for("images.uploads"))
 
@@ -78,11 +71,7 @@ def delete_upload(upload_id: int) -> Response:
     row = db.get_or_404(Upload, upload_id)
     if not ConfirmForm().validate_on_submit():
         abort(400)
-    if STORED_NAME_RE.fullmatch(row.stored_name):
-        (upload_dir() / row.stored_name).unlink(missing_ok=True)
-    audit.record("delete_upload", current_user.username, {"name": row.original_name, "sha256": row.sha256})
-    db.session.delete(row)
-    db.session.commit()
+    delete_upload_row(row, actor=current_user.username)
     flash(f"Upload {row.original_name} deleted.", "success")
     return redirect(url_for("images.uploads"))
 
@@ -99,11 +88,6 @@ def import_upload(upload_id: int) -> Response:
         flash(f"Not imported: {problems}", "danger")
         return redirect(url_for("images.uploads"))
     server = load_server_or_404(form.server_id.data)
-    tag = f"{form.repository.data}:{form.tag.data}"
-    task = task_queue.enqueue("import", target=f"server:{server.id}", requested_by=current_user.username,
-                         payload={"server_id": server.id, "upload_id": row.id,
-                                  "repository": form.repository.data, "tag": form.tag.data})
-    audit.record("import_requested", current_user.username,
-                 {"server": server.name, "upload": row.original_name, "tag": tag}, server_id=server.id)
-    db.session.commit()
+    task = request_import(server, row, repository=form.repository.data, tag=form.tag.data,
+                          actor=current_user.username)
     return redirect(url_for("tasks.detail", task_id=task.id))

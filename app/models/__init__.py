@@ -1,7 +1,7 @@
 """All models, re-exported so `from app.models import User` works everywhere."""
 
 from app.models.audit import LOG_LEVELS, AuditLog
-from app.models.image import BuildPolicy, Registry, Upload, WorkspaceImage
+from app.models.image import BuildPolicy, BuildTemplate, Registry, Upload, WorkspaceImage
 from app.models.logs import (
     ALERT_SEVERITIES,
     ALERT_STATES,
@@ -37,6 +37,7 @@ __all__ = [
     "LogCursor",
     "LogEntry",
     "BuildPolicy",
+    "BuildTemplate",
     "Registry",
     "Upload",
     "WorkspaceImage",

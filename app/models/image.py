@@ -1,11 +1,11 @@
-"""Registries, uploaded guest OS tarballs, workspace images and the build policy."""
+"""Registries, uploaded guest OS tarballs, workspace images, the build policy and Dockerfile templates."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Float, String
+from sqlalchemy import JSON, BigInteger, Float, String, Text, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
@@ -86,5 +86,36 @@ class BuildPolicy(db.Model):
 
     @classmethod
     def current(cls) -> BuildPolicy:
-        """The policy row, or an unsaved empty one (nothing allowed) when none was set."""
-        return db.session.get(cls, 1) or cls(id=1, allowed_bases=[], allowed_registries=[])
+        """The policy row, or an unsaved default one when no admin has saved a policy yet.
+
+        The default allows the workspace images the install already uses (the configured
+        default image and every image offered on approval), so a first build from them works.
+        """
+        return db.session.get(cls, 1) or cls(id=1, allowed_bases=cls.default_bases(), allowed_registries=[])
+
+    @staticmethod
+    def default_bases() -> list[str]:
+        """The configured default workspace image and the workspace-image list, without repeats."""
+        from flask import current_app
+
+        refs = [current_app.config["DEFAULT_IMAGE"], *db.session.scalars(select(WorkspaceImage.ref))]
+        return list(dict.fromkeys(ref for ref in refs if ref))
+
+    @property
+    def is_default(self) -> bool:
+        """True while no admin has saved a policy (the row does not exist)."""
+        return db.session.get(BuildPolicy, 1) is None
+
+
+class BuildTemplate(db.Model):
+    """A named Dockerfile admins keep for builds; checked by the build policy when saved."""
+
+    __tablename__ = "build_templates"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str] = mapped_column(String(255), default="")
+    dockerfile: Mapped[str] = mapped_column(Text)
+    updated_by: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from app.agent_client import AgentError, AgentUnavailable
 from app.backends import backend_for
-from app.backends.base import BackendError, BackendUnavailable, ContainerInfo, ContainerSpec
+from app.backends.base import ContainerInfo, ContainerSpec
 from app.extensions import db
 from app.models.workspace import WORKSPACE_APPS, Workspace
 from app.routing.nginx import NginxError
@@ -33,13 +34,13 @@ def _guard(ctx: TaskContext, ws: Workspace, step: Callable[[], Any]) -> Any:
     """Run one backend step; mark the workspace `error` when this failure is final."""
     try:
         return step()
-    except BackendUnavailable as exc:
+    except AgentUnavailable as exc:
         if ctx.task.attempts < ctx.task.max_attempts:
             ctx.log(f"agent unavailable, will retry: {exc}", level="warning")
             raise
         _fail(ws, f"agent unavailable: {exc}")
         raise TaskFailed(f"agent unavailable: {exc}") from exc
-    except BackendError as exc:
+    except AgentError as exc:
         _fail(ws, str(exc))
         raise TaskFailed(str(exc)) from exc
 

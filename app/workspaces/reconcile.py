@@ -17,8 +17,9 @@ from typing import Any
 from flask import Flask, current_app
 from sqlalchemy import select
 
+from app.agent_client import AgentError
 from app.backends import backend_for
-from app.backends.base import BackendError, ContainerInfo
+from app.backends.base import ContainerInfo
 from app.extensions import db
 from app.models.server import Server
 from app.models.workspace import Workspace
@@ -101,7 +102,7 @@ def reconcile(ctx: TaskContext) -> dict[str, Any]:
     for server in db.session.scalars(select(Server).order_by(Server.id)).all():
         try:
             repairs += _reconcile_server(ctx, server, grace)
-        except BackendError as exc:
+        except AgentError as exc:
             db.session.rollback()
             skipped.append(server.name)
             ctx.log(f"{server.name}: skipped ({exc})", level="warning")
