@@ -9,8 +9,8 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import ApiKey
-from tests.conftest import csrf_token, form_post
 from tests.security_helpers import actions, install_clock
+from tests.support import csrf_token, form_post
 
 KEY_RE = re.compile(r'class="api-key">(slw_[A-Za-z0-9_-]+)<')
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.permissions import PERMISSIONS, can, permission_required
-from tests.conftest import csrf_token
+from tests.support import csrf_token
 
 PUBLIC_ENDPOINTS = {
     "static",

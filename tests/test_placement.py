@@ -5,7 +5,7 @@ from __future__ import annotations
 from app.extensions import db
 from app.models import Workspace
 from app.services.placement import pick_server
-from tests.test_servers import make_server
+from tests.builders import make_server
 
 GIB = 1024**3
 

@@ -10,7 +10,7 @@ import redis
 
 from app.extensions import db, limiter
 from tests.builders import PASSWORD, make_user
-from tests.conftest import build_app, csrf_token, require_service
+from tests.support import build_app, csrf_token, require_service
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 

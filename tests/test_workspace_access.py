@@ -8,9 +8,8 @@ import pytest
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import AuditLog, User
-from tests.builders import make_user
-from tests.wskit import make_server, make_workspace
+from app.models import AuditLog, Server, User
+from tests.builders import make_server, make_user, make_workspace
 
 HOST = "{}-vscode.ws.localhost"
 
@@ -86,7 +85,7 @@ def test_expired_token_is_refused(app, client, auth, alice, monkeypatch):
 def test_no_cookie_is_401_and_another_user_is_403(app, client, auth, alice):
     assert _check(app, HOST.format(alice)) == 401
     with app.app_context():
-        make_workspace(make_user("bob"), db.session.scalar(select(make_server.__globals__["Server"])))
+        make_workspace(make_user("bob"), db.session.scalar(select(Server)))
     auth.login("bob")
     _, token, _ = _open(client)
     cookie, _ = _cookie(_exchange(app, "bob-vscode.ws.localhost", token))

@@ -17,9 +17,9 @@ from app.models import AuditLog, Task, User, Workspace
 from app.routing import sync
 from app.routing.nginx import WorkspaceRoutes
 from app.services import workspaces as service
-from tests.builders import make_user
-from tests.conftest import form_post
-from tests.wskit import FakeBackend, make_server, make_workspace, run_tasks, use_fake_backend
+from tests.builders import make_server, make_user, make_workspace
+from tests.fakes import FailingBackend, FakeBackend, HungBackend, SlowBackend, use_fake_backend
+from tests.support import form_post, run_tasks
 
 
 @pytest.fixture
@@ -173,6 +173,30 @@ def _queue_provision(app) -> None:
 
         enqueue("provision", target="t", payload={"workspace_id": ws.id}, lock_key=ws.lock_key)
         db.session.commit()
+
+
+@pytest.mark.parametrize(
+    ("backend", "state", "ws_status", "attempts", "message"),
+    [
+        (SlowBackend, "succeeded", "running", 1, ""),
+        (HungBackend, "failed", "error", 3, "agent unavailable: status: timed out"),
+        (FailingBackend, "failed", "error", 1, "no space left on device"),
+    ],
+    ids=["slow", "hung", "failing"],
+)
+def test_provision_over_a_slow_hung_or_failing_backend(app, monkeypatch, backend, state, ws_status,
+                                                        attempts, message):
+    app.config.update(NGINX_BIN="/bin/true", TASK_RETRY_BASE_SECONDS=0)
+    use_fake_backend(monkeypatch, backend)
+    with app.app_context():
+        make_workspace(make_user("carol"), make_server(), status="provisioning", ports={})
+    _queue_provision(app)
+    [task] = run_tasks(app)
+    assert (task.state, task.attempts) == (state, attempts)
+    assert message in task.message
+    ws = _ws(app)
+    assert ws.status == ws_status
+    assert (ws.container_id is not None) == (state == "succeeded")
 
 
 def test_agent_dying_after_create_leaves_one_container_adopted_on_retry(app, fake):
