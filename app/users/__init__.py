@@ -1,1 +1,1 @@
-"""What a regular user sees: their home page (their workspace arrives with its issue)."""
+"""What a regular user sees: their home page."""
