@@ -11,7 +11,7 @@ How it is measured (one run, same machine, same daemon, the busybox test image):
    callers), wall time of the whole batch; medians compared.
 3. `get_system_stats` with 50 test containers running: STATS_CALLS signed calls after 3 warm-ups;
    median and p90 latency as the caller sees it.
-Bars (issue 4): agent/SDK <= 1.3 (serial) and <= 1.5 (ten at once); stats median < 50 ms.
+Bars: agent/SDK <= 1.3 (serial) and <= 1.5 (ten at once); stats median < 50 ms.
 Everything is labelled `slipway.test=bench-<run id>` and removed at the end.
 """
 

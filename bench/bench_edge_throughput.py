@@ -13,7 +13,7 @@ How it is measured (one run, same machine, same upstream, same wrk settings):
 - CHP: configurable-http-proxy (JupyterHub's proxy, checks nothing), installed with npm into a
   cache folder on first use; skipped with a message when npm is unavailable.
 `wrk -t2 -c32 -d5s` against each (after a 1 s warm-up); requests/s compared.
-Bars (issue 6): checked ≥ 0.5× unchecked and ≥ 1.0× CHP. Two runs of this script are not
+Bars: checked ≥ 0.5× unchecked and ≥ 1.0× CHP. Two runs of this script are not
 comparable on a loaded machine; the three proxies of one run are.
 """
 
@@ -42,12 +42,11 @@ from app.routing.sync import regenerate  # noqa: E402
 from app.security.tokens import Grant, cookie_name, cookie_value  # noqa: E402
 from app.timeutil import utcnow  # noqa: E402
 from bench.bench_workspaces import migrated_sqlite  # noqa: E402
-from tests.agent.conftest import free_port  # noqa: E402
-from tests.builders import make_user  # noqa: E402
-from tests.conftest import build_app  # noqa: E402
+from tests.agent.helpers import free_port  # noqa: E402
+from tests.builders import make_server as make_server_row  # noqa: E402
+from tests.builders import make_user, make_workspace  # noqa: E402
 from tests.edgekit import NGINX_BIN, edge_dir, get  # noqa: E402
-from tests.wskit import make_server as make_server_row  # noqa: E402
-from tests.wskit import make_workspace  # noqa: E402
+from tests.support import build_app  # noqa: E402
 
 WRK = ["wrk", "-t2", "-c32", "-d5s"]
 CHP_DIR = Path.home() / ".cache" / "slipway-bench" / "chp"

@@ -34,7 +34,6 @@ from simple_websocket import ConnectionClosed  # noqa: E402
 from app.extensions import db  # noqa: E402
 from app.models import BuildPolicy  # noqa: E402
 from tests.builders import make_user  # noqa: E402
-from tests.conftest import build_app  # noqa: E402
 from tests.integration_helpers import (  # noqa: E402
     TEST_IMAGE,
     BrowserSocket,
@@ -47,6 +46,7 @@ from tests.integration_helpers import (  # noqa: E402
     web_process,
 )
 from tests.livesrv import login, serve  # noqa: E402
+from tests.support import build_app  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 LINES = 15

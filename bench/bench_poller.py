@@ -1,6 +1,6 @@
 """Poller benchmark: stub agents on loopback ports, 10 % dead and 10 % slow.
 
-For 50, 100, 250 and 500 agents (the stubs run in a separate process, `bench.stub_agent`),
+For 50, 100, 250 and 500 agents (the stubs run in a separate process, `tests.stub_agent`),
 one poller process runs `Poller.poll_round()` five times and reports the median cycle wall
 time, the poller process's CPU time per cycle (time.process_time: main thread plus pool
 threads) and the outcome counts. Bar: at 500 agents one cycle completes within the read
@@ -40,7 +40,7 @@ ROUNDS = 5
 def start_fleet(count: int) -> tuple[subprocess.Popen, list[dict]]:
     """Start `count` stubs in a child process; returns it and their URLs/modes."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.stub_agent", str(count), "0.1", "0.1", str(SLOW_DELAY), TOKEN],
+        [sys.executable, "-m", "tests.stub_agent", str(count), "0.1", "0.1", str(SLOW_DELAY), TOKEN],
         cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
     stubs = []

@@ -15,7 +15,7 @@ threaded Werkzeug server with the worker threads inside, TASK_POLL_MS=50):
    until the new upstream answers through nginx. CHANGES changes, median; parts reported too.
 4. With the real image (skipped when not built): 3 single approvals, then ten at once, each until
    code-server (302 to its workbench) and JupyterLab (/lab) both answer through nginx.
-Bars (issue 6): 1 < 1 s median (test image); 2 within 2.5 s; 3 < 100 ms median;
+Bars: 1 < 1 s median (test image); 2 within 2.5 s; 3 < 100 ms median;
 4 < 1.9 s median and ten within 12 s. The load
 average is printed: on a shared machine, other processes' load shifts every figure.
 """

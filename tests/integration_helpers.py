@@ -23,7 +23,7 @@ from app.extensions import db
 from app.models import Server
 from app.security.crypto import encrypt_secret
 from app.worker.runner import Runner
-from tests.agent.conftest import AgentProcess, docker_available, run_agent
+from tests.agent.helpers import AgentProcess, docker_available, run_agent
 
 REGISTRY = "127.0.0.1:5000"
 REGISTRY_USER = "slipway"
@@ -110,7 +110,7 @@ WEB_SCRIPT = """
 import sys
 from pathlib import Path
 from werkzeug.serving import run_simple
-from tests.conftest import build_app
+from tests.support import build_app
 app = build_app(sys.argv[1], Path(sys.argv[2]), UPLOAD_MAX_BYTES=int(sys.argv[4]))
 run_simple("127.0.0.1", int(sys.argv[3]), app, threaded=True)
 """
@@ -122,7 +122,7 @@ def web_process(database_url: str, data_dir: Path, *, upload_max_bytes: int) -> 
     import subprocess
     import sys
 
-    from tests.agent.conftest import free_port, stop_process
+    from tests.agent.helpers import free_port, stop_process
 
     port = free_port()
     root = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import AuditLog, User
 from app.security import mfa
-from app.security.clock import FakeClock
+from tests.fakes import FakeClock
 
 SECRET_RE = re.compile(r'class="mfa-secret">([A-Z2-7]+)<')
 CODE_RE = re.compile(r"<code>([a-z0-9]{5}-[a-z0-9]{5})</code>")

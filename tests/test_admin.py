@@ -8,9 +8,8 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AuditLog, Task, User, UserSession, Workspace
-from tests.builders import PASSWORD, make_user
-from tests.conftest import form_post
-from tests.wskit import make_server
+from tests.builders import PASSWORD, make_server, make_user
+from tests.support import form_post
 
 
 def fetch_user(app, username: str) -> User | None:

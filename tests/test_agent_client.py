@@ -7,7 +7,7 @@ import time
 import pytest
 
 from app.agent_client import AgentClient, AgentConflict, AgentError, AgentNotFound, AgentUnavailable
-from bench.stub_agent import StubAgent
+from tests.stub_agent import StubAgent
 
 TOKEN = "t" * 40
 

@@ -8,8 +8,7 @@ from sqlalchemy import func, select
 from app.extensions import db
 from app.models import ApiKey
 from tests.builders import PASSWORD, make_user
-from tests.conftest import build_app, csrf_token, form_post
-from tests.test_api_keys import KEY_RE, bearer, create_key
+from tests.support import KEY_RE, bearer, build_app, create_key, csrf_token, form_post
 
 NEW_PASSWORD = "a fresh and quite long passphrase"
 

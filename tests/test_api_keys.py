@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 
 from sqlalchemy import select
 
 from app.extensions import db
 from app.models import ApiKey
-from tests.conftest import csrf_token, form_post
 from tests.security_helpers import actions, install_clock
-
-KEY_RE = re.compile(r'class="api-key">(slw_[A-Za-z0-9_-]+)<')
-
-
-def create_key(client, name="ci", scope="read", expires_on=""):
-    form = {"name": name, "scope": scope, "expires_on": expires_on}
-    response = form_post(client, "/account/api-keys", form, page="/account/api-keys")
-    match = KEY_RE.search(response.get_data(as_text=True))
-    return match.group(1) if match else None
-
-
-def bearer(key):
-    return {"Authorization": f"Bearer {key}"}
+from tests.support import bearer, create_key, csrf_token
 
 
 def test_key_is_shown_once_stored_hashed_and_authenticates_me(app, client, auth):

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import AuditLog, User, UserSession
 from tests.builders import PASSWORD, make_user
-from tests.conftest import form_post
+from tests.support import form_post
 
 
 def actions(app) -> list[str]:

@@ -10,8 +10,8 @@ from app.extensions import db
 from app.models import BannedIP, LoginAttempt
 from app.security import passwords
 from tests.builders import PASSWORD, make_user
-from tests.conftest import csrf_token
 from tests.security_helpers import actions, install_clock
+from tests.support import csrf_token
 
 ATTACKER = "203.0.113.7"
 OTHER = "198.51.100.20"

@@ -44,7 +44,7 @@ def test_health_reports_database(client):
 
 
 def test_health_503_when_database_unreachable(tmp_path):
-    from tests.conftest import build_app
+    from tests.support import build_app
 
     broken = build_app("mysql+pymysql://nobody:x@127.0.0.1:1/none", tmp_path)
     response = broken.test_client().get("/health")

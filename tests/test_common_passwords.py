@@ -7,7 +7,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import User
 from tests.builders import PASSWORD, make_user
-from tests.conftest import form_post
+from tests.support import form_post
 
 WEAK = "password1234"  # 12 characters, so only the strength check can refuse it
 WHY = "too easy to guess"

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import os
+
 import pytest
 
-from app.security.crypto import SecretDecryptError, decrypt_secret, encrypt_secret, generate_key
+from app.security.crypto import SecretDecryptError, decrypt_secret, encrypt_secret
 from config import Config, validate
+
+
+def generate_key() -> str:
+    """A fresh key in the form SLIPWAY_SECRETS_KEY expects (as scripts/run.sh makes one)."""
+    return base64.urlsafe_b64encode(os.urandom(32)).decode()
 
 
 def test_round_trip_and_fresh_nonce(app):

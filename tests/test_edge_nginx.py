@@ -11,8 +11,7 @@ import pytest
 
 from app.routing.edge_server import start_edge, stop_edge
 from app.routing.nginx import EdgePaths, NginxError, WorkspaceRoutes, install, render_routes
-from tests.agent.conftest import free_port
-from tests.conftest import require_service
+from tests.agent.helpers import free_port
 from tests.edgekit import (
     NGINX_BIN,
     edge_dir,
@@ -22,6 +21,7 @@ from tests.edgekit import (
     text_server,
     upgrade_echo_server,
 )
+from tests.support import require_service
 
 pytestmark = pytest.mark.integration
 

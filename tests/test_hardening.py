@@ -11,8 +11,8 @@ from app.extensions import db
 from app.models import LoginAttempt
 from config import TestingConfig, validate
 from tests.builders import PASSWORD, make_user
-from tests.conftest import build_app, csrf_token, form_post
 from tests.security_helpers import code_at, enrol, install_clock
+from tests.support import build_app, csrf_token, form_post
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 

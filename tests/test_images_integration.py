@@ -17,7 +17,6 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import AuditLog, BuildPolicy, Registry, Task, TaskEvent, Upload
 from tests.builders import make_user
-from tests.conftest import csrf_token, form_post, require_service
 from tests.integration_helpers import (
     REGISTRY,
     REGISTRY_PASSWORD,
@@ -32,6 +31,7 @@ from tests.integration_helpers import (
     wait_task,
 )
 from tests.livesrv import login, serve
+from tests.support import csrf_token, form_post, require_service
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[1]
@@ -211,7 +211,7 @@ def test_uploaded_rootfs_imports_as_a_runnable_image(app, client, auth, server_i
 def test_delete_refused_while_in_use_then_deleted(app, client, auth, server_id):
     import docker
     from app.models import Server
-    from tests.wskit import make_workspace
+    from tests.builders import make_workspace
 
     docker_client = docker.from_env(timeout=60)
     ref = f"slipway/images-del-{RUN}:1"

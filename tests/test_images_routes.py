@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AuditLog, BuildPolicy, Registry, Task, WorkspaceImage
-from tests.conftest import csrf_token, form_post
-from tests.wskit import make_server
+from tests.builders import make_server
+from tests.support import csrf_token, form_post
 
 SECRET = "s3cret-Registry-pw-0987"
 

@@ -8,8 +8,8 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import AuditLog, BuildPolicy, BuildTemplate, Task, WorkspaceImage
-from tests.conftest import csrf_token, form_post
-from tests.wskit import make_server
+from tests.builders import make_server
+from tests.support import csrf_token, form_post
 
 GOOD = "FROM slipway/test-workspace:latest\nRUN echo templated\nUSER 1000\n"
 
@@ -156,8 +156,7 @@ def test_template_delete_needs_the_csrf_token(app, client, auth):
 
 def test_delete_request_is_refused_while_a_workspace_uses_the_image(app, client, auth):
     from app.models.server import Server
-    from tests.builders import make_user
-    from tests.wskit import make_workspace
+    from tests.builders import make_user, make_workspace
 
     server_id = _server(app)
     with app.app_context():

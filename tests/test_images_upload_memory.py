@@ -12,8 +12,8 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import Upload
 from tests.builders import make_user
-from tests.conftest import require_service
 from tests.integration_helpers import MultipartTarStream, RssSampler, rss_bytes, web_process
+from tests.support import require_service
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.images.uploads import STORED_NAME_RE, UploadRefused, sniff_tar
 from app.models import Upload
-from tests.conftest import csrf_token
+from tests.support import csrf_token
 
 
 def rootfs_tar(gz: bool = False, size: int = 4096) -> bytes:

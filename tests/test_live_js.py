@@ -12,9 +12,9 @@ from app.models import Task, TaskEvent
 from app.services import task_queue
 from app.timeutil import utcnow
 from tests.builders import PASSWORD, make_user
-from tests.conftest import require_service
+from tests.fakes import noop_handler  # noqa: F401  - registers the fake_noop kind
 from tests.livesrv import serve
-from tests.test_runner import count_handler  # noqa: F401  - registers the test kinds
+from tests.support import require_service
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
@@ -36,7 +36,7 @@ def test_task_page_appends_streamed_events_and_moves_the_progress_bar(app):
     app.config["STREAM_POLL_SECONDS"] = 0.1
     with app.app_context():
         make_user("watcher")
-        task = task_queue.enqueue("test_count", target="x", requested_by="watcher")
+        task = task_queue.enqueue("fake_noop", target="x", requested_by="watcher")
         db.session.commit()
         task_id = task.id
     problems: list[str] = []

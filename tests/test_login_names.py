@@ -9,8 +9,8 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import AuditLog, BannedIP, LoginAttempt
 from tests.builders import PASSWORD, make_user
-from tests.conftest import csrf_token
 from tests.security_helpers import install_clock
+from tests.support import csrf_token
 
 ATTACKER = "203.0.113.9"
 TYPED_SECRET = "Hunter2-my-real-password"  # a password typed into the username field

@@ -7,8 +7,8 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import MfaBackupCode, RolePolicy
 from tests.builders import PASSWORD, make_user
-from tests.conftest import form_post
 from tests.security_helpers import CODE_RE, SECRET_RE, actions, code_at, enrol, get_user, install_clock
+from tests.support import form_post
 
 
 def login(client, username, next_url=None):

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from tests.builders import PASSWORD, make_user
-from tests.conftest import require_service
 from tests.livesrv import serve
+from tests.support import require_service
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from app.agent_client import AgentClient
-from tests.wskit import make_server
+from tests.builders import make_server
 
 APP = Path(__file__).resolve().parents[1] / "app"
 

@@ -17,8 +17,8 @@ from app.images.registry_routes import test_login as registry_login
 from app.models import Registry, Server
 from app.security import outbound
 from config import TestingConfig, validate
-from tests.conftest import form_post
-from tests.test_servers import TOKEN, add_form, make_server
+from tests.builders import TOKEN, add_form, make_server
+from tests.support import form_post
 
 REAL_GETADDRINFO = socket.getaddrinfo
 

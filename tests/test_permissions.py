@@ -1,139 +1,313 @@
-"""The permission matrix: every protected route for every role, and no route left unguarded."""
+"""The permission matrix: one case per (route, method, role) with the exact answer expected.
+
+Every rule of app.url_map must have a row in ROUTES (a new route fails
+`test_every_route_has_an_expectation` until it gets one). A case logs in as the role,
+builds the objects the URL names with tests/builders.py, and sends the request (POSTs
+with a valid CSRF token and no other fields). Anonymous pages redirect to the login,
+the API answers 401; a role outside the allowed set gets 403; an allowed role gets the
+route's own answer (always < 500); another user's object answers 404.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
 import pytest
+from flask import Flask, url_for
+from flask.testing import FlaskClient
 
+from app.extensions import db
+from app.models import User
 from app.permissions import PERMISSIONS, can, permission_required
-from tests.conftest import csrf_token
+from tests.builders import (
+    make_api_key,
+    make_ban,
+    make_build_template,
+    make_registry,
+    make_server,
+    make_session,
+    make_task,
+    make_upload,
+    make_user,
+    make_workspace,
+    make_workspace_image,
+)
+from tests.support import AuthActions, build_app, csrf_token
 
-PUBLIC_ENDPOINTS = {
-    "static",
-    "bootstrap.static",
-    "main.index",
-    "main.health",
-    "auth.login",
-    "auth.register",
-    "api.index",
-    # workspace hosts (via nginx): authorised by the hand-off token or the workspace cookie
-    "workspace_edge.check",
-    "workspace_edge.exchange",
-    "workspace_edge.login",
-    "workspace_edge.forbidden",
-    "workspace_edge.stopped",
-    "api.openapi_document",
-    # the second login step: reachable only with a half-logged-in session (tests/test_mfa.py)
-    "auth.mfa_verify",
-    "auth.mfa_setup",
+ROLES = ("anonymous", "regular", "qvp", "admin")
+EVERYONE = frozenset(ROLES)
+USERS = frozenset({"regular", "qvp", "admin"})
+STAFF = frozenset({"qvp", "admin"})
+ADMIN = frozenset({"admin"})
+API = frozenset({"apikey"})  # a bearer API key; session cookies get 401 from the API
+
+
+@dataclass(frozen=True)
+class Expect:
+    """Who may call a route, what they get, and whether a regular user may aim it at another's object."""
+
+    allowed: frozenset[str]
+    status: int
+    others_get_404: bool = False
+    signed_in: int | None = None  # what a logged-in caller gets from a public page, when it differs
+    data: dict[str, str] | None = None  # form fields sent beside the CSRF token
+    query: str = ""
+    host: str | None = None  # workspace-host views answer only on a workspace host
+    headers: dict[str, str] | None = None
+    over_real_socket: bool = False  # the test client cannot complete it: allowed roles are proven live
+
+
+WS_HOST = "tenant-vscode.ws.localhost:8080"
+HANDSHAKE = {"Origin": "http://localhost", "Upgrade": "websocket", "Connection": "Upgrade",
+             "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13"}
+
+# (endpoint, method) -> Expect. A POST without `data` carries the CSRF token only: one-button
+# actions answer 302, a form with missing fields is shown again (200) or refused (400).
+ROUTES: dict[tuple[str, str], Expect] = {
+    ("main.index", "GET"): Expect(EVERYONE, 302),
+    ("main.health", "GET"): Expect(EVERYONE, 200),
+    ("static", "GET"): Expect(EVERYONE, 200),
+    ("bootstrap.static", "GET"): Expect(EVERYONE, 200),
+    ("auth.login", "GET"): Expect(EVERYONE, 200, signed_in=302),
+    ("auth.login", "POST"): Expect(EVERYONE, 200, signed_in=302),
+    ("auth.register", "GET"): Expect(EVERYONE, 200, signed_in=302),
+    ("auth.register", "POST"): Expect(EVERYONE, 200, signed_in=302),
+    ("auth.mfa_verify", "GET"): Expect(EVERYONE, 302),
+    ("auth.mfa_verify", "POST"): Expect(EVERYONE, 302),
+    ("auth.mfa_setup", "GET"): Expect(EVERYONE, 302),
+    ("auth.mfa_setup", "POST"): Expect(EVERYONE, 302),
+    ("auth.logout", "POST"): Expect(USERS, 302),
+    ("auth.pending", "GET"): Expect(USERS, 302),
+    ("users.home", "GET"): Expect(USERS, 302),  # old address of the workspace page
+    ("main.menu", "GET"): Expect(USERS, 200),
+    ("account.overview", "GET"): Expect(USERS, 200),
+    ("account.change_password", "GET"): Expect(USERS, 200),
+    ("account.change_password", "POST"): Expect(USERS, 200),
+    ("account.mfa_setup", "GET"): Expect(USERS, 200),
+    ("account.mfa_setup", "POST"): Expect(USERS, 200),
+    ("account.mfa_disable", "POST"): Expect(USERS, 302),
+    ("account.regenerate_codes", "POST"): Expect(USERS, 302),
+    ("account.sessions", "GET"): Expect(USERS, 200),
+    ("account.revoke_session", "POST"): Expect(USERS, 302, others_get_404=True),
+    ("account.revoke_other_sessions", "POST"): Expect(USERS, 302),
+    ("account.api_keys", "GET"): Expect(USERS, 200),
+    ("account.api_keys", "POST"): Expect(USERS, 200),
+    ("account.revoke_api_key", "POST"): Expect(USERS, 302, others_get_404=True),
+    ("workspaces.home", "GET"): Expect(USERS, 200),
+    ("workspaces.lifecycle", "POST"): Expect(USERS, 302),
+    ("workspaces.open_app", "GET"): Expect(USERS, 302),
+    ("workspace_edge.check", "GET"): Expect(EVERYONE, 401, host=WS_HOST),
+    ("workspace_edge.exchange", "GET"): Expect(EVERYONE, 400, host=WS_HOST),
+    ("workspace_edge.login", "GET"): Expect(EVERYONE, 302, host=WS_HOST),
+    ("workspace_edge.forbidden", "GET"): Expect(EVERYONE, 403, host=WS_HOST),
+    ("workspace_edge.stopped", "GET"): Expect(EVERYONE, 302, host=WS_HOST),  # the workspace runs
+    ("tasks.index", "GET"): Expect(STAFF, 200),
+    ("tasks.detail", "GET"): Expect(USERS, 200, others_get_404=True),
+    ("tasks.cancel", "POST"): Expect(USERS, 302, others_get_404=True),
+    ("tasks.retry", "POST"): Expect(USERS, 302, others_get_404=True),
+    ("tasks.stream", "GET"): Expect(
+        USERS, 101, others_get_404=True, headers=HANDSHAKE, over_real_socket=True
+    ),
+    ("admin.dashboard", "GET"): Expect(STAFF, 200),
+    ("admin.approvals", "GET"): Expect(ADMIN, 200),
+    ("admin.audit_log", "GET"): Expect(ADMIN, 200),
+    ("admin.users", "GET"): Expect(ADMIN, 200),
+    ("admin.user_detail", "GET"): Expect(ADMIN, 200),
+    ("admin.approve", "POST"): Expect(ADMIN, 302),
+    ("admin.reject", "POST"): Expect(ADMIN, 302),
+    ("admin.delete_user", "POST"): Expect(ADMIN, 302),
+    ("admin.reset_password", "POST"): Expect(ADMIN, 302),
+    ("admin.change_role", "POST"): Expect(ADMIN, 302, data={"role": "qvp"}),
+    ("admin.suspend_user", "POST"): Expect(ADMIN, 302),
+    ("admin.reinstate_user", "POST"): Expect(ADMIN, 302),
+    ("security_admin.overview", "GET"): Expect(ADMIN, 200),
+    ("security_admin.ban_ip", "POST"): Expect(
+        ADMIN, 302, data={"ip_address": "198.51.100.77", "reason": "matrix", "hours": "1"}
+    ),
+    ("security_admin.unban", "POST"): Expect(ADMIN, 302),
+    ("security_admin.mfa_policy", "POST"): Expect(
+        ADMIN, 302, data={"admin": "optional", "qvp": "optional", "regular": "optional"}
+    ),
+    ("security_admin.end_user_sessions", "POST"): Expect(ADMIN, 302),
+    ("security_admin.unlock_user", "POST"): Expect(ADMIN, 302),
+    ("workspace_admin.index", "GET"): Expect(ADMIN, 200),
+    ("workspace_admin.lifecycle", "POST"): Expect(ADMIN, 302),
+    ("workspace_admin.provision", "GET"): Expect(ADMIN, 200),
+    ("workspace_admin.provision", "POST"): Expect(ADMIN, 302),
+    ("workspace_admin.reconcile", "POST"): Expect(ADMIN, 303),
+    ("servers.index", "GET"): Expect(STAFF, 200),
+    ("servers.detail", "GET"): Expect(STAFF, 200),
+    ("servers.add", "GET"): Expect(ADMIN, 200),
+    ("servers.add", "POST"): Expect(ADMIN, 200),
+    ("servers.edit", "GET"): Expect(ADMIN, 200),
+    ("servers.edit", "POST"): Expect(ADMIN, 302),
+    ("servers.test_connection", "POST"): Expect(ADMIN, 302),
+    ("servers.delete", "POST"): Expect(ADMIN, 302),
+    ("images.index", "GET"): Expect(STAFF, 200),
+    ("images.detail", "GET"): Expect(STAFF, 302, query="ref=slipway/test-workspace:latest"),
+    ("images.delete", "POST"): Expect(ADMIN, 302),
+    ("images.build", "GET"): Expect(STAFF, 200),
+    ("images.build", "POST"): Expect(STAFF, 400),
+    ("images.push", "GET"): Expect(STAFF, 200),
+    ("images.push", "POST"): Expect(STAFF, 400),
+    ("images.uploads", "GET"): Expect(STAFF, 200),
+    ("images.upload", "POST"): Expect(STAFF, 400),
+    ("images.import_upload", "POST"): Expect(STAFF, 302),
+    ("images.delete_upload", "POST"): Expect(ADMIN, 302),
+    ("images.policy", "GET"): Expect(ADMIN, 200),
+    ("images.policy", "POST"): Expect(ADMIN, 400),
+    ("images.workspace_images", "GET"): Expect(ADMIN, 200),
+    ("images.workspace_images", "POST"): Expect(ADMIN, 400),
+    ("images.delete_workspace_image", "POST"): Expect(ADMIN, 302),
+    ("images.templates", "GET"): Expect(ADMIN, 200),
+    ("images.new_template", "GET"): Expect(ADMIN, 200),
+    ("images.new_template", "POST"): Expect(ADMIN, 400),
+    ("images.edit_template", "GET"): Expect(ADMIN, 200),
+    ("images.edit_template", "POST"): Expect(ADMIN, 400),
+    ("images.delete_template_view", "POST"): Expect(ADMIN, 302),
+    ("images.registries", "GET"): Expect(ADMIN, 200),
+    ("images.registries", "POST"): Expect(ADMIN, 400),
+    ("images.edit_registry", "GET"): Expect(ADMIN, 200),
+    ("images.edit_registry", "POST"): Expect(
+        ADMIN, 302, data={"name": "local", "host": "127.0.0.1:5000", "username": "", "password": ""}
+    ),
+    ("images.test_registry", "POST"): Expect(ADMIN, 302),
+    ("images.delete_registry", "POST"): Expect(ADMIN, 302),
+    ("api.index", "GET"): Expect(EVERYONE | API, 200),
+    ("api.openapi_document", "GET"): Expect(EVERYONE | API, 200),
+    ("api.me", "GET"): Expect(API, 200),
+    ("api.revoke_key", "POST"): Expect(API, 200),
 }
-# A user's own security pages: any logged-in user, for their own account only.
-ACCOUNT_ENDPOINTS = {
-    "account.overview",
-    "account.change_password",
-    "account.mfa_setup",
-    "account.mfa_disable",
-    "account.regenerate_codes",
-    "account.sessions",
-    "account.revoke_session",
-    "account.revoke_other_sessions",
-    "account.api_keys",
-    "account.revoke_api_key",
-}
-LOGIN_ONLY_ENDPOINTS = ACCOUNT_ENDPOINTS | {
-    "auth.logout",
-    "auth.pending",
-    "users.home",
-    # a user's own workspace only
-    "workspaces.home",
-    "workspaces.lifecycle",
-    "workspaces.open_app",
-    # a task is visible to whoever asked for it (others get 404) and to view_tasks holders
-    "tasks.detail",
-    "tasks.cancel",
-    "tasks.retry",
-    "tasks.stream",
-    # the navbar's areas as a page, for browsers without JavaScript
-    "main.menu",
+
+# URL values for rules whose arguments are not objects of the world.
+PLAIN_VALUES = {
+    ("static", "filename"): "css/app.css",
+    ("bootstrap.static", "filename"): "css/bootstrap.min.css",
+    ("workspaces.lifecycle", "action"): "stop",
+    ("workspace_admin.lifecycle", "action"): "stop",
+    ("workspaces.open_app", "app"): "vscode",
 }
 
 
-def protected_routes(app):
-    """(method, url, permission) for every view guarded by permission_required."""
-    routes = []
-    for rule in app.url_map.iter_rules():
-        view = app.view_functions[rule.endpoint]
-        permission = getattr(view, "required_permission", None)
-        if permission is None:
-            continue
-        url = rule.rule
-        for arg in rule.arguments:
-            url = url.replace(f"<int:{arg}>", "99999").replace(f"<{arg}>", "missing")
-        method = "POST" if "POST" in rule.methods else "GET"
-        routes.append((method, url, permission))
-    return routes
+def _cases() -> list[Any]:
+    cases = []
+    for (endpoint, method), expect in ROUTES.items():
+        callers = ROLES + (("apikey",) if endpoint.startswith("api.") else ())
+        for role in callers:
+            if expect.over_real_socket and role in expect.allowed:
+                continue  # tests/test_task_pages.py streams to the owner over a live server
+            cases.append(pytest.param(endpoint, method, role, id=f"{endpoint}-{method}-{role}"))
+        if expect.others_get_404:
+            cases.append(pytest.param(endpoint, method, "other", id=f"{endpoint}-{method}-other"))
+    return cases
 
 
-def test_every_route_is_public_login_only_or_permission_guarded(app):
-    for rule in app.url_map.iter_rules():
-        view = app.view_functions[rule.endpoint]
-        guarded = hasattr(view, "required_permission") or hasattr(view, "required_scope")
-        known = rule.endpoint in PUBLIC_ENDPOINTS | LOGIN_ONLY_ENDPOINTS
-        assert guarded or known, f"{rule.endpoint} declares no permission"
-
-
-@pytest.mark.parametrize("role", ["anonymous", "regular", "qvp", "admin"])
-def test_permission_matrix(app, client, auth, role):
-    if role != "anonymous":
-        auth.as_role(role)
-    token = csrf_token(client)
-    routes = protected_routes(app)
-    assert len(routes) >= 10
-    for method, url, permission in routes:
-        if method == "POST":
-            response = client.post(url, data={"csrf_token": token})
+def _world(app: Flask, me_id: int | None, owner_name: str | None) -> dict[str, int]:
+    """Build every object a URL can name; owned objects belong to the user named `owner_name`."""
+    with app.app_context():
+        server = make_server()
+        target = make_user("target", status="pending")
+        target_ws = make_workspace(make_user("tenant"), server)
+        owner = db.session.get(User, me_id) if owner_name is None and me_id else None
+        if owner_name is not None:
+            owner = make_user(owner_name)
+        ids = {
+            "server_id": server.id,
+            "user_id": target.id,
+            "ws_id": target_ws.id,
+            "ban_id": make_ban().id,
+            "registry_id": make_registry().id,
+            "upload_id": make_upload("builder").id,
+            "image_id": make_workspace_image().id,
+            "template_id": make_build_template().id,
+        }
+        if owner is not None:
+            if me_id is not None and owner.id == me_id:
+                make_workspace(owner, server)
+            ids["task_id"] = make_task(owner.username).id
+            ids["session_id"] = make_session(owner).id
+            ids["key_id"] = make_api_key(owner, scope="write")[0].id
         else:
-            response = client.get(url)
-        if url.startswith("/api/"):
-            assert response.status_code == 401, (role, url)  # the API ignores session cookies
-        elif role == "anonymous":
-            assert response.status_code == 302 and "/login" in response.headers["Location"], url
-        elif permission in PERMISSIONS[role]:
-            assert response.status_code not in (302, 401, 403), (role, url, response.status_code)
-        else:
-            assert response.status_code == 403, (role, url, response.status_code)
+            ids.update(task_id=99999, session_id=99999, key_id=99999)
+        return ids
 
 
-def _urls(app, endpoints):
-    for rule in app.url_map.iter_rules():
-        if rule.endpoint in endpoints:
-            url = rule.rule
-            for arg in rule.arguments:
-                url = url.replace(f"<int:{arg}>", "99999").replace(f"<{arg}>", "missing")
-            yield ("POST" if "POST" in rule.methods else "GET"), url
+def _url(app: Flask, endpoint: str, ids: dict[str, int]) -> str:
+    [rule] = [r for r in app.url_map.iter_rules() if r.endpoint == endpoint]
+    values = {arg: PLAIN_VALUES.get((endpoint, arg), ids.get(arg)) for arg in rule.arguments}
+    assert None not in values.values(), f"no value for an argument of {rule.rule}"
+    with app.test_request_context():
+        # a WebSocket rule builds an absolute ws:// URL; the handshake is a GET to its path
+        return urlsplit(url_for(endpoint, **values)).path
 
 
-def test_account_pages_need_a_login(app, client):
-    token = csrf_token(client)
-    urls = list(_urls(app, ACCOUNT_ENDPOINTS))
-    assert len(urls) == len(ACCOUNT_ENDPOINTS)
-    for method, url in urls:
-        response = client.post(url, data={"csrf_token": token}) if method == "POST" else client.get(url)
-        assert response.status_code == 302 and "/login" in response.headers["Location"], url
+@pytest.fixture(scope="module")
+def matrix_app(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
+    """One app for the whole matrix (building one per case would compile every template again)."""
+    yield build_app(database_url, tmp_path_factory.mktemp("matrix"))
 
 
-@pytest.mark.parametrize("role", ["regular", "qvp", "admin"])
-def test_api_scoped_routes_refuse_a_session_cookie(app, client, auth, role):
-    auth.as_role(role)
-    views = app.view_functions
-    scoped = {r.endpoint for r in app.url_map.iter_rules() if hasattr(views[r.endpoint], "required_scope")}
-    assert "api.me" in scoped
-    for method, url in _urls(app, scoped):
-        response = client.post(url) if method == "POST" else client.get(url)
-        assert response.status_code == 401, url
-        assert response.get_json()["success"] is False
+@pytest.fixture
+def app(matrix_app: Flask) -> Iterator[Flask]:
+    """The module's app, with every table emptied after each case."""
+    yield matrix_app
+    with matrix_app.app_context():
+        for table in reversed(db.metadata.sorted_tables):
+            db.session.execute(table.delete())
+        db.session.commit()
 
 
-def test_forbidden_json_client_gets_json(app, client, auth):
+def test_every_route_has_an_expectation(app: Flask) -> None:
+    served = {(r.endpoint, m) for r in app.url_map.iter_rules() for m in r.methods - {"HEAD", "OPTIONS"}}
+    assert sorted(served - ROUTES.keys()) == [], "add these routes to ROUTES"
+    assert sorted(ROUTES.keys() - served) == [], "ROUTES names routes that no longer exist"
+
+
+@pytest.mark.parametrize(("endpoint", "method", "role"), _cases())
+def test_route_answers_each_role(
+    app: Flask, client: FlaskClient, endpoint: str, method: str, role: str
+) -> None:
+    expect = ROUTES[(endpoint, method)]
+    headers: dict[str, str] = {}
+    me_id = None
+    if role in USERS:
+        me_id = AuthActions(client).as_role(role).id
+    elif role == "other":
+        me_id = AuthActions(client).as_role("regular").id
+    elif role == "apikey":
+        with app.app_context():
+            keyholder = make_user("keyholder")
+            headers["Authorization"] = f"Bearer {make_api_key(keyholder, scope='write')[1]}"
+            me_id = keyholder.id
+    ids = _world(app, me_id, "someone" if role == "other" else None)
+    url = _url(app, endpoint, ids) + (f"?{expect.query}" if expect.query else "")
+    headers.update(expect.headers or {})
+    if expect.host:
+        headers["Host"] = expect.host
+    if method == "POST":
+        token = csrf_token(client, "/login" if role in ("anonymous", "apikey") else "/account/")
+        response = client.post(url, data={**(expect.data or {}), "csrf_token": token}, headers=headers)
+    else:
+        response = client.get(url, headers=headers)
+    status, where = response.status_code, response.headers.get("Location")
+    assert status < 500, response.get_data(as_text=True)[:300]
+    if role == "other":
+        assert status == 404
+    elif role in expect.allowed:
+        wanted = expect.signed_in if expect.signed_in and role in USERS else expect.status
+        assert status == wanted, where
+    elif endpoint.startswith("api."):
+        assert status == 401 and response.get_json()["success"] is False
+    elif role == "anonymous":
+        assert status == 302 and where.startswith("/login"), where
+    else:
+        assert status == 403, where
+
+
+def test_forbidden_json_client_gets_json(client: FlaskClient, auth: Any) -> None:
     auth.as_role("regular")
     response = client.get("/admin/users", headers={"Accept": "application/json"})
     assert response.status_code == 403
@@ -144,14 +318,14 @@ def test_forbidden_json_client_gets_json(app, client, auth):
     }
 
 
-def test_unknown_permission_fails_when_applied():
+def test_unknown_permission_fails_when_applied() -> None:
     with pytest.raises(KeyError):
         permission_required("manage_usres")
     with pytest.raises(KeyError):
         can(object(), "nope")
 
 
-def test_matrix_matches_design():
+def test_matrix_matches_design() -> None:
     assert PERMISSIONS["qvp"] == {
         "view_dashboard",
         "view_servers",
@@ -159,33 +333,7 @@ def test_matrix_matches_design():
         "build_images",
         "push_images",
         "view_tasks",
+        "view_logs",
     }
     assert PERMISSIONS["regular"] == frozenset()
     assert PERMISSIONS["qvp"] < PERMISSIONS["admin"]
-
-
-# Images area: forms whose GET the matrix above does not reach (it POSTs to GET+POST rules).
-IMAGE_ROUTES = [
-    ("GET", "/images/", {"qvp": 200, "admin": 200, "regular": 403}),
-    ("GET", "/images/build", {"qvp": 200, "admin": 200, "regular": 403}),
-    ("POST", "/images/build", {"qvp": 400, "admin": 400, "regular": 403}),
-    ("GET", "/images/push", {"qvp": 200, "admin": 200, "regular": 403}),
-    ("GET", "/images/uploads", {"qvp": 200, "admin": 200, "regular": 403}),
-    ("POST", "/images/99999/delete", {"qvp": 403, "admin": 404, "regular": 403}),
-    ("POST", "/images/uploads/99999/delete", {"qvp": 403, "admin": 404, "regular": 403}),
-    ("GET", "/images/registries", {"qvp": 403, "admin": 200, "regular": 403}),
-    ("GET", "/images/policy", {"qvp": 403, "admin": 200, "regular": 403}),
-    ("GET", "/images/workspace-images", {"qvp": 403, "admin": 200, "regular": 403}),
-]
-
-
-@pytest.mark.parametrize("role", ["regular", "qvp", "admin"])
-def test_images_routes_by_role(client, auth, role):
-    auth.as_role(role)
-    token = csrf_token(client)
-    for method, url, expected in IMAGE_ROUTES:
-        if method == "POST":
-            response = client.post(url, data={"csrf_token": token})
-        else:
-            response = client.get(url)
-        assert response.status_code == expected[role], (role, method, url, response.status_code)

@@ -6,7 +6,7 @@ from app.extensions import db
 from app.models import Workspace
 from app.services.placement import pick_server
 from app.timeutil import utcnow
-from tests.test_servers import make_server
+from tests.builders import make_server
 
 GIB = 1024**3
 

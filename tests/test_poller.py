@@ -15,8 +15,8 @@ from app.models import AuditLog, PollerLease, Server, ServerMetric
 from app.services.servers import downsample
 from app.timeutil import utcnow
 from app.worker.poller import Poller
-from bench.stub_agent import StubAgent
-from tests.test_servers import TOKEN, make_server
+from tests.builders import TOKEN, make_server
+from tests.stub_agent import StubAgent
 
 
 @pytest.fixture
@@ -48,9 +48,9 @@ def test_dead_slow_and_healthy_agents_give_three_outcomes_in_one_round(quick):
     dead = StubAgent(TOKEN, mode="dead")
     with StubAgent(TOKEN, mode="slow", delay=3) as slow, StubAgent(TOKEN) as healthy:
         with quick.app_context():
-            make_server("dead", dead.url)
-            make_server("slow", slow.url)
-            make_server("healthy", healthy.url)
+            make_server("dead", dead.url, status="unknown")
+            make_server("slow", slow.url, status="unknown")
+            make_server("healthy", healthy.url, status="unknown")
         started = time.monotonic()
         report = round_of(quick, Poller(quick, holder="p1"))
         elapsed = time.monotonic() - started
@@ -85,7 +85,7 @@ def test_slow_agent_does_not_delay_a_fast_one(quick):
 def test_status_needs_consecutive_failures_and_successes_and_is_audited(quick):
     with StubAgent(TOKEN) as agent:
         with quick.app_context():
-            make_server("flappy", agent.url)
+            make_server("flappy", agent.url, status="unknown")
         poller = Poller(quick, holder="p1")
         round_of(quick, poller)
         assert servers_by_name(quick)["flappy"].status == "online"
@@ -115,8 +115,8 @@ def test_status_needs_consecutive_failures_and_successes_and_is_audited(quick):
 def test_server_deleted_during_a_round_is_skipped(quick):
     with StubAgent(TOKEN, mode="slow", delay=0.3) as lagging, StubAgent(TOKEN) as healthy:
         with quick.app_context():
-            doomed_id = make_server("doomed", lagging.url).id
-            make_server("kept", healthy.url)
+            doomed_id = make_server("doomed", lagging.url, status="unknown").id
+            make_server("kept", healthy.url, status="unknown")
         poller = Poller(quick, holder="p1")
         reports = []
         thread = threading.Thread(target=lambda: reports.append(round_of(quick, poller)))
@@ -134,7 +134,7 @@ def test_server_deleted_during_a_round_is_skipped(quick):
 def test_degraded_when_agent_answers_without_stats(quick):
     with StubAgent(TOKEN, mode="down") as agent:
         with quick.app_context():
-            make_server("nodocker", agent.url)
+            make_server("nodocker", agent.url, status="unknown")
         report = round_of(quick, Poller(quick, holder="p1"))
     assert report.outcomes == {"degraded": 1}
     row = servers_by_name(quick)["nodocker"]
@@ -147,7 +147,7 @@ def test_pool_is_bounded_and_rounds_never_overlap(quick):
     try:
         with quick.app_context():
             for n, agent in enumerate(agents):
-                make_server(f"slow{n}", agent.url)
+                make_server(f"slow{n}", agent.url, status="unknown")
         poller = Poller(quick, holder="p1")
         spans: list[tuple[float, float]] = []
         original = poller.poll_round
@@ -198,7 +198,7 @@ def test_history_is_sampled_less_often_than_polls(quick):
     quick.config["METRICS_SAMPLE_SECONDS"] = 60
     with StubAgent(TOKEN) as agent:
         with quick.app_context():
-            make_server("sampled", agent.url)
+            make_server("sampled", agent.url, status="unknown")
         poller = Poller(quick, holder="p1")
         for _ in range(3):
             round_of(quick, poller)
@@ -210,7 +210,7 @@ def test_history_is_sampled_less_often_than_polls(quick):
 def test_raw_metrics_are_downsampled_after_a_day_and_old_hours_dropped(quick):
     now = utcnow().replace(minute=30, second=0, microsecond=0)
     with quick.app_context():
-        server = make_server("hist")
+        server = make_server("hist", status="unknown")
         old_hour = (now - timedelta(hours=30)).replace(minute=0)
         for minute, cpu in ((5, 10.0), (15, 20.0), (25, 30.0)):
             db.session.add(ServerMetric(server_id=server.id, at=old_hour + timedelta(minutes=minute),

@@ -10,7 +10,7 @@ import redis
 
 from app.extensions import db, limiter
 from tests.builders import PASSWORD, make_user
-from tests.conftest import build_app, csrf_token, require_service
+from tests.support import build_app, csrf_token, require_service
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -53,12 +53,16 @@ def test_login_and_api_limits_with_memory_storage(database_url, tmp_path, app):
 
 def test_limits_are_per_client_address(database_url, tmp_path, app):
     limited = limited_app(database_url, tmp_path)
-    hammer_login(limited)
+    first = limited.test_client()
+    token = csrf_token(first, "/login")
+    form = {"username": "x", "password": "wrong password", "csrf_token": token}
+    assert [first.post("/login", data=form).status_code for _ in range(4)] == [200, 200, 200, 429]
     other = limited.test_client()
     other.environ_base["REMOTE_ADDR"] = "198.51.100.9"
     token = csrf_token(other, "/login")
-    response = other.post("/login", data={"username": "x", "password": "wrong password", "csrf_token": token})
+    response = other.post("/login", data={**form, "csrf_token": token})
     assert response.status_code == 200
+    assert first.post("/login", data=form).status_code == 429  # the first address stays limited
 
 
 def test_mfa_and_password_change_are_limited(database_url, tmp_path, app):

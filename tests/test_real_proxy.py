@@ -19,9 +19,9 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import LoginAttempt
-from tests.agent.conftest import free_port
-from tests.conftest import require_service
+from tests.agent.helpers import free_port
 from tests.edgekit import NGINX_BIN, edge_dir, nginx_available
+from tests.support import require_service
 
 ROOT = Path(__file__).resolve().parent.parent
 PROXY_SOURCE = "127.0.0.2"  # nginx talks to the app from here: the only trusted proxy

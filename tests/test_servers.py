@@ -9,27 +9,10 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import AuditLog, Server, ServerMetric, Task
-from app.security.crypto import decrypt_secret, encrypt_secret
+from app.security.crypto import decrypt_secret
 from app.timeutil import utcnow
-from tests.conftest import form_post
-
-TOKEN = "server-token-" + "x" * 30
-
-
-def make_server(name="alpha", url="http://127.0.0.1:9", token=TOKEN, **fields):
-    """Insert a server row (call inside an app context)."""
-    server = Server(name=name, agent_url=url, token_encrypted=encrypt_secret(token, "server.token"),
-                    publish_host="127.0.0.1", **fields)
-    db.session.add(server)
-    db.session.commit()
-    return server
-
-
-def add_form(**overrides):
-    """Valid add-server form data, with overrides."""
-    data = {"name": "alpha", "agent_url": "http://127.0.0.1:9100", "token": TOKEN, "publish_host": ""}
-    data.update(overrides)
-    return data
+from tests.builders import TOKEN, add_form, make_server
+from tests.support import form_post
 
 
 def test_admin_adds_server_token_encrypted_and_refresh_queued(app, client, auth):
@@ -64,7 +47,7 @@ def test_admin_adds_server_token_encrypted_and_refresh_queued(app, client, auth)
 def test_bad_input_is_refused_with_a_message_and_nothing_stored(app, client, auth, overrides, message):
     auth.as_role("admin")
     with app.app_context():
-        make_server("alpha")
+        make_server("alpha", status="unknown")
     data = add_form(**({"name": "gamma"} | overrides))
     response = form_post(client, "/servers/new", data, page="/servers/new")
     html = response.get_data(as_text=True)
@@ -78,7 +61,7 @@ def test_bad_input_is_refused_with_a_message_and_nothing_stored(app, client, aut
 def test_edit_keeps_token_when_blank_and_replaces_it_when_given(app, client, auth):
     auth.as_role("admin")
     with app.app_context():
-        server_id = make_server(status="online").id
+        server_id = make_server("alpha", status="online").id
     page = client.get(f"/servers/{server_id}/edit").get_data(as_text=True)
     assert TOKEN not in page
     form_post(client, f"/servers/{server_id}/edit", add_form(name="renamed", token=""),
@@ -101,8 +84,8 @@ def test_list_and_detail_show_cached_figures_and_svg_charts(app, client, auth):
     auth.as_role("qvp")
     now = utcnow()
     with app.app_context():
-        server = make_server(status="online", cpu_percent=42.0, memory_percent=61.5, disk_percent=12.0,
-                             containers_running=3, containers_total=5, last_seen_at=now,
+        server = make_server("alpha", status="online", cpu_percent=42.0, memory_percent=61.5,
+                             disk_percent=12.0, containers_running=3, containers_total=5, last_seen_at=now,
                              stats={"docker_version": "27.0", "managed_containers": [
                                  {"name": "ws-ada", "image": "img:1", "status": "running",
                                   "ports": {"vscode": 40001}}]})
@@ -124,7 +107,7 @@ def test_list_and_detail_show_cached_figures_and_svg_charts(app, client, auth):
 def test_delete_and_test_connection_are_admin_only(app, client, auth):
     auth.as_role("admin")
     with app.app_context():
-        server_id = make_server().id
+        server_id = make_server("alpha", status="unknown").id
         db.session.add(ServerMetric(server_id=server_id, cpu_percent=1.0))
         db.session.commit()
     response = form_post(client, f"/servers/{server_id}/test", {}, page=f"/servers/{server_id}")
@@ -150,8 +133,8 @@ def test_delete_and_test_connection_are_admin_only(app, client, auth):
 def test_servers_permission_matrix(app, client, auth, role, expected):
     auth.as_role(role)
     with app.app_context():
-        server_id = make_server().id
-    from tests.conftest import csrf_token
+        server_id = make_server("alpha", status="unknown").id
+    from tests.support import csrf_token
 
     token = csrf_token(client)
     got = {
@@ -170,7 +153,7 @@ def test_delete_is_refused_while_workspaces_live_there(app, client, auth):
 
     auth.as_role("admin")
     with app.app_context():
-        server = make_server()
+        server = make_server("alpha", status="unknown")
         db.session.add(Workspace(username="ada", server_id=server.id, container_name="slipway-ws-ada",
                                  image="img", cpu=1, memory_mb=512))
         db.session.commit()

@@ -19,8 +19,8 @@ from app.extensions import db
 from app.models import AuditLog, Server, Task
 from app.worker.poller import Poller
 from app.worker.runner import Runner
-from tests.agent.conftest import docker_available, free_port, run_agent
-from tests.conftest import form_post, require_service
+from tests.agent.helpers import docker_available, free_port, run_agent
+from tests.support import form_post, require_service
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.integration

@@ -7,8 +7,8 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import User, UserSession
 from tests.builders import PASSWORD, make_user
-from tests.conftest import build_app, csrf_token, form_post
 from tests.security_helpers import actions, install_clock
+from tests.support import build_app, csrf_token, form_post
 
 NEW_PASSWORD = "a brand new passphrase"
 

@@ -10,11 +10,10 @@ from app.extensions import db
 from app.models import AuditLog, Task, User
 from app.models.workspace import Workspace
 from app.services.task_queue import enqueue
-from tests.builders import PASSWORD, make_user
-from tests.conftest import csrf_token, form_post
-from tests.test_api_keys import bearer, create_key
-from tests.test_workspace_access import HOST, _check, _cookie, _exchange, _open
-from tests.wskit import FakeBackend, make_server, make_workspace, run_tasks, use_fake_backend
+from tests.builders import PASSWORD, make_server, make_user, make_workspace
+from tests.fakes import FakeBackend, use_fake_backend
+from tests.support import bearer, create_key, csrf_token, form_post, run_tasks
+from tests.workspace_helpers import HOST, check_auth, cookie_of, exchange, open_app
 
 
 @pytest.fixture
@@ -56,10 +55,10 @@ def alice_at_work(app, fake):
     assert workspace(app, "alice").status == "running"
     browser = app.test_client()
     form_post(browser, "/login", {"username": "alice", "password": PASSWORD})
-    _, token, _ = _open(browser)
-    cookie, _ = _cookie(_exchange(app, HOST.format("alice"), token))
+    _, token, _ = open_app(browser)
+    cookie, _ = cookie_of(exchange(app, HOST.format("alice"), token))
     key = create_key(browser)
-    assert _check(app, HOST.format("alice"), cookie) == 200 and key
+    assert check_auth(app, HOST.format("alice"), cookie) == 200 and key
     return uid, browser, cookie, key
 
 
@@ -73,7 +72,7 @@ def test_suspending_ends_everything_at_once_and_stops_but_keeps_the_workspace(ap
     assert status_of(app, "alice") == "suspended"
     assert browser.get("/home").status_code == 302  # the session is gone
     assert app.test_client().get("/api/v1/me", headers=bearer(key)).status_code == 401
-    assert _check(app, HOST.format("alice"), cookie) == 401
+    assert check_auth(app, HOST.format("alice"), cookie) == 401
     with app.app_context():
         stop = select(Task.id).where(Task.target == "workspace:alice", Task.kind == "stop")
         assert db.session.scalar(stop) is not None
@@ -104,13 +103,13 @@ def test_workspace_links_refuse_a_suspended_owner_even_with_a_live_session(app, 
         user = make_user("alice")
         make_workspace(user, make_server())
     auth.login("alice")
-    _, token, _ = _open(client)
-    cookie, _ = _cookie(_exchange(app, HOST.format("alice"), token))
-    assert _check(app, HOST.format("alice"), cookie) == 200
+    _, token, _ = open_app(client)
+    cookie, _ = cookie_of(exchange(app, HOST.format("alice"), token))
+    assert check_auth(app, HOST.format("alice"), cookie) == 200
     with app.app_context():  # the status alone, sessions untouched
         db.session.scalar(select(User).where(User.username == "alice")).status = "suspended"
         db.session.commit()
-    assert _check(app, HOST.format("alice"), cookie) == 401
+    assert check_auth(app, HOST.format("alice"), cookie) == 401
     assert "Your account is suspended" in client.get("/home", follow_redirects=True).get_data(as_text=True)
 
 

@@ -11,8 +11,9 @@ from app.extensions import db
 from app.models import Task, TaskEvent, Workspace
 from app.services.task_queue import enqueue
 from app.worker.kinds import readable
-from tests.builders import make_user
-from tests.wskit import make_server, make_workspace, run_tasks, use_fake_backend
+from tests.builders import make_server, make_user, make_workspace
+from tests.fakes import use_fake_backend
+from tests.support import run_tasks
 
 REPR = re.compile(r"[{}\[\]]|': ")
 

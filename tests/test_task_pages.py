@@ -13,12 +13,12 @@ from app.models import Task, TaskEvent, UserSession
 from app.services import task_queue
 from app.timeutil import utcnow
 from tests.builders import make_user
-from tests.conftest import form_post
+from tests.fakes import noop_handler  # noqa: F401  - registers the fake_noop kind
 from tests.livesrv import cookie_header, login, serve
-from tests.test_runner import count_handler  # noqa: F401  - registers the test kinds
+from tests.support import form_post
 
 
-def queue_for(app, username, kind="test_count"):
+def queue_for(app, username, kind="fake_noop"):
     """Queue a task requested by `username`; returns its id."""
     with app.app_context():
         task = task_queue.enqueue(kind, target="x", requested_by=username)

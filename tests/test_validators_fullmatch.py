@@ -152,8 +152,8 @@ def test_server_form_refuses_control_suffixes_and_look_alikes(app, client, auth,
 
     from app.extensions import db
     from app.models import Server
-    from tests.conftest import form_post
-    from tests.test_servers import add_form
+    from tests.builders import add_form
+    from tests.support import form_post
 
     auth.as_role("admin")
     good = {"name": "alpha", "agent_url": "http://127.0.0.1:9100", "publish_host": "127.0.0.1"}[field]

@@ -20,9 +20,9 @@ from app.extensions import db
 from app.models import PollerLease, Task, TaskEvent
 from app.services import task_queue
 from app.timeutil import utcnow
-from bench.stub_agent import StubAgent
-from tests.conftest import require_service
-from tests.test_servers import TOKEN, make_server
+from tests.builders import TOKEN, make_server
+from tests.stub_agent import StubAgent
+from tests.support import require_service
 
 ROOT = Path(__file__).resolve().parents[1]
 INTERVAL, LEASE = 0.3, 2.0
@@ -68,7 +68,7 @@ def test_two_workers_one_poller_takeover_and_tasks_run_once(app, database_url, t
     require_service("MariaDB", database_url.startswith("mysql"))
     stubs = [StubAgent(TOKEN) for _ in range(3)]
     with app.app_context():
-        server_ids = [make_server(f"w{n}", stub.url).id for n, stub in enumerate(stubs)]
+        server_ids = [make_server(f"w{n}", stub.url, status="unknown").id for n, stub in enumerate(stubs)]
     workers = [start_worker(database_url, tmp_path / f"d{n}", tmp_path / f"worker{n}.log") for n in range(2)]
     try:
         holder, _ = wait_until(lambda: lease_holder(app), 30)

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs, urlsplit
-
 import pytest
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import AuditLog, User
-from tests.builders import make_user
-from tests.wskit import make_server, make_workspace
-
-HOST = "{}-vscode.ws.localhost"
+from app.models import AuditLog, Server, User
+from tests.builders import make_server, make_user, make_workspace
+from tests.workspace_helpers import HOST, check_auth, cookie_of, exchange, open_app
 
 
 @pytest.fixture
@@ -24,75 +20,51 @@ def alice(app):
         return user.username
 
 
-def _open(client, app_name="vscode", **query):
-    response = client.get(f"/workspaces/open/{app_name}", query_string=query)
-    assert response.status_code == 302, response.get_data(as_text=True)
-    location = response.headers["Location"]
-    parts = urlsplit(location)
-    return parts, parse_qs(parts.query)["token"][0], response
-
-
-def _exchange(app, host, token):
-    edge = app.test_client(use_cookies=False)
-    return edge.get("/workspaces/edge/exchange", query_string={"token": token}, headers={"Host": host})
-
-
-def _cookie(response):
-    header = response.headers["Set-Cookie"]
-    return header.split(";", 1)[0], header
-
-
-def _check(app, host, cookie=None):
-    edge = app.test_client(use_cookies=False)
-    headers = {"Host": host, **({"Cookie": cookie} if cookie else {})}
-    return edge.get("/workspaces/_auth", headers=headers).status_code
-
-
-def test_owner_hand_off_gives_a_host_only_cookie(app, client, auth, alice):
+def test_owner_hand_off_gives_a_host_onlycookie_of(app, client, auth, alice):
     auth.login(alice)
-    parts, token, response = _open(client)
+    parts, token, response = open_app(client)
     assert (parts.scheme, parts.netloc, parts.path) == ("http", "alice-vscode.ws.localhost:8080",
                                                         "/_slipway/exchange")
     assert response.headers["Referrer-Policy"] == "no-referrer"
-    done = _exchange(app, HOST.format(alice), token)
+    done = exchange(app, HOST.format(alice), token)
     assert done.status_code == 302 and done.headers["Location"] == "/"
     assert done.headers["Referrer-Policy"] == "no-referrer"
-    cookie, raw = _cookie(done)
+    cookie, raw = cookie_of(done)
     assert cookie.startswith("slipway_ws=") and "Domain" not in raw and "HttpOnly" in raw
-    assert _check(app, HOST.format(alice), cookie) == 200
+    assert check_auth(app, HOST.format(alice), cookie) == 200
     # the same cookie means nothing on the owner's other app or anywhere else
-    assert _check(app, "alice-jupyter.ws.localhost", cookie) == 401
+    assert check_auth(app, "alice-jupyter.ws.localhost", cookie) == 401
     # single use
-    assert _exchange(app, HOST.format(alice), token).status_code == 400
+    assert exchange(app, HOST.format(alice), token).status_code == 400
 
 
 def test_token_for_one_host_does_not_open_another(app, client, auth, alice):
     auth.login(alice)
-    _, token, _ = _open(client)
-    assert _exchange(app, "alice-jupyter.ws.localhost", token).status_code == 400
-    assert _exchange(app, HOST.format(alice), token + "x").status_code == 400
+    _, token, _ = open_app(client)
+    assert exchange(app, "alice-jupyter.ws.localhost", token).status_code == 400
+    assert exchange(app, HOST.format(alice), token + "x").status_code == 400
 
 
 def test_expired_token_is_refused(app, client, auth, alice, monkeypatch):
     import itsdangerous.timed
 
     auth.login(alice)
-    _, token, _ = _open(client)
+    _, token, _ = open_app(client)
     real = itsdangerous.timed.time.time
     monkeypatch.setattr(itsdangerous.timed.time, "time", lambda: real() + 61)
-    assert _exchange(app, HOST.format(alice), token).status_code == 400
+    assert exchange(app, HOST.format(alice), token).status_code == 400
 
 
 def test_no_cookie_is_401_and_another_user_is_403(app, client, auth, alice):
-    assert _check(app, HOST.format(alice)) == 401
+    assert check_auth(app, HOST.format(alice)) == 401
     with app.app_context():
-        make_workspace(make_user("bob"), db.session.scalar(select(make_server.__globals__["Server"])))
+        make_workspace(make_user("bob"), db.session.scalar(select(Server)))
     auth.login("bob")
-    _, token, _ = _open(client)
-    cookie, _ = _cookie(_exchange(app, "bob-vscode.ws.localhost", token))
-    assert _check(app, "bob-vscode.ws.localhost", cookie) == 200
+    _, token, _ = open_app(client)
+    cookie, _ = cookie_of(exchange(app, "bob-vscode.ws.localhost", token))
+    assert check_auth(app, "bob-vscode.ws.localhost", cookie) == 200
     # bob's cookie pasted onto alice's host (forged by copying) is refused: it names bob's host
-    assert _check(app, HOST.format(alice), cookie.replace("bob", "alice")) == 401
+    assert check_auth(app, HOST.format(alice), cookie.replace("bob", "alice")) == 401
 
 
 def test_other_user_presenting_a_token_for_alices_host_is_403(app, client, auth, alice):
@@ -120,7 +92,7 @@ def test_forbidden_for_logged_in_non_owner(app, alice):
         with app.test_request_context():
             value = cookie_value(Grant(bob.id, "bob", HOST.format(alice), row.id))
             name = cookie_name()
-    assert _check(app, HOST.format(alice), f"{name}={value}") == 403
+    assert check_auth(app, HOST.format(alice), f"{name}={value}") == 403
     edge = app.test_client(use_cookies=False)
     page = edge.get("/workspaces/edge/forbidden", headers={"Host": HOST.format(alice)})
     assert page.status_code == 403
@@ -128,11 +100,11 @@ def test_forbidden_for_logged_in_non_owner(app, alice):
 
 def test_logout_ends_workspace_access(app, client, auth, alice):
     auth.login(alice)
-    _, token, _ = _open(client)
-    cookie, _ = _cookie(_exchange(app, HOST.format(alice), token))
-    assert _check(app, HOST.format(alice), cookie) == 200
+    _, token, _ = open_app(client)
+    cookie, _ = cookie_of(exchange(app, HOST.format(alice), token))
+    assert check_auth(app, HOST.format(alice), cookie) == 200
     auth.logout()
-    assert _check(app, HOST.format(alice), cookie) == 401
+    assert check_auth(app, HOST.format(alice), cookie) == 401
 
 
 @pytest.mark.parametrize("flag, expected", [(False, 403), (True, 200)])
@@ -143,10 +115,10 @@ def test_admins_enter_only_with_the_flag_and_are_audited(app, client, auth, alic
         r = client.get("/workspaces/open/vscode", query_string={"user": alice})
         assert r.status_code == 403, r.headers.get("Location")
         return
-    _, token, _ = _open(client, user=alice)
-    done = _exchange(app, HOST.format(alice), token)
-    cookie, _ = _cookie(done)
-    assert _check(app, HOST.format(alice), cookie) == expected
+    _, token, _ = open_app(client, user=alice)
+    done = exchange(app, HOST.format(alice), token)
+    cookie, _ = cookie_of(done)
+    assert check_auth(app, HOST.format(alice), cookie) == expected
     with app.app_context():
         mine = select(AuditLog.action_type).where(AuditLog.username == admin.username)
         actions = set(db.session.scalars(mine))
@@ -161,16 +133,16 @@ def test_login_redirect_and_stopped_page(app, client, auth, alice):
     stopped = edge.get("/workspaces/edge/stopped", headers={"Host": HOST.format(alice)})
     assert stopped.status_code == 302
     auth.login(alice)
-    _, token, _ = _open(client)
-    cookie, _ = _cookie(_exchange(app, HOST.format(alice), token))
+    _, token, _ = open_app(client)
+    cookie, _ = cookie_of(exchange(app, HOST.format(alice), token))
     page = edge.get("/workspaces/edge/stopped", headers={"Host": HOST.format(alice), "Cookie": cookie})
     assert page.status_code == 503 and "not running" in page.get_data(as_text=True)
     assert "http://127.0.0.1:8000/workspaces/" in page.get_data(as_text=True)
 
 
 def test_unknown_hosts_are_404(app):
-    assert _check(app, "alice-shell.ws.localhost") == 404
-    assert _check(app, "evil.example") == 404
+    assert check_auth(app, "alice-shell.ws.localhost") == 404
+    assert check_auth(app, "evil.example") == 404
 
 
 def test_user_without_workspace(app, client, auth):

@@ -19,9 +19,9 @@ from app.extensions import db
 from app.models import Task, User, Workspace
 from app.services import workspaces as service
 from app.services.task_queue import in_flight
-from tests.agent.conftest import run_agent
+from tests.agent.helpers import run_agent
 from tests.builders import PASSWORD, make_user
-from tests.conftest import require_service
+from tests.support import require_service
 from tests.wsstack import CHROMIUM, CHROMIUM_ARGS, Stack, journey_stack, stack_available, wait_until
 
 pytestmark = pytest.mark.integration
@@ -175,7 +175,7 @@ WORKSPACE_IMAGE = "slipway/workspace:latest"
 def _real_image_ready() -> None:
     import subprocess
 
-    from tests.conftest import IN_CI
+    from tests.support import IN_CI
     from tests.wsstack import ROOT
 
     have = subprocess.run(["docker", "image", "inspect", WORKSPACE_IMAGE], capture_output=True, check=False)

@@ -17,8 +17,7 @@ from app.services import task_queue
 from app.services.default_image import TEST_IMAGE, default_workspace_image
 from app.worker import workspace_image
 from app.worker.runner import Runner
-from tests.conftest import require_service
-from tests.wskit import run_tasks
+from tests.support import require_service, run_tasks
 
 FAKE_BUILD = """#!/usr/bin/env bash
 # Stands in for build-workspace-image.sh: a line on stdout, "docker build" lines in the log.

@@ -17,9 +17,9 @@ from app.models import AuditLog, Task, User, Workspace
 from app.routing import sync
 from app.routing.nginx import WorkspaceRoutes
 from app.services import workspaces as service
-from tests.builders import PASSWORD, make_user
-from tests.conftest import form_post
-from tests.wskit import FakeBackend, make_server, make_workspace, run_tasks, use_fake_backend
+from tests.builders import PASSWORD, make_server, make_user, make_workspace
+from tests.fakes import FailingBackend, FakeBackend, HungBackend, SlowBackend, use_fake_backend
+from tests.support import form_post, run_tasks
 
 
 @pytest.fixture
@@ -166,31 +166,65 @@ def test_other_users_cannot_touch_a_workspace(app, client, auth, fake):
     assert client.get("/admin/workspaces/").status_code == 403
 
 
-def test_agent_dead_mid_provision_then_reconcile_then_retry(app, client, auth, fake):
-    with app.app_context():
-        make_workspace(make_user("carol"), make_server(), status="provisioning", ports={})
-    FakeBackend.die_after_create = True
-    FakeBackend.down = False
+def _queue_provision(app) -> None:
     with app.app_context():
         ws = db.session.scalar(select(Workspace))
         from app.services.task_queue import enqueue
 
         enqueue("provision", target="t", payload={"workspace_id": ws.id}, lock_key=ws.lock_key)
         db.session.commit()
-    FakeBackend.down = False
-    # every attempt: the container exists (adopted by name) or the agent dies; make it die for good
-    original_status = FakeBackend.status
-    FakeBackend.status = lambda self, ref: (_ for _ in ()).throw(  # type: ignore[method-assign]
-        __import__("app.agent_client", fromlist=["x"]).AgentUnavailable("agent down"))
-    try:
-        tasks = run_tasks(app)
-    finally:
-        FakeBackend.status = original_status  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize(
+    ("backend", "state", "ws_status", "attempts", "message"),
+    [
+        (SlowBackend, "succeeded", "running", 1, ""),
+        (HungBackend, "failed", "error", 3, "agent unavailable: status: timed out"),
+        (FailingBackend, "failed", "error", 1, "no space left on device"),
+    ],
+    ids=["slow", "hung", "failing"],
+)
+def test_provision_over_a_slow_hung_or_failing_backend(app, monkeypatch, backend, state, ws_status,
+                                                        attempts, message):
+    app.config.update(NGINX_BIN="/bin/true", TASK_RETRY_BASE_SECONDS=0)
+    use_fake_backend(monkeypatch, backend)
+    with app.app_context():
+        make_workspace(make_user("carol"), make_server(), status="provisioning", ports={})
+    _queue_provision(app)
+    [task] = run_tasks(app)
+    assert (task.state, task.attempts) == (state, attempts)
+    assert message in task.message
+    ws = _ws(app)
+    assert ws.status == ws_status
+    assert (ws.container_id is not None) == (state == "succeeded")
+
+
+def test_agent_dying_after_create_leaves_one_container_adopted_on_retry(app, fake):
+    with app.app_context():
+        make_workspace(make_user("carol"), make_server(), status="provisioning", ports={})
+    FakeBackend.die_after_create = True
+    _queue_provision(app)
+    tasks = run_tasks(app)
+    assert [t.state for t in tasks] == ["succeeded"] and tasks[0].attempts == 2
+    assert FakeBackend.calls.count("create") == 1
+    [(cid, container)] = FakeBackend.containers.items()
+    ws = _ws(app)
+    assert container["name"] == "slipway-ws-carol"
+    assert ws.status == "running" and ws.container_id == cid and set(ws.ports) == {"vscode", "jupyter"}
+
+
+def test_agent_dead_mid_provision_then_reconcile_then_retry(app, client, auth, fake):
+    with app.app_context():
+        make_workspace(make_user("carol"), make_server(), status="provisioning", ports={})
+    FakeBackend.down = True
+    _queue_provision(app)
+    tasks = run_tasks(app)
     assert tasks[-1].state == "failed" and "agent unavailable" in tasks[-1].message
+    assert tasks[-1].attempts == tasks[-1].max_attempts
     ws = _ws(app)
     assert ws.status == "error" and ws.container_id is None
-    assert len(FakeBackend.containers) == 0 or True  # die_after_create ran only if create was reached
-    FakeBackend.die_after_create = False
+    assert FakeBackend.containers == {}
+    FakeBackend.down = False
     # a half-created container is left behind by a dying agent: the reconciler removes it
     FakeBackend.containers["half"] = {"name": "slipway-ws-carol", "status": "running", "ports": {},
                                       "created": "2020-01-01T00:00:00Z"}

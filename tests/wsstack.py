@@ -25,10 +25,10 @@ from app.extensions import db
 from app.routing.edge_server import start_edge, stop_edge
 from app.routing.sync import regenerate
 from app.worker import start_worker
-from tests.agent.conftest import docker_available, free_port, run_agent
-from tests.conftest import build_app
+from tests.agent.helpers import docker_available, free_port, run_agent
+from tests.builders import make_server
 from tests.edgekit import NGINX_BIN, edge_dir, nginx_available
-from tests.wskit import make_server
+from tests.support import build_app
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_IMAGE = "slipway/test-workspace:latest"
@@ -113,7 +113,7 @@ def journey_stack(database_url: str, data_dir: Path, **overrides: Any) -> Iterat
         edge = None
         try:
             with app.app_context():
-                make_server_row = make_server("local", agent_url=agent.base_url, agent_token=agent.token)
+                make_server_row = make_server("local", agent_url=agent.base_url, token=agent.token)
                 assert make_server_row.id
                 regenerate()
             edge = start_edge(app.config, workers=1)

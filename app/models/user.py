@@ -33,7 +33,7 @@ class User(UserMixin, db.Model):
     redirect_url: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login: Mapped[datetime | None]
-    # Account security (issue 3): TOTP secret sealed with app.security.crypto, the last accepted
+    # Account security: TOTP secret sealed with app.security.crypto, the last accepted
     # time step (replay refusal), a forced change after an admin reset, and the failure counter.
     mfa_secret: Mapped[str | None] = mapped_column(String(255))
     mfa_enabled: Mapped[bool] = mapped_column(default=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from flask import current_app, has_app_context
 
@@ -24,17 +24,3 @@ def timestamp() -> int:
     """Unix seconds at `now()`."""
     return calendar.timegm(now().timetuple())
 
-
-class FakeClock:
-    """A settable clock for tests: `clock.advance(seconds=30)` moves time without sleeping."""
-
-    def __init__(self, start: datetime | None = None) -> None:
-        self.current = start or utcnow()
-
-    def __call__(self) -> datetime:
-        return self.current
-
-    def advance(self, **delta: float) -> datetime:
-        """Move the clock forward by a `timedelta(**delta)` and return the new time."""
-        self.current += timedelta(**delta)
-        return self.current

@@ -30,11 +30,6 @@ def parse_key(raw: str) -> bytes:
     return key
 
 
-def generate_key() -> str:
-    """A fresh key in the form `SLIPWAY_SECRETS_KEY` expects."""
-    return base64.urlsafe_b64encode(os.urandom(32)).decode()
-
-
 def _aead() -> AESGCM:
     return AESGCM(parse_key(current_app.config["SECRETS_KEY"]))
 

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from agent.signing import signed_headers
-from tests.agent.conftest import ROOT, free_port
+from tests.agent.helpers import ROOT, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ import os
 import pytest
 import requests
 
-from tests.agent.conftest import RUN_ID, TEST_LABEL, unique, wait_http
+from tests.agent.helpers import RUN_ID, TEST_LABEL, unique, wait_http
 
 pytestmark = pytest.mark.integration
 

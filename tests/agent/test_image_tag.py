@@ -7,7 +7,7 @@ import contextlib
 import pytest
 from docker.errors import ImageNotFound
 
-from tests.agent.conftest import RUN_ID
+from tests.agent.helpers import RUN_ID
 
 pytestmark = pytest.mark.integration
 

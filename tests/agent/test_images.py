@@ -13,8 +13,8 @@ import requests
 from docker.errors import ImageNotFound
 
 from agent.signing import signed_headers
-from tests.agent.conftest import RUN_ID, TEST_LABEL, unique
-from tests.conftest import require_service
+from tests.agent.helpers import RUN_ID, TEST_LABEL, unique
+from tests.support import require_service
 
 pytestmark = pytest.mark.integration
 

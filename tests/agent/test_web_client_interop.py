@@ -8,7 +8,7 @@ import tarfile
 
 import pytest
 
-from tests.agent.conftest import RUN_ID, TEST_LABEL
+from tests.agent.helpers import RUN_ID, TEST_LABEL
 
 pytestmark = pytest.mark.integration
 

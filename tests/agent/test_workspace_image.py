@@ -8,8 +8,8 @@ import time
 import pytest
 import requests
 
-from tests.agent.conftest import ROOT
-from tests.conftest import IN_CI
+from tests.agent.helpers import ROOT
+from tests.support import IN_CI
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -145,7 +145,7 @@ class StubAgent:
 
 
 def main() -> None:
-    """`python -m bench.stub_agent COUNT DEAD_FRACTION SLOW_FRACTION DELAY`: run a fleet of stubs.
+    """`python -m tests.stub_agent COUNT DEAD_FRACTION SLOW_FRACTION DELAY`: run a fleet of stubs.
 
     Prints one JSON line per stub ({"url", "mode"}), then "ready", and serves until stdin closes.
     """

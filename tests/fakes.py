@@ -1,34 +1,49 @@
-"""Workspace test helpers: an in-memory container backend with fault switches, builders, a task drain.
+"""Fakes for unit tests: a settable clock, in-memory container backends with faults, a no-op task kind.
 
-`FakeBackend` stands in for the agent in unit tests (the real agent is used by the
-integration tests). Switch faults on with `FakeBackend.down = True` (every call raises
-AgentUnavailable) or `FakeBackend.die_after_create = True` (the container is created,
-then the call fails, as when an agent dies mid-request).
+- `FakeClock`: install as `app.config["SECURITY_CLOCK"]`; `clock.advance(seconds=30)` moves time.
+- `FakeBackend`: containers in a dict shared by all instances; `down = True` makes every call
+  raise AgentUnavailable, `die_after_create = True` creates the container and then fails, as
+  when an agent dies mid-request. `calls` lists the operations in order.
+- `SlowBackend` answers correctly after `delay` seconds; `HungBackend` waits `hang_seconds`
+  (a timeout) and raises AgentUnavailable, as the real backend does when an agent stops
+  answering; `FailingBackend` refuses every call with AgentError (no retry helps).
+- `use_fake_backend(monkeypatch, cls)` routes every `backend_for()` to one of them.
+- the `fake_noop` task kind, for task pages that need a queued task of a known kind.
+
+The real agent over a real Docker daemon is used by the integration tests instead.
 """
 
 from __future__ import annotations
 
 import itertools
-import time
-from datetime import timedelta
+import threading
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-from flask import Flask
-from sqlalchemy import select
-
 from app import backends
-from app.agent_client import AgentConflict, AgentNotFound, AgentUnavailable
+from app.agent_client import AgentConflict, AgentError, AgentNotFound, AgentUnavailable
 from app.backends.base import ContainerBackend, ContainerInfo, ContainerSpec
-from app.extensions import db
-from app.models import Task, User
 from app.models.server import Server
-from app.models.workspace import Workspace
-from app.security.crypto import encrypt_secret
 from app.timeutil import utcnow
-from app.worker.runner import Runner
+from app.worker.kinds import TaskContext, task_kind
 
 _ids = itertools.count(1)
 _ports = itertools.count(41000)
+
+
+class FakeClock:
+    """A settable clock: `clock.advance(seconds=30)` moves time without sleeping."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.current = start or utcnow()
+
+    def __call__(self) -> datetime:
+        return self.current
+
+    def advance(self, **delta: float) -> datetime:
+        """Move the clock forward by a `timedelta(**delta)` and return the new time."""
+        self.current += timedelta(**delta)
+        return self.current
 
 
 class FakeBackend(ContainerBackend):
@@ -121,51 +136,53 @@ class FakeBackend(ContainerBackend):
         return [self._info(cid) for cid in self.containers]
 
 
-def use_fake_backend(monkeypatch: Any) -> type[FakeBackend]:
-    """Route every backend_for() to FakeBackend for this test."""
-    FakeBackend.reset()
-    monkeypatch.setitem(backends.BACKENDS, "agent", lambda: FakeBackend)
-    return FakeBackend
+class SlowBackend(FakeBackend):
+    """Answers like FakeBackend, each call after `delay` seconds."""
+
+    delay: ClassVar[float] = 0.2
+
+    def _check(self, op: str) -> None:
+        threading.Event().wait(self.delay)
+        super()._check(op)
 
 
-def make_server(name: str = "local", *, status: str = "online", agent_url: str = "http://127.0.0.1:9",
-                agent_token: str = "x" * 40, publish_host: str = "127.0.0.1") -> Server:
-    """Insert and commit a server row (its agent token sealed as the app stores it)."""
-    sealed = encrypt_secret(agent_token, "server.token")
-    server = Server(name=name, agent_url=agent_url, token_encrypted=sealed,
-                    publish_host=publish_host, status=status, cpu_cores=8, memory_total=32 * 1024**3)
-    db.session.add(server)
-    db.session.commit()
-    return server
+class HungBackend(FakeBackend):
+    """Never answers: each call waits `hang_seconds` (its timeout), then raises AgentUnavailable."""
+
+    hang_seconds: ClassVar[float] = 0.2
+    release: ClassVar[threading.Event] = threading.Event()  # set it to let waiting calls through
+
+    @classmethod
+    def reset(cls) -> None:
+        """Forget every container and fault, and hang again."""
+        super().reset()
+        cls.release = threading.Event()
+
+    def _check(self, op: str) -> None:
+        self.calls.append(op)
+        if not self.release.wait(self.hang_seconds):
+            raise AgentUnavailable(f"{op}: timed out after {self.hang_seconds} s")
 
 
-def make_workspace(user: User, server: Server, *, status: str = "running",
-                   ports: dict[str, int] | None = None, container_id: str | None = None) -> Workspace:
-    """Insert and commit a workspace row for `user` on `server`."""
-    ws = Workspace(user_id=user.id, username=user.username, server_id=server.id,
-                   container_name=f"slipway-ws-{user.username}", container_id=container_id,
-                   image="slipway/test-workspace:latest", cpu=1.0, memory_mb=512,
-                   ports=ports if ports is not None else {"vscode": 40001, "jupyter": 40002},
-                   status=status, error="")
-    db.session.add(ws)
-    db.session.commit()
-    return ws
+class FailingBackend(FakeBackend):
+    """Refuses every call with AgentError, as a backend that answers but will not do it."""
+
+    message: ClassVar[str] = "the backend refused: no space left on device"
+
+    def _check(self, op: str) -> None:
+        self.calls.append(op)
+        raise AgentError(self.message)
 
 
-def run_tasks(app: Flask, timeout: float = 20) -> list[Task]:
-    """Run queued tasks (and their retries) until none is queued or running; returns them all."""
-    runner = Runner(app, worker_id="test-runner", concurrency=1)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        runner.run_once()
-        with app.app_context():
-            open_ = db.session.scalar(select(Task.id).where(Task.state.in_(("queued", "running"))).limit(1))
-        if open_ is None:
-            break
-        time.sleep(0.02)
-    runner._pool.shutdown(wait=True)
-    with app.app_context():
-        tasks = db.session.scalars(select(Task).order_by(Task.id)).all()
-        for task in tasks:
-            db.session.expunge(task)
-    return list(tasks)
+def use_fake_backend(monkeypatch: Any, cls: type[FakeBackend] = FakeBackend) -> type[FakeBackend]:
+    """Route every backend_for() to `cls` for this test, with no containers and no faults."""
+    cls.reset()
+    monkeypatch.setitem(backends.BACKENDS, "agent", lambda: cls)
+    return cls
+
+
+@task_kind("fake_noop", max_attempts=3)
+def noop_handler(ctx: TaskContext) -> dict[str, Any]:
+    """Do nothing and succeed (tasks of this kind are queued for pages and streams to show)."""
+    ctx.progress(50, "half way")
+    return {"ran": True}
