@@ -58,7 +58,7 @@ def test_registry_password_is_encrypted_and_never_shown(app, client, auth):
     with app.app_context():
         registry = db.session.scalar(select(Registry))
         assert registry.password_encrypted.startswith("v1:") and SECRET not in registry.password_encrypted
-        assert registry.password() == SECRET
+        assert registry.decrypted_password() == SECRET
         registry_id = registry.id
         audit_text = " ".join(str(a.details) for a in db.session.scalars(select(AuditLog)))
         assert SECRET not in audit_text
@@ -69,7 +69,7 @@ def test_registry_password_is_encrypted_and_never_shown(app, client, auth):
               {"name": "local", "host": "127.0.0.1:5000", "username": "slipway", "password": ""},
               page="/images/registries")
     with app.app_context():
-        assert db.session.get(Registry, registry_id).password() == SECRET
+        assert db.session.get(Registry, registry_id).decrypted_password() == SECRET
 
 
 def test_registry_bad_host_changes_nothing(app, client, auth):

@@ -192,7 +192,7 @@ def push(ctx: TaskContext) -> dict[str, Any] | None:
         raise TaskFailed("the registry no longer exists")
     repository, tag = ctx.payload["repository"], ctx.payload["tag"]
     target = push_target(registry.host, repository)
-    password = registry.password()
+    password = registry.decrypted_password()
     details = {"image": f"{repository}:{tag}", "registry": registry.name, "target": f"{target}:{tag}",
                "server": server.name}
     ok = False

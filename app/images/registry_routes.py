@@ -34,7 +34,7 @@ def registry_base_url(host: str) -> str:
 
 def test_login(registry: Registry) -> tuple[bool, str]:
     """Ask the registry's `/v2/` endpoint whether the stored credentials are accepted."""
-    auth = (registry.username or "", registry.password() or "") if registry.username else None
+    auth = (registry.username or "", registry.decrypted_password() or "") if registry.username else None
     if problem := registry_host_problem(registry.host):
         return False, problem
     try:

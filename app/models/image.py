@@ -33,7 +33,7 @@ class Registry(db.Model):
         """Encrypt and store `password` (None or empty clears it)."""
         self.password_encrypted = encrypt_secret(password, REGISTRY_PASSWORD_PURPOSE) if password else None
 
-    def password(self) -> str | None:
+    def decrypted_password(self) -> str | None:
         """The decrypted password, for the one agent request that needs it."""
         if not self.password_encrypted:
             return None
