@@ -5,7 +5,8 @@
 - `agent`: an `AgentProcess` for the whole session: `.call(method, path, json_body=..)` signs and sends.
   Everything it creates carries the label `slipway.test=<run id>` and is removed at the end.
 - `start_agent(**env)`: a context manager that starts another agent (other env, e.g. a dead DOCKER_HOST).
-- `spec(**overrides)`: a valid create-container body with a unique name.
+- `spec(**overrides)`: a valid create-container body with a unique name (and the gate secret
+  GATE_SECRET in its environment; send `headers=GATE` as the edge would).
 """
 
 from __future__ import annotations
@@ -29,9 +30,12 @@ from agent.signing import signed_headers
 from tests.conftest import require_service
 
 ROOT = Path(__file__).resolve().parents[2]
-TEST_IMAGE = "slipway/test-workspace:latest"
+# Another tag lets a checkout test its own image without replacing the one other checkouts use.
+TEST_IMAGE = os.environ.get("SLIPWAY_TEST_IMAGE", "slipway/test-workspace:latest")
 RUN_ID = secrets.token_hex(4)
 TEST_LABEL = "slipway.test"
+GATE_SECRET = f"gate-{secrets.token_hex(16)}"  # what the edge would send; every `spec` container gets it
+GATE = {"X-Slipway-Gate": GATE_SECRET}
 
 
 def free_port() -> int:
@@ -147,7 +151,8 @@ def docker_client():
 @pytest.fixture(scope="session")
 def test_image(docker_client) -> str:
     """The busybox test image, built by its script when it is missing or stale."""
-    subprocess.run(["bash", str(ROOT / "docker/images/build-test-image.sh")], check=True, capture_output=True)
+    subprocess.run(["bash", str(ROOT / "docker/images/build-test-image.sh")], check=True, capture_output=True,
+                   env={**os.environ, "TEST_IMAGE": TEST_IMAGE})
     return TEST_IMAGE
 
 
@@ -200,7 +205,8 @@ def spec(test_image: str) -> Callable[..., dict]:
         body = {
             "name": name, "image": test_image, "cpu": 0.5, "memory_mb": 64,
             "ports": {"vscode": 8080, "jupyter": 8888}, "workspace": f"users/{name}",
-            "env": {"SLIPWAY_USER": "alice"}, "labels": {TEST_LABEL: RUN_ID},
+            "env": {"SLIPWAY_USER": "alice", "SLIPWAY_GATE_SECRET": GATE_SECRET},
+            "labels": {TEST_LABEL: RUN_ID},
         }
         body.update(overrides)
         return body
@@ -208,13 +214,13 @@ def spec(test_image: str) -> Callable[..., dict]:
     return make
 
 
-def wait_http(url: str, seconds: float = 10) -> requests.Response:
+def wait_http(url: str, seconds: float = 10, headers: dict[str, str] | None = None) -> requests.Response:
     """GET `url` until it answers (a freshly started app needs a moment)."""
     deadline = time.monotonic() + seconds
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            return requests.get(url, timeout=2)
+            return requests.get(url, timeout=2, headers=headers)
         except requests.ConnectionError as exc:
             last = exc
             time.sleep(0.1)
