@@ -109,6 +109,7 @@ def create() -> tuple[Response, int]:
     with translate("image not found"):
         api = docker.api
         current_app.extensions["agent_network"].ensure(api)
+    current_app.extensions["agent_firewall"].ensure()  # before anything is published
     _prepare_folder(spec["folder"])
     memory = spec["memory_mb"] * 1024 * 1024
     host_config = api.create_host_config(
@@ -159,6 +160,7 @@ def list_containers() -> tuple[Response, int]:
 def start(ref: str) -> tuple[Response, int]:
     """Start a managed container (already running is fine)."""
     attrs = _inspect_managed(ref)
+    current_app.extensions["agent_firewall"].ensure()  # rules may have been flushed since create
     with translate("container not found"):
         _docker().api.start(attrs["Id"])
         attrs = _docker().api.inspect_container(attrs["Id"])
