@@ -305,3 +305,20 @@ def test_the_gate_removes_its_header_before_the_app(gate: Path) -> None:
         twice = {"X-Slipway-Gate": SECRET, "x-slipway-gate": SECRET}
         status, _, _ = get(door, "alice-vscode.ws.localhost", "/", twice)
         assert status == 403  # two copies are never the edge's
+
+
+def test_the_gate_bounds_its_connections_and_recovers(gate: Path) -> None:
+    with text_server("page") as app_port, running_gate(gate, app_port, SECRET) as door:
+        idle = [socket.create_connection(("127.0.0.1", door), timeout=5) for _ in range(128)]
+        try:
+            deadline = time.monotonic() + 5
+            while (status := get(door, "x", "/", {"X-Slipway-Gate": SECRET})[0]) != 503:
+                assert time.monotonic() < deadline, status  # the last idle ones may still be forking
+                time.sleep(0.05)
+        finally:
+            for sock in idle:
+                sock.close()
+        deadline = time.monotonic() + 5
+        while get(door, "x", "/", {"X-Slipway-Gate": SECRET})[0] != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)

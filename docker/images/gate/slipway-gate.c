@@ -25,15 +25,25 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define HEAD_MAX 65536
+#define MAX_CHILDREN 128  /* connections at once: whoever floods the port cannot use up the pids limit */
 #define HEADER "x-slipway-gate"
 #define HEADER_LEN (sizeof(HEADER) - 1)
 
 static const char *secret;
 static size_t secret_len;
 static int app_port;
+static volatile sig_atomic_t children;
+
+static void reap(int sig) {
+    (void)sig;
+    int saved = errno;
+    while (waitpid(-1, NULL, WNOHANG) > 0) children--;
+    errno = saved;
+}
 
 static int write_all(int fd, const char *buf, size_t len) {
     while (len > 0) {
@@ -142,7 +152,7 @@ static void relay(int client, int app) {
 static void serve(int client) {
     static char head[HEAD_MAX], forward[HEAD_MAX];
     size_t len = 0, end = 0;
-    struct timeval limit = {30, 0};  /* a head must arrive promptly; the relay itself has no limit */
+    struct timeval limit = {10, 0};  /* the edge sends the head at once; the relay itself has no limit */
     setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
     while (!(end = head_end(head, len))) {
         if (len == sizeof head) {
@@ -193,8 +203,14 @@ int main(int argc, char **argv) {
         fprintf(stderr, "slipway-gate: SLIPWAY_GATE_SECRET is missing or shorter than 16 bytes\n");
         return 1;
     }
-    signal(SIGCHLD, SIG_IGN);  /* children are reaped by the kernel */
+    struct sigaction on_child = {0};
+    on_child.sa_handler = reap;
+    on_child.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+    sigaction(SIGCHLD, &on_child, NULL);
     signal(SIGPIPE, SIG_IGN);
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
     int server = socket(AF_INET, SOCK_STREAM, 0);
     int one = 1;
     struct sockaddr_in addr = {0};
@@ -212,13 +228,22 @@ int main(int argc, char **argv) {
             if (errno != EINTR) usleep(10000);  /* out of descriptors: do not spin */
             continue;
         }
+        if (children >= MAX_CHILDREN) {
+            answer(client, "503 Service Unavailable", "Too many connections.\n");
+            close(client);
+            continue;
+        }
+        sigprocmask(SIG_BLOCK, &chld, NULL);  /* count the child before it can be reaped */
         pid_t pid = fork();
         if (pid == 0) {
+            sigprocmask(SIG_UNBLOCK, &chld, NULL);
             close(server);
             serve(client);
             close(client);
             _exit(0);
         }
+        if (pid > 0) children++;
+        sigprocmask(SIG_UNBLOCK, &chld, NULL);
         close(client);
     }
 }
