@@ -14,6 +14,7 @@ from flask import Blueprint, Response, current_app, request
 from agent import validation as v
 from agent.docker_ops import MANAGED_LABEL, DockerHolder, translate
 from agent.errors import AgentError, answer, bad_input
+from agent.gate_check import gate_problem
 
 bp = Blueprint("containers", __name__, url_prefix="/api/containers")
 
@@ -131,6 +132,12 @@ def create() -> tuple[Response, int]:
             api.remove_container(created["Id"], force=True)
             raise
         attrs = api.inspect_container(created["Id"])
+    problem = gate_problem(cfg["HOST_IP"], _published(attrs))
+    if problem is not None:
+        with translate("container not found"):
+            api.remove_container(created["Id"], force=True)
+        raise AgentError(400, f"image {spec['image']} does not run the Slipway gate: {problem}; "
+                              "images must keep the workspace image's ENTRYPOINT (slipway-entrypoint)")
     return answer(_summary(attrs), "container created and started", 201)
 
 

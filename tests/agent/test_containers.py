@@ -228,3 +228,22 @@ def test_concurrent_creates_all_succeed(agent, spec, docker_client) -> None:
         ids = [r.json()["data"]["id"] for r in results]
         deleted = list(pool.map(lambda i: agent.call("POST", f"/api/containers/{i}/delete"), ids))
     assert [r.status_code for r in deleted] == [200] * 6
+
+
+def test_an_image_without_the_gate_is_refused_and_removed(agent, spec, docker_client, test_image) -> None:
+    """An image whose apps answer on the published ports themselves (the gate dropped) is refused."""
+    import io
+
+    tag = f"slipway/test-ungated:{RUN_ID}"
+    dockerfile = (f"FROM {test_image}\nCMD [\"/bin/sh\", \"-c\", "
+                  "\"httpd -p 0.0.0.0:8080 -h /www/vscode; httpd -f -p 0.0.0.0:8888 -h /www/jupyter\"]\n")
+    docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True,
+                               labels={TEST_LABEL: RUN_ID})
+    try:
+        body = spec(image=tag)
+        response = agent.call("POST", "/api/containers", json_body=body)
+        assert response.status_code == 400, response.text
+        assert "does not run the Slipway gate" in response.json()["message"]
+        assert not docker_client.containers.list(all=True, filters={"name": body["name"]})
+    finally:
+        docker_client.images.remove(tag, force=True)

@@ -58,11 +58,12 @@ static int write_all(int fd, const char *buf, size_t len) {
     return 0;
 }
 
+/* Every answer of the gate's own says so (`X-Slipway-Gate: closed`): the agent checks for it. */
 static void answer(int fd, const char *status, const char *body) {
     char out[512];
     int n = snprintf(out, sizeof out,
                      "HTTP/1.1 %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
-                     "Connection: close\r\nCache-Control: no-store\r\n\r\n%s",
+                     "Connection: close\r\nCache-Control: no-store\r\nX-Slipway-Gate: closed\r\n\r\n%s",
                      status, strlen(body), body);
     if (n > 0) write_all(fd, out, (size_t)n);
 }
