@@ -9,6 +9,7 @@ from agent.auth import init_auth
 from agent.config import AgentConfig
 from agent.docker_ops import DockerHolder, NetworkKeeper
 from agent.errors import register_error_handlers
+from agent.firewall import EdgeFirewall
 from agent.routes_system import CpuSampler
 from agent.signing import NonceCache
 
@@ -38,6 +39,7 @@ def create_app(config: AgentConfig | None = None) -> Flask:
     app.extensions["agent_nonces"] = NonceCache()
     app.extensions["agent_docker"] = DockerHolder(config.docker_timeout, pool_size=config.threads + 4)
     app.extensions["agent_network"] = NetworkKeeper(config.network)
+    app.extensions["agent_firewall"] = EdgeFirewall(config.host_ip, config.edge_ips)
     app.extensions["agent_cpu"] = CpuSampler()
     init_auth(app)
     register_error_handlers(app)

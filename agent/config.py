@@ -27,6 +27,7 @@ class AgentConfig:
     host_ip: str = "127.0.0.1"
     network: str = "slipway-workspaces"
     allowed_ips: list[str] = field(default_factory=list)
+    edge_ips: list[str] = field(default_factory=list)
     threads: int = 16
     pids_limit: int = 512
     workspace_mount: str = "/workspace"
@@ -50,6 +51,7 @@ class AgentConfig:
         cfg.workspace_mount = env.get("AGENT_WORKSPACE_MOUNT", cfg.workspace_mount)
         cfg.workdir_deploy = Path(env.get("WORKDIR_DEPLOY", str(cfg.workdir_deploy)))
         cfg.allowed_ips = [ip.strip() for ip in env.get("AGENT_ALLOWED_IPS", "").split(",") if ip.strip()]
+        cfg.edge_ips = [ip.strip() for ip in env.get("AGENT_EDGE_IPS", "").split(",") if ip.strip()]
         ints = {
             "AGENT_PORT": "port", "AGENT_THREADS": "threads", "AGENT_PIDS_LIMIT": "pids_limit",
             "AGENT_WORKSPACE_UID": "workspace_uid", "AGENT_STOP_TIMEOUT": "stop_timeout",
@@ -89,10 +91,31 @@ class AgentConfig:
                 ipaddress.ip_network(ip, strict=False)
             except ValueError:
                 found.append(f"AGENT_ALLOWED_IPS has an invalid address {ip!r}")
+        found.extend(self._edge_problems())
         if not self.workdir_deploy.is_absolute():
             found.append("WORKDIR_DEPLOY must be an absolute path")
         if not self.workspace_mount.startswith("/"):
             found.append("AGENT_WORKSPACE_MOUNT must be an absolute path")
         if self.threads < 1 or self.pids_limit < 16 or self.stop_timeout < 0:
             found.append("AGENT_THREADS must be >= 1, AGENT_PIDS_LIMIT >= 16, AGENT_STOP_TIMEOUT >= 0")
+        return found
+
+    def _edge_problems(self) -> list[str]:
+        """AGENT_EDGE_IPS must name the edge when workspaces publish on a routable address."""
+        found = []
+        networks = []
+        for ip in self.edge_ips:
+            try:
+                networks.append(ipaddress.ip_network(ip, strict=False))
+            except ValueError:
+                found.append(f"AGENT_EDGE_IPS has an invalid address {ip!r}")
+        try:
+            host = ipaddress.ip_address(self.host_ip)
+        except ValueError:
+            return found
+        if not host.is_loopback and not any(n.version == host.version for n in networks) and not found:
+            found.append(
+                f"AGENT_EDGE_IPS must list the edge's address when AGENT_HOST_IP ({self.host_ip}) is not "
+                "loopback: published ports bypass host firewalls, so only the edge may be admitted"
+            )
         return found

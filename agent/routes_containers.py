@@ -14,6 +14,7 @@ from flask import Blueprint, Response, current_app, request
 from agent import validation as v
 from agent.docker_ops import MANAGED_LABEL, DockerHolder, translate
 from agent.errors import AgentError, answer, bad_input
+from agent.gate_check import gate_problem
 
 bp = Blueprint("containers", __name__, url_prefix="/api/containers")
 
@@ -109,6 +110,7 @@ def create() -> tuple[Response, int]:
     with translate("image not found"):
         api = docker.api
         current_app.extensions["agent_network"].ensure(api)
+    current_app.extensions["agent_firewall"].ensure()  # before anything is published
     _prepare_folder(spec["folder"])
     memory = spec["memory_mb"] * 1024 * 1024
     host_config = api.create_host_config(
@@ -130,6 +132,12 @@ def create() -> tuple[Response, int]:
             api.remove_container(created["Id"], force=True)
             raise
         attrs = api.inspect_container(created["Id"])
+    problem = gate_problem(cfg["HOST_IP"], _published(attrs))
+    if problem is not None:
+        with translate("container not found"):
+            api.remove_container(created["Id"], force=True)
+        raise AgentError(400, f"image {spec['image']} does not run the Slipway gate: {problem}; "
+                              "images must keep the workspace image's ENTRYPOINT (slipway-entrypoint)")
     return answer(_summary(attrs), "container created and started", 201)
 
 
@@ -159,6 +167,7 @@ def list_containers() -> tuple[Response, int]:
 def start(ref: str) -> tuple[Response, int]:
     """Start a managed container (already running is fine)."""
     attrs = _inspect_managed(ref)
+    current_app.extensions["agent_firewall"].ensure()  # rules may have been flushed since create
     with translate("container not found"):
         _docker().api.start(attrs["Id"])
         attrs = _docker().api.inspect_container(attrs["Id"])

@@ -130,3 +130,20 @@ def agent_url_problem(url: str) -> str | None:
     if port is not None and not is_port(port):
         return "The agent URL's port must be 1-65535."
     return host_problem(parts.hostname)
+
+
+def is_username_shape(value: object) -> bool:
+    """True for a string shaped like a username (a DNS label, no `--`), reserved or not: stored names."""
+    return isinstance(value, str) and USERNAME_RE.fullmatch(value) is not None and "--" not in value
+
+
+def is_dns_name(value: object) -> bool:
+    """True for a lowercase ASCII DNS name (labels of letters, digits and inner hyphens)."""
+    return isinstance(value, str) and HOSTNAME_RE.fullmatch(value) is not None
+
+
+def is_plain_ip(value: object) -> bool:
+    """True for an IPv4 or IPv6 literal without an IPv6 zone (`fe80::1%eth0`), safe to write into config."""
+    if not isinstance(value, str) or "%" in value:
+        return False
+    return is_ip(value)

@@ -97,11 +97,14 @@ class Caller:
         return response.json()["data"]
 
 
+GATE_ENV = {"SLIPWAY_GATE_SECRET": secrets.token_urlsafe(32)}  # the image's gate will not start without one
+
+
 def spec(name: str) -> dict:
     """A create body for the agent."""
     return {"name": name, "image": IMAGE, "cpu": 0.5, "memory_mb": 64,
             "ports": {"vscode": 8080, "jupyter": 8888},
-            "workspace": f"bench/{name}", "env": {}, "labels": dict(LABELS)}
+            "workspace": f"bench/{name}", "env": dict(GATE_ENV), "labels": dict(LABELS)}
 
 
 def direct_run(client: docker.DockerClient, workdir: Path, name: str) -> None:
@@ -110,6 +113,7 @@ def direct_run(client: docker.DockerClient, workdir: Path, name: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     client.containers.run(
         IMAGE, name=name, detach=True, labels={**LABELS, "slipway.managed": "true"},
+        environment=dict(GATE_ENV),
         ports={"8080/tcp": ("127.0.0.1", None), "8888/tcp": ("127.0.0.1", None)},
         nano_cpus=500_000_000, mem_limit=64 * 1024 * 1024, memswap_limit=64 * 1024 * 1024, pids_limit=512,
         cap_drop=["ALL"], security_opt=["no-new-privileges:true"], network=NETWORK,

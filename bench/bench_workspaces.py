@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import statistics
 import sys
 import tempfile
@@ -40,8 +41,10 @@ from sqlalchemy import insert, select  # noqa: E402
 from app import create_app  # noqa: E402
 from app.extensions import db  # noqa: E402
 from app.models import Server, Task, TaskEvent, User, UserSession, Workspace  # noqa: E402
+from app.models.workspace import GATE_SECRET_PURPOSE  # noqa: E402
 from app.routing import sync  # noqa: E402
 from app.routing.nginx import install, render_routes  # noqa: E402
+from app.security.crypto import encrypt_secret  # noqa: E402
 from app.security.tokens import Grant, cookie_name, cookie_value  # noqa: E402
 from app.services import workspaces as service  # noqa: E402
 from app.timeutil import utcnow  # noqa: E402
@@ -177,6 +180,8 @@ def route_change(stack: Stack) -> bool:
         rows = [{"username": f"u{n:05d}x", "server_id": server_id, "container_name": f"bench-{n}",
                  "image": "x", "cpu": 1.0, "memory_mb": 256, "vscode_port": 20000 + n % 40000,
                  "jupyter_port": 20001 + n % 40000, "status": "running", "error": "",
+                 # Each with its own gate secret, as provisioned ones have (decrypted once, then cached).
+                 "gate_secret": encrypt_secret(secrets.token_urlsafe(32), GATE_SECRET_PURPOSE),
                  "created_at": utcnow(), "updated_at": utcnow()} for n in range(ROUTES)]
         db.session.execute(insert(Workspace), rows)
         db.session.commit()

@@ -9,8 +9,10 @@ from __future__ import annotations
 import http.client
 import shutil
 import socket
+import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -131,4 +133,71 @@ def upgrade_echo_server() -> Iterator[int]:
     finally:
         stopping.set()
         thread.join(5)
+        listener.close()
+
+
+GATE_SOURCE = Path(__file__).resolve().parents[1] / "docker/images/gate/slipway-gate.c"
+
+
+def gate_binary(folder: Path) -> Path | None:
+    """The workspace image's gate compiled from its source into `folder`, or None without gcc."""
+    if shutil.which("gcc") is None:
+        return None
+    binary = folder / "slipway-gate"
+    subprocess.run(["gcc", "-O2", "-static", "-o", str(binary), str(GATE_SOURCE)], check=True, timeout=120)
+    return binary
+
+
+@contextmanager
+def running_gate(binary: Path, app_port: int, secret: str) -> Iterator[int]:
+    """The gate on a free loopback-reachable port in front of 127.0.0.1:`app_port`; yields its port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen([str(binary), str(port), str(app_port)], env={"SLIPWAY_GATE_SECRET": secret},
+                               stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(5)
+
+
+@contextmanager
+def frozen_server() -> Iterator[int]:
+    """A listening socket that accepts connections and never answers (a frozen web app)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    held: list[socket.socket] = []
+    stopping = threading.Event()
+    listener.settimeout(0.2)
+
+    def accept() -> None:
+        while not stopping.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stopping.set()
+        thread.join(5)
+        for conn in held:
+            conn.close()
         listener.close()

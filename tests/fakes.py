@@ -93,7 +93,7 @@ class FakeBackend(ContainerBackend):
         cid = f"{next(_ids):064d}"
         ports = {app: next(_ports) for app in spec.ports}
         self.containers[cid] = {"name": spec.name, "status": "running", "ports": ports,
-                                "created": utcnow().isoformat() + "Z"}
+                                "created": utcnow().isoformat() + "Z", "env": dict(spec.env)}
         if self.die_after_create:
             raise AgentUnavailable("agent died mid-request")
         return self._info(cid)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,8 +16,11 @@ from tests.agent.helpers import free_port
 from tests.edgekit import (
     NGINX_BIN,
     edge_dir,
+    frozen_server,
+    gate_binary,
     get,
     nginx_available,
+    running_gate,
     stub_server,
     text_server,
     upgrade_echo_server,
@@ -159,8 +163,6 @@ def test_route_change_is_served_after_reload(edge: dict[str, Any]) -> None:
 
 
 def test_websocket_upgrade_passes_through(edge: dict[str, Any]) -> None:
-    import socket
-
     with upgrade_echo_server() as ws_port:
         _apply(edge, [WorkspaceRoutes("alice", "127.0.0.1", ws_port, ws_port)])
         time.sleep(0.3)
@@ -187,3 +189,136 @@ def test_auth_answers_are_cached_briefly_per_cookie(edge: dict[str, Any]) -> Non
             assert get(edge["EDGE_PORT"], "alice-vscode.ws.localhost", "/", {"Cookie": "who=owner"})[0] == 200
         assert AUTH_CALLS[0] - before <= 1  # one subrequest at most, then cached
         assert get(edge["EDGE_PORT"], "alice-vscode.ws.localhost", "/", {"Cookie": "who=other"})[0] == 403
+
+
+SECRET = "edge-secret-0123456789abcdefABCDEF"
+
+
+def _gate_headers_seen(handler: Any) -> tuple[int, dict[str, str], bytes]:
+    """An upstream that answers with every X-Slipway-Gate value it received, one per line."""
+    values = handler.headers.get_all("X-Slipway-Gate") or []
+    return 200, {"Content-Type": "text/plain"}, ("seen:" + "\n".join(values)).encode()
+
+
+def test_the_edge_sends_the_secret_and_drops_any_client_copy(edge: dict[str, Any]) -> None:
+    with stub_server(_gate_headers_seen) as up:
+        _apply(edge, [WorkspaceRoutes("alice", "127.0.0.1", up, up, SECRET),
+                      WorkspaceRoutes("bob", "127.0.0.1", up, up)])
+        assert _wait_for(edge, "alice-vscode.ws.localhost", 200)[0] == 200
+        port = edge["EDGE_PORT"]
+        for forged in ({}, {"X-Slipway-Gate": "forged"}, {"x-slipway-gate": SECRET[:-1]}):
+            status, headers, body = get(port, "alice-jupyter.ws.localhost", "/",
+                                        {"Cookie": "who=owner", **forged})
+            assert (status, body) == (200, f"seen:{SECRET}")
+            assert SECRET not in str(headers)  # never sent back to the browser
+        # A route without a secret (a container older than the gate) passes no copy along either.
+        forged = {"Cookie": "who=owner", "X-Slipway-Gate": "forged"}
+        assert get(port, "bob-vscode.ws.localhost", "/", forged)[2] == "seen:"
+
+
+def test_workspace_answers_may_be_framed_only_by_their_own_host(edge: dict[str, Any]) -> None:
+    with text_server("page") as up:
+        _apply(edge, [WorkspaceRoutes("alice", "127.0.0.1", up, up, SECRET)])
+        assert _wait_for(edge, "alice-vscode.ws.localhost", 200)[0] == 200
+        status, headers, _ = get(edge["EDGE_PORT"], "alice-vscode.ws.localhost", "/", {"Cookie": "who=owner"})
+        assert status == 200
+        assert headers["content-security-policy"] == "frame-ancestors 'self'"
+        assert headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_frozen_web_app_fails_closed_within_seconds_with_the_edge_page() -> None:
+    require_service("nginx", nginx_available())
+    with frozen_server() as web_port, edge_dir() as tmp_path, text_server("private page") as up:
+        settings = {
+            "EDGE_DIR": tmp_path / "edge", "EDGE_BIND": "127.0.0.1", "EDGE_PORT": free_port(),
+            "NGINX_BIN": NGINX_BIN, "LISTEN_HOST": "127.0.0.1", "LISTEN_PORT": web_port,
+            "WORKSPACE_DOMAIN": "ws.localhost:8080",
+        }
+        process = start_edge(settings, workers=1)
+        try:
+            install(render_routes([WorkspaceRoutes("alice", "127.0.0.1", up, up, SECRET)], settings),
+                    EdgePaths((tmp_path / "edge").resolve()), NGINX_BIN)
+            time.sleep(0.3)
+            started = time.monotonic()
+            status, headers, body = get(settings["EDGE_PORT"], "alice-vscode.ws.localhost", "/",
+                                        {"Cookie": "who=owner"}, timeout=30)
+            elapsed = time.monotonic() - started
+        finally:
+            stop_edge(process)
+    assert elapsed < 8, f"the owner check waited {elapsed:.1f} s"
+    assert status == 503 and "Workspace unavailable" in body and "private page" not in body
+    assert headers["content-type"].startswith("text/html")
+
+
+@pytest.fixture
+def gate(tmp_path: Path) -> Path:
+    """The workspace gate, compiled from the image's source."""
+    binary = gate_binary(tmp_path)
+    require_service("gcc", binary is not None)
+    assert binary is not None
+    return binary
+
+
+def _upgrade(port: int, host: str, extra: bytes = b"") -> tuple[bytes, socket.socket]:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(b"GET /socket HTTP/1.1\r\nHost: " + host.encode() + b"\r\n" + extra
+                 + b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    return head, sock
+
+
+def test_through_the_edge_the_gate_admits_requests_and_websockets(edge: dict[str, Any], gate: Path) -> None:
+    with text_server("alice's vscode") as app_port, running_gate(gate, app_port, SECRET) as door, \
+            upgrade_echo_server() as ws_app, running_gate(gate, ws_app, SECRET) as ws_door:
+        # Straight to the gate: nothing without the secret, or with a wrong one.
+        for headers in ({}, {"X-Slipway-Gate": "forged"}, {"X-Slipway-Gate": SECRET + "x"}):
+            status, _, body = get(door, "alice-vscode.ws.localhost", "/", headers)
+            assert status == 403 and "alice's vscode" not in body
+        head, sock = _upgrade(ws_door, "alice-jupyter.ws.localhost")
+        sock.close()
+        assert head.startswith(b"HTTP/1.1 403")
+        # Through the edge: the page and a WebSocket pass, even with a forged copy from the client.
+        _apply(edge, [WorkspaceRoutes("alice", "127.0.0.1", door, ws_door, SECRET)])
+        assert _wait_for(edge, "alice-vscode.ws.localhost", 200) == (200, "alice's vscode")
+        head, sock = _upgrade(edge["EDGE_PORT"], "alice-jupyter.ws.localhost",
+                              b"Cookie: who=owner\r\nX-Slipway-Gate: forged\r\n")
+        with sock:
+            assert head.startswith(b"HTTP/1.1 101"), head
+            for message in (b"ping through nginx and the gate", b"x" * 100_000):
+                sock.sendall(message)
+                echoed = b""
+                while len(echoed) < len(message):
+                    echoed += sock.recv(65536)
+                assert echoed == message
+
+
+def test_the_gate_removes_its_header_before_the_app(gate: Path) -> None:
+    with stub_server(_gate_headers_seen) as app_port, running_gate(gate, app_port, SECRET) as door:
+        status, _, body = get(door, "alice-vscode.ws.localhost", "/", {"X-Slipway-Gate": SECRET})
+        assert (status, body) == (200, "seen:")
+        twice = {"X-Slipway-Gate": SECRET, "x-slipway-gate": SECRET}
+        status, _, _ = get(door, "alice-vscode.ws.localhost", "/", twice)
+        assert status == 403  # two copies are never the edge's
+
+
+def test_the_gate_bounds_its_connections_and_recovers(gate: Path) -> None:
+    with text_server("page") as app_port, running_gate(gate, app_port, SECRET) as door:
+        idle = [socket.create_connection(("127.0.0.1", door), timeout=5) for _ in range(128)]
+        try:
+            deadline = time.monotonic() + 5
+            while (status := get(door, "x", "/", {"X-Slipway-Gate": SECRET})[0]) != 503:
+                assert time.monotonic() < deadline, status  # the last idle ones may still be forking
+                time.sleep(0.05)
+        finally:
+            for sock in idle:
+                sock.close()
+        deadline = time.monotonic() + 5
+        while get(door, "x", "/", {"X-Slipway-Gate": SECRET})[0] != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)

@@ -15,19 +15,33 @@ from app.routing.nginx import (
 SETTINGS = {"WORKSPACE_DOMAIN": "ws.localhost:8080", "EDGE_BIND": "127.0.0.1", "EDGE_PORT": 8080}
 
 
+SECRET = "s3cret-Token_0123456789abcdef"
+
+
 def test_renders_one_map_and_one_server() -> None:
     text = render_routes(
-        [WorkspaceRoutes("alice", "127.0.0.1", 4001, 4002), WorkspaceRoutes("bob", None, 4003, 4004)],
+        [WorkspaceRoutes("alice", "127.0.0.1", 4001, 4002, SECRET),
+         WorkspaceRoutes("bob", None, 4003, 4004, SECRET), WorkspaceRoutes("carol", "127.0.0.1", 4005, 4006)],
         SETTINGS,
     )
-    assert text.count("map $host $slipway_upstream") == 1
+    assert text.count("map $host $slipway_route") == 1
     assert text.count("server {") == 1
-    assert '    alice-vscode.ws.localhost "127.0.0.1:4001";' in text
-    assert '    alice-jupyter.ws.localhost "127.0.0.1:4002";' in text
+    assert f'    alice-vscode.ws.localhost "127.0.0.1:4001|{SECRET}";' in text
+    assert f'    alice-jupyter.ws.localhost "127.0.0.1:4002|{SECRET}";' in text
     assert '    bob-vscode.ws.localhost "-";' in text
     assert '    bob-jupyter.ws.localhost "-";' in text
+    assert text.count(SECRET) == 2  # a stopped workspace's secret is not written at all
+    assert '    carol-vscode.ws.localhost "127.0.0.1:4005";' in text  # made before the gate existed
     assert "4003" not in text
     assert "listen 127.0.0.1:8080 default_server;" in text
+    assert "proxy_set_header X-Slipway-Gate $slipway_gate;" in text
+
+
+@pytest.mark.parametrize("secret", ["short", "a" * 20 + '";}', "a" * 20 + "\n", "a" * 20 + "|b",
+                                    "a" * 20 + " ", "a" * 129, "ä" * 20, "a" * 20 + "$host"])
+def test_hostile_gate_secrets_are_refused(secret: str) -> None:
+    with pytest.raises(RouteError):
+        render_routes([WorkspaceRoutes("alice", "127.0.0.1", 4001, 4002, secret)], SETTINGS)
 
 
 HOSTILE_NAMES = [
@@ -63,6 +77,8 @@ def test_hostile_usernames_are_refused(name: str) -> None:
         ("evil.example\n", 4001),
         ("$host", 4001),
         ("exаmple.com", 4001),
+        ("::1%;}", 4001),
+        ("fe80::1%eth0", 4001),
         ("127.0.0.1", 0),
         ("127.0.0.1", 70000),
         ("127.0.0.1", "4001;"),

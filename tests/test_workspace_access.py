@@ -164,3 +164,28 @@ def test_user_page_shows_links_only_while_running(app, client, auth, alice):
         db.session.commit()
     page = client.get("/workspaces/").get_data(as_text=True)
     assert 'id="open-vscode"' not in page and ">Start<" in page
+
+
+def test_a_cookie_tossed_by_a_sibling_host_does_not_lock_the_owner_out(app, client, auth, alice):
+    """Without __Host- cookies a sibling host can set one of the same name for the parent domain."""
+    from datetime import timedelta
+
+    from app.models import UserSession
+    from app.security.tokens import Grant, cookie_value
+    from app.timeutil import utcnow
+
+    auth.login(alice)
+    _, token, _ = open_app(client)
+    own = cookie_of(exchange(app, HOST.format(alice), token))[0]
+    name = own.split("=", 1)[0]
+    with app.app_context():
+        bob = make_user("bob")
+        row = UserSession(user_id=bob.id, session_token="b" * 64, expires_at=utcnow() + timedelta(hours=1))
+        db.session.add(row)
+        db.session.commit()
+        with app.test_request_context():
+            tossed = f"{name}={cookie_value(Grant(bob.id, 'bob', 'bob-vscode.ws.localhost', row.id))}"
+    assert check_auth(app, "bob-vscode.ws.localhost", tossed) == 200  # valid, on bob's own host
+    for cookies in (f"{tossed}; {own}", f"{name}=junk; {own}", f"{own}; {tossed}"):
+        assert check_auth(app, HOST.format(alice), cookies) == 200, cookies
+    assert check_auth(app, HOST.format(alice), f"{tossed}; {name}=junk") == 401

@@ -9,6 +9,7 @@ leaves no half workspace, a retry succeeds.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -169,7 +170,7 @@ def _finished_ok(stack: Stack, task_id: int) -> bool:
         return task.state == "succeeded"
 
 
-WORKSPACE_IMAGE = "slipway/workspace:latest"
+WORKSPACE_IMAGE = os.environ.get("SLIPWAY_WORKSPACE_IMAGE", "slipway/workspace:latest")
 
 
 def _real_image_ready() -> None:
@@ -183,12 +184,13 @@ def _real_image_ready() -> None:
         return
     if not IN_CI:
         pytest.skip(f"{WORKSPACE_IMAGE} is not built (make images)")
-    subprocess.run(["bash", str(ROOT / "docker/images/build-workspace-image.sh")], check=True, timeout=1500)
+    subprocess.run(["bash", str(ROOT / "docker/images/build-workspace-image.sh")], check=True, timeout=1500,
+                   env={**os.environ, "WORKSPACE_IMAGE": WORKSPACE_IMAGE})
 
 
 @pytest.mark.slow
 def test_real_workspace_image_through_nginx(stack: Stack) -> None:
-    """code-server and JupyterLab themselves, reached in Chromium through nginx and the owner check."""
+    """code-server and JupyterLab, WebSockets included, in Chromium through nginx, owner check and gate."""
     require_service("Chromium + playwright", _playwright_available())
     _real_image_ready()
     from playwright.sync_api import sync_playwright
@@ -203,15 +205,46 @@ def test_real_workspace_image_through_nginx(stack: Stack) -> None:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_context().new_page()
+            frames: dict[str, int] = {}  # WebSocket URL -> frames received (through edge and gate)
+
+            def watch(ws) -> None:
+                ws.on("framereceived", lambda _payload: frames.__setitem__(ws.url, frames.get(ws.url, 0) + 1))
+
+            page.on("websocket", watch)
             _login(page, stack, "dana")
             page.goto(f"{stack.web}/workspaces/open/vscode")
             wait_until(lambda: "vs/workbench" in _reload(page), 90, every=0.5)
             assert page.url.startswith(stack.host_url("dana", "vscode", ""))
+            vscode_ws = stack.host_url("dana", "vscode", "/").replace("http://", "ws://")
+            # Playwright delivers events only while it runs: wait_for_timeout lets them in.
+            wait_until(lambda: page.wait_for_timeout(250) or any(u.startswith(vscode_ws) for u in frames), 60)
             page.goto(f"{stack.web}/workspaces/open/jupyter")
             page.goto(stack.host_url("dana", "jupyter", "/lab"))
             wait_until(lambda: "JupyterLab" in _reload(page), 90, every=0.5)
+            assert page.evaluate(KERNEL_ROUND_TRIP) == "kernel_info_reply"
         finally:
             browser.close()
+
+
+# Start a kernel over JupyterLab's REST API and ask it for its info over the kernel WebSocket.
+KERNEL_ROUND_TRIP = """async () => {
+  const xsrf = (document.cookie.match(/_xsrf=([^;]+)/) || [])[1] || "";
+  const made = await fetch("/api/kernels", {method: "POST", body: "{}",
+    headers: {"Content-Type": "application/json", "X-XSRFToken": decodeURIComponent(xsrf)}});
+  const kernel = await made.json();
+  return await new Promise((resolve, reject) => {
+    const ws = new WebSocket(`ws://${location.host}/api/kernels/${kernel.id}/channels`);
+    setTimeout(() => reject(new Error("no kernel reply within 60 s")), 60000);
+    ws.onerror = () => reject(new Error("the kernel WebSocket failed"));
+    ws.onopen = () => ws.send(JSON.stringify({channel: "shell", metadata: {}, content: {}, parent_header: {},
+      header: {msg_id: "slipway-1", msg_type: "kernel_info_request", username: "", session: "slipway",
+               date: new Date().toISOString(), version: "5.3"}}));
+    ws.onmessage = (event) => {
+      const message = JSON.parse(event.data);
+      if (message.header.msg_type === "kernel_info_reply") { ws.close(); resolve(message.header.msg_type); }
+    };
+  });
+}"""
 
 
 def _reload(page) -> str:

@@ -65,7 +65,7 @@ def test_admin_approves_and_the_workspace_is_provisioned_and_routed(app, client,
     ws = _ws(app)
     assert ws.status == "running" and ws.cpu == 0.5 and ws.memory_mb == 256
     assert set(ws.ports) == {"vscode", "jupyter"} and ws.container_id
-    assert f'carol-vscode.ws.localhost "127.0.0.1:{ws.ports["vscode"]}";' in _routes(app)
+    assert f'carol-vscode.ws.localhost "127.0.0.1:{ws.ports["vscode"]}|' in _routes(app)
     assert {"approve_user", "workspace_provision", "workspace_provisioned"} <= set(_actions(app))
 
 

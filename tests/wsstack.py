@@ -8,6 +8,7 @@ carries `slipway.app.instance=<random>`; they and the agent's network are remove
 
 from __future__ import annotations
 
+import os
 import secrets
 import subprocess
 import threading
@@ -25,13 +26,12 @@ from app.extensions import db
 from app.routing.edge_server import start_edge, stop_edge
 from app.routing.sync import regenerate
 from app.worker import start_worker
-from tests.agent.helpers import docker_available, free_port, run_agent
+from tests.agent.helpers import TEST_IMAGE, docker_available, free_port, run_agent
 from tests.builders import make_server
 from tests.edgekit import NGINX_BIN, edge_dir, nginx_available
 from tests.support import build_app
 
 ROOT = Path(__file__).resolve().parents[1]
-TEST_IMAGE = "slipway/test-workspace:latest"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -46,7 +46,8 @@ def ensure_test_image() -> None:
     """Build the test image with its script when it is missing (about a second)."""
     have = subprocess.run(["docker", "image", "inspect", TEST_IMAGE], capture_output=True, check=False)
     if have.returncode != 0:
-        subprocess.run(["bash", str(ROOT / "docker/images/build-test-image.sh")], check=True, cwd=ROOT)
+        subprocess.run(["bash", str(ROOT / "docker/images/build-test-image.sh")], check=True, cwd=ROOT,
+                       env={**os.environ, "TEST_IMAGE": TEST_IMAGE})
 
 
 @dataclass
@@ -103,7 +104,7 @@ def journey_stack(database_url: str, data_dir: Path, **overrides: Any) -> Iterat
             "NGINX_BIN": NGINX_BIN, "INSTANCE_NAME": instance, "RECONCILE_INTERVAL_SECONDS": 0,
             "POLL_ENABLED": False, "MFA_REQUIRED_ROLES": "", "TASK_POLL_MS": 50,
             "TASK_RETRY_BASE_SECONDS": 0, "ORPHAN_GRACE_SECONDS": 3600, "WORKER_CONCURRENCY": 12,
-            "AGENT_RETRIES": 0, **overrides,
+            "AGENT_RETRIES": 0, "DEFAULT_IMAGE": TEST_IMAGE, **overrides,
         }
         app = build_app(database_url, data_dir, **settings)
         stop = threading.Event()

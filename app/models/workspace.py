@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from types import MappingProxyType
 
 from sqlalchemy import Float, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -13,7 +14,11 @@ from app.models.server import Server
 from app.timeutil import utcnow
 
 WORKSPACE_STATUSES = ("provisioning", "running", "stopped", "error", "deleting")
-WORKSPACE_APPS = ("vscode", "jupyter")
+# The workspace apps and the container port each is published from (the gate's port in the image);
+# models, routing, tasks and the reconciler all read this one table.
+APP_PORTS: Mapping[str, int] = MappingProxyType({"vscode": 8080, "jupyter": 8888})
+WORKSPACE_APPS: tuple[str, ...] = tuple(APP_PORTS)
+GATE_SECRET_PURPOSE = "workspace.gate_secret"  # noqa: S105 - the encryption purpose, not a secret
 
 
 class Workspace(db.Model):
@@ -39,6 +44,10 @@ class Workspace(db.Model):
     # columns because the routes are rendered from every row on each route change.
     vscode_port: Mapped[int | None]
     jupyter_port: Mapped[int | None]
+    # The secret the edge sends with every request and the container's gate checks, encrypted
+    # (crypto.encrypt_secret, GATE_SECRET_PURPOSE); new for every container created. None only for
+    # containers created before the gate existed.
+    gate_secret: Mapped[str | None] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(16), default="provisioning", index=True)
     error: Mapped[str] = mapped_column(String(1000), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

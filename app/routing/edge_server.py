@@ -14,7 +14,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from app.routing.nginx import TEMPLATE_ENV, EdgePaths, NginxError, check_config, master_pid, render_routes
+from app.routing.nginx import (
+    TEMPLATE_ENV,
+    EdgePaths,
+    NginxError,
+    check_config,
+    master_pid,
+    render_routes,
+    write_private,
+)
 
 
 def write_main_config(settings: Mapping[str, Any], *, workers: int | str = "auto") -> EdgePaths:
@@ -33,7 +41,7 @@ def write_main_config(settings: Mapping[str, Any], *, workers: int | str = "auto
     paths.main_conf.write_text(template.render(routes_file=paths.routes, **common))
     paths.test_conf.write_text(template.render(routes_file=paths.candidate, **common))
     if not paths.routes.exists():
-        paths.routes.write_text(render_routes([], settings))
+        write_private(paths.routes, render_routes([], settings))
     return paths
 
 

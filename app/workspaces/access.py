@@ -61,15 +61,30 @@ def may_enter(user: User, owner: str) -> bool:
     return user.role == "admin" and bool(current_app.config["WORKSPACE_ADMIN_ACCESS"])
 
 
+MAX_COOKIE_CANDIDATES = 8  # bounds the work a request stuffed with copies can cause
+
+
 def decide() -> Decision:
-    """Decide whether this request (to a workspace host) may pass, from its workspace cookie."""
+    """Decide whether this request (to a workspace host) may pass, from its workspace cookies.
+
+    Without `__Host-` cookies (development over plain HTTP) a sibling workspace host can set a
+    cookie of the same name for the parent domain, so the browser sends two: every candidate is
+    checked, and the request passes when any of them is valid for this host and its owner.
+    """
     host = request_host()
     parsed = owner_of(host)
     if parsed is None:
         return Decision(404)
     owner, app = parsed
-    grant = read_cookie(request.cookies.get(cookie_name()), host)
-    user = live_user(grant) if grant else None
-    if user is None:
-        return Decision(401, owner, app)
-    return Decision(200 if may_enter(user, owner) else 403, owner, app, user)
+    refused: User | None = None
+    for value in request.cookies.getlist(cookie_name())[:MAX_COOKIE_CANDIDATES]:
+        grant = read_cookie(value, host)
+        user = live_user(grant) if grant else None
+        if user is None:
+            continue
+        if may_enter(user, owner):
+            return Decision(200, owner, app, user)
+        refused = refused or user
+    if refused is not None:
+        return Decision(403, owner, app, refused)
+    return Decision(401, owner, app)

@@ -7,6 +7,7 @@ runner rolls back) so the page shows why and offers a retry.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -14,13 +15,14 @@ from app.agent_client import AgentError, AgentUnavailable
 from app.backends import backend_for
 from app.backends.base import ContainerInfo, ContainerSpec
 from app.extensions import db
-from app.models.workspace import WORKSPACE_APPS, Workspace
+from app.models.workspace import APP_PORTS, GATE_SECRET_PURPOSE, WORKSPACE_APPS, Workspace
 from app.routing.nginx import NginxError
 from app.routing.sync import regenerate
+from app.security.crypto import encrypt_secret
 from app.services import audit
 from app.worker.kinds import PRIORITY_INTERACTIVE, TaskContext, TaskFailed, readable, task_kind
 
-APP_PORTS = {"vscode": 8080, "jupyter": 8888}
+GATE_ENV = "SLIPWAY_GATE_SECRET"  # the variable the image's gate reads its secret from
 
 
 def _load(ctx: TaskContext) -> Workspace:
@@ -71,6 +73,27 @@ def _adopt(ws: Workspace, info: ContainerInfo, status: str) -> None:
     ws.error = ""
 
 
+def _new_container_spec(ws: Workspace) -> ContainerSpec:
+    """The spec of a new container, with a fresh gate secret stored (and committed) first.
+
+    Committed before the create call so that a retry adopting this container routes with its
+    secret; a container found already existing keeps the secret it was created with.
+    """
+    secret = secrets.token_urlsafe(32)
+    ws.gate_secret = encrypt_secret(secret, GATE_SECRET_PURPOSE)
+    db.session.commit()
+    return ContainerSpec(
+        name=ws.container_name,
+        image=ws.image,
+        cpu=ws.cpu,
+        memory_mb=ws.memory_mb,
+        ports=dict(APP_PORTS),
+        workspace_dir=ws.username,
+        labels={"slipway.user": ws.username, "slipway.workspace_id": str(ws.id)},
+        env={GATE_ENV: secret},
+    )
+
+
 @task_kind("provision", max_attempts=3, priority=PRIORITY_INTERACTIVE)
 def provision(ctx: TaskContext) -> dict[str, Any]:
     """Create (or adopt, on a retry) the workspace's container, record it and route it."""
@@ -80,21 +103,13 @@ def provision(ctx: TaskContext) -> dict[str, Any]:
     ws.status, ws.error = "provisioning", ""
     db.session.commit()
     backend = backend_for(ws.server)
-    spec = ContainerSpec(
-        name=ws.container_name,
-        image=ws.image,
-        cpu=ws.cpu,
-        memory_mb=ws.memory_mb,
-        ports=dict(APP_PORTS),
-        workspace_dir=ws.username,
-        labels={"slipway.user": ws.username, "slipway.workspace_id": str(ws.id)},
-    )
-    ctx.progress(10, f"creating {spec.name} from {spec.image} on {ws.server.name}")
-    info = _guard(ctx, ws, lambda: backend.status(spec.name))
+    ctx.progress(10, f"creating {ws.container_name} from {ws.image} on {ws.server.name}")
+    info = _guard(ctx, ws, lambda: backend.status(ws.container_name))
     if info is None:
+        spec = _new_container_spec(ws)
         info = _guard(ctx, ws, lambda: backend.create(spec))
     elif not info.running:
-        info = _guard(ctx, ws, lambda: backend.start(spec.name))
+        info = _guard(ctx, ws, lambda: backend.start(ws.container_name))
     if not all(app in info.ports for app in WORKSPACE_APPS):
         _fail(ws, f"the container did not publish ports for {', '.join(WORKSPACE_APPS)}")
         raise TaskFailed("the container did not publish both apps' ports")

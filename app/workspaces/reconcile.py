@@ -22,7 +22,7 @@ from app.backends import backend_for
 from app.backends.base import ContainerInfo
 from app.extensions import db
 from app.models.server import Server
-from app.models.workspace import Workspace
+from app.models.workspace import WORKSPACE_APPS, Workspace
 from app.routing.nginx import NginxError
 from app.routing.sync import regenerate
 from app.services import audit
@@ -76,7 +76,7 @@ def _reconcile_server(ctx: TaskContext, server: Server, grace: timedelta) -> int
             ws.status == "running"
         ):
             ws.status = "running" if info.running else "stopped"
-            ws.ports = {k: v for k, v in info.ports.items() if k in ("vscode", "jupyter")} or ws.ports
+            ws.ports = {k: v for k, v in info.ports.items() if k in WORKSPACE_APPS} or ws.ports
             _repair("reconcile_status_fixed", {"user": ws.username, "status": ws.status}, server)
             repairs += 1
     now = utcnow()

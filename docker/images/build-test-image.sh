@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Build slipway/test-workspace:latest: a tiny image from Debian's busybox-static that serves a page
-# naming each app on 8080 (vscode) and 8888 (jupyter), as a non-root user. Takes about a second.
+# naming each app (busybox httpd on 127.0.0.1:18080 vscode, 127.0.0.1:18888 jupyter) behind the same
+# gate as the real image (gate/slipway-gate.c, compiled static here) on 8080 and 8888, as a non-root
+# user. Takes a few seconds.
 # Skips the build when an image made by this same script version exists; FORCE=1 (or --force) rebuilds.
 set -euo pipefail
 image=${TEST_IMAGE:-slipway/test-workspace:latest}
 busybox=${BUSYBOX:-/bin/busybox}
 [ -x "$busybox" ] || busybox=/usr/bin/busybox
-script_hash=$(sha256sum "$0" | cut -c1-16)
+here=$(cd "$(dirname "$0")" && pwd)
+script_hash=$(cat "$0" "$here/gate/slipway-gate.c" | sha256sum | cut -c1-16)
 if [ "${1:-}" != "--force" ] && [ "${FORCE:-0}" != 1 ]; then
   have=$(docker image inspect -f '{{ index .Config.Labels "slipway.build-hash" }}' "$image" 2>/dev/null || true)
   if [ "$have" = "$script_hash" ]; then echo "$image is up to date"; exit 0; fi
@@ -20,6 +23,7 @@ root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 mkdir -p "$root"/{bin,etc,tmp,workspace,www/vscode,www/jupyter}
 cp "$busybox" "$root/bin/busybox"
+gcc -O2 -static -o "$root/bin/slipway-gate" "$here/gate/slipway-gate.c"
 for applet in $("$busybox" --list); do
   [ "$applet" = busybox ] || ln -s busybox "$root/bin/$applet"
 done
@@ -31,11 +35,18 @@ for app in vscode jupyter; do
 done
 cat >"$root/start.sh" <<'SH'
 #!/bin/sh
-# Both "apps" as daemons; the shell stays as the main process and exits cleanly on TERM.
-httpd -p 0.0.0.0:8080 -h /www/vscode
-httpd -p 0.0.0.0:8888 -h /www/jupyter
-trap 'exit 0' TERM INT
-while :; do sleep 3600 & wait $!; done
+# Both "apps" as daemons on 127.0.0.1 only; the published ports 8080 and 8888 belong to the gate,
+# which lets a request through only with the edge's secret (it refuses to start without one).
+# The shell stays as the main process, exits cleanly on TERM and stops the container if a gate dies.
+httpd -p 127.0.0.1:18080 -h /www/vscode
+httpd -p 127.0.0.1:18888 -h /www/jupyter
+slipway-gate 8080 18080 & vscode=$!
+slipway-gate 8888 18888 & jupyter=$!
+unset SLIPWAY_GATE_SECRET
+trap 'kill $vscode $jupyter 2>/dev/null; exit 0' TERM INT
+while kill -0 $vscode 2>/dev/null && kill -0 $jupyter 2>/dev/null; do sleep 1 & wait $!; done
+echo "a gate exited; stopping" >&2
+exit 1
 SH
 chmod 755 "$root/start.sh"
 chmod 1777 "$root/tmp"

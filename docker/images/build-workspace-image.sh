@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build slipway/workspace:latest (code-server on 8080, JupyterLab on 8888, non-root, home = /workspace).
+# Build slipway/workspace:latest (code-server and JupyterLab behind the gate on 8080 and 8888, non-root,
+# home = /workspace).
 # The base comes from `debootstrap --variant=minbase bookworm` + `docker import` (slipway/debian-base:bookworm,
 # ~30 s), since Docker Hub is out of reach; a production install may point SLIPWAY_BASE_IMAGE at any
 # Debian bookworm image instead. The host's extra CA certificates (/usr/local/share/ca-certificates/*.crt)
@@ -15,7 +16,8 @@ code_server=${CODE_SERVER_VERSION:-4.139.1}
 jupyterlab=${JUPYTERLAB_VERSION:-4.6.6}
 [ "${1:-}" = --force ] && FORCE=1
 
-inputs_hash=$( (cat "$0" "$here/workspace/Dockerfile" "$here/workspace/start.sh";
+inputs_hash=$( (cat "$0" "$here/workspace/Dockerfile" "$here/workspace/start.sh" "$here/workspace/entrypoint.sh" \
+  "$here/gate/slipway-gate.c";
   echo "$base $node_wheel $code_server $jupyterlab"; cat /usr/local/share/ca-certificates/*.crt 2>/dev/null || true) \
   | sha256sum | cut -c1-16)
 if [ "${FORCE:-0}" != 1 ]; then
@@ -42,7 +44,8 @@ fi
 old_id=$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)
 context=$(mktemp -d)
 trap 'rm -rf "$context"' EXIT
-cp "$here/workspace/Dockerfile" "$here/workspace/start.sh" "$context/"
+cp "$here/workspace/Dockerfile" "$here/workspace/start.sh" "$here/workspace/entrypoint.sh" \
+  "$here/gate/slipway-gate.c" "$context/"
 mkdir "$context/extra-ca"
 for crt in /usr/local/share/ca-certificates/*.crt; do
   [ -e "$crt" ] && cp "$crt" "$context/extra-ca/"

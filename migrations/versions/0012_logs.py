@@ -1,13 +1,13 @@
 """logs: entries, alert rules, alerts, cursors; agent event cursor per server; wider API key scope
 
 Revision ID: 0012
-Revises: 0009
+Revises: 0011
 """
 from alembic import op
 import sqlalchemy as sa
 
 revision = "0012"
-down_revision = "0009"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 

@@ -5,7 +5,8 @@
 - `agent`: an `AgentProcess` for the whole session: `.call(method, path, json_body=..)` signs and sends.
   Everything it creates carries the label `slipway.test=<run id>` and is removed at the end.
 - `start_agent(**env)`: a context manager that starts another agent (other env, e.g. a dead DOCKER_HOST).
-- `spec(**overrides)`: a valid create-container body with a unique name.
+- `spec(**overrides)`: a valid create-container body with a unique name (and the gate secret
+  GATE_SECRET in its environment; send `headers=GATE` as the edge would).
 
 The helpers behind them (run_agent, free_port, ...) live in tests/agent/helpers.py.
 """
@@ -13,6 +14,7 @@ The helpers behind them (run_agent, free_port, ...) live in tests/agent/helpers.
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import shutil
 import subprocess
@@ -22,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.agent.helpers import (
+    GATE_SECRET,
     ROOT,
     RUN_ID,
     TEST_IMAGE,
@@ -46,7 +49,8 @@ def docker_client():
 @pytest.fixture(scope="session")
 def test_image(docker_client) -> str:
     """The busybox test image, built by its script when it is missing or stale."""
-    subprocess.run(["bash", str(ROOT / "docker/images/build-test-image.sh")], check=True, capture_output=True)
+    subprocess.run(["bash", str(ROOT / "docker/images/build-test-image.sh")], check=True, capture_output=True,
+                   env={**os.environ, "TEST_IMAGE": TEST_IMAGE})
     return TEST_IMAGE
 
 
@@ -94,7 +98,8 @@ def spec(test_image: str) -> Callable[..., dict]:
         body = {
             "name": name, "image": test_image, "cpu": 0.5, "memory_mb": 64,
             "ports": {"vscode": 8080, "jupyter": 8888}, "workspace": f"users/{name}",
-            "env": {"SLIPWAY_USER": "alice"}, "labels": {TEST_LABEL: RUN_ID},
+            "env": {"SLIPWAY_USER": "alice", "SLIPWAY_GATE_SECRET": GATE_SECRET},
+            "labels": {TEST_LABEL: RUN_ID},
         }
         body.update(overrides)
         return body

@@ -21,9 +21,12 @@ import requests
 from agent.signing import signed_headers
 
 ROOT = Path(__file__).resolve().parents[2]
-TEST_IMAGE = "slipway/test-workspace:latest"
+# Another tag lets a checkout test its own image without replacing the one other checkouts use.
+TEST_IMAGE = os.environ.get("SLIPWAY_TEST_IMAGE", "slipway/test-workspace:latest")
 RUN_ID = secrets.token_hex(4)
 TEST_LABEL = "slipway.test"
+GATE_SECRET = f"gate-{secrets.token_hex(16)}"  # what the edge would send; every `spec` container gets it
+GATE = {"X-Slipway-Gate": GATE_SECRET}
 
 
 def free_port() -> int:
@@ -132,13 +135,13 @@ def unique(prefix: str = "ws") -> str:
     return f"slipway-t{RUN_ID}-{prefix}-{secrets.token_hex(3)}"
 
 
-def wait_http(url: str, seconds: float = 10) -> requests.Response:
+def wait_http(url: str, seconds: float = 10, headers: dict[str, str] | None = None) -> requests.Response:
     """GET `url` until it answers (a freshly started app needs a moment)."""
     deadline = time.monotonic() + seconds
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            return requests.get(url, timeout=2)
+            return requests.get(url, timeout=2, headers=headers)
         except requests.ConnectionError as exc:
             last = exc
             time.sleep(0.1)

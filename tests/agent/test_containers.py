@@ -8,7 +8,7 @@ import os
 import pytest
 import requests
 
-from tests.agent.helpers import RUN_ID, TEST_LABEL, unique, wait_http
+from tests.agent.helpers import GATE, GATE_SECRET, RUN_ID, TEST_LABEL, unique, wait_http
 
 pytestmark = pytest.mark.integration
 
@@ -35,8 +35,12 @@ def test_create_answers_stop_start_delete(agent, spec, docker_client) -> None:
     assert data["name"] == body["name"] and data["status"] == "running"
     assert set(data["ports"]) == {"vscode", "jupyter"}
     for app, port in data["ports"].items():
-        page = wait_http(f"http://127.0.0.1:{port}/")
+        page = wait_http(f"http://127.0.0.1:{port}/", headers=GATE)
         assert page.status_code == 200 and f"workspace: {app}" in page.text
+        # Straight to the published port without the edge's secret, or with a wrong one: refused.
+        for headers in (None, {"X-Slipway-Gate": GATE_SECRET + "x"}, {"X-Slipway-Gate": ""}):
+            refused = requests.get(f"http://127.0.0.1:{port}/", headers=headers, timeout=5)
+            assert refused.status_code == 403 and "workspace" not in refused.text
     assert (agent.workdir / body["workspace"]).is_dir()
 
     listed = agent.call("GET", f"/api/containers?label={TEST_LABEL}={RUN_ID}").json()["data"]
@@ -51,7 +55,7 @@ def test_create_answers_stop_start_delete(agent, spec, docker_client) -> None:
     assert started["status"] == "running"
     ports = agent.call("GET", f"/api/containers/{data['id']}/ports").json()["data"]
     assert ports == started["ports"] and set(ports) == {"vscode", "jupyter"}
-    assert wait_http(f"http://127.0.0.1:{ports['jupyter']}/").status_code == 200
+    assert wait_http(f"http://127.0.0.1:{ports['jupyter']}/", headers=GATE).status_code == 200
 
     logs = agent.call("GET", f"/api/containers/{data['id']}/logs?tail=5")
     assert logs.status_code == 200 and isinstance(logs.json()["data"]["logs"], str)
@@ -93,7 +97,8 @@ def test_limits_and_hardening_are_visible_in_inspect(agent, spec, docker_client)
 
 def test_unlabeled_container_cannot_be_touched(agent, docker_client, test_image) -> None:
     name = unique("foreign")
-    foreign = docker_client.containers.run(test_image, name=name, detach=True, labels={TEST_LABEL: RUN_ID})
+    foreign = docker_client.containers.run(test_image, name=name, detach=True, labels={TEST_LABEL: RUN_ID},
+                                           environment={"SLIPWAY_GATE_SECRET": GATE_SECRET})
     try:
         for method, path in [
             ("POST", f"/api/containers/{name}/stop"), ("POST", f"/api/containers/{foreign.id}/start"),
@@ -111,8 +116,9 @@ def test_unlabeled_container_cannot_be_touched(agent, docker_client, test_image)
 
 
 def _fetch_inside(container, url: str) -> tuple[int, bytes]:
-    """busybox wget from inside a container, bounded by `timeout` (wget -T crashes in busybox 1.35)."""
-    result = container.exec_run(["timeout", "3", "wget", "-q", "-O", "-", url])
+    """busybox wget (with the gate secret) from inside a container, bounded by `timeout` (wget -T crashes)."""
+    result = container.exec_run(["timeout", "3", "wget", "-q", "--header", f"X-Slipway-Gate: {GATE_SECRET}",
+                                 "-O", "-", url])
     return result.exit_code, result.output
 
 
@@ -121,7 +127,7 @@ def test_one_workspace_cannot_reach_another(agent, spec, docker_client, test_ima
     target = docker_client.api.inspect_container(second["id"])
     target_ip = target["NetworkSettings"]["Networks"][agent.network]["IPAddress"]
     assert target_ip
-    assert wait_http(f"http://127.0.0.1:{second['ports']['vscode']}/").status_code == 200
+    assert wait_http(f"http://127.0.0.1:{second['ports']['vscode']}/", headers=GATE).status_code == 200
     source = docker_client.containers.get(first["id"])
     code, output = _fetch_inside(source, "http://127.0.0.1:8080/")
     assert code == 0 and b"workspace: vscode" in output
@@ -143,7 +149,8 @@ def test_the_reachability_check_detects_an_open_network(docker_client, test_imag
     try:
         for _ in range(2):
             containers.append(docker_client.containers.run(
-                test_image, name=unique("icc"), detach=True, network=network.name, labels={TEST_LABEL: RUN_ID}
+                test_image, name=unique("icc"), detach=True, network=network.name,
+                labels={TEST_LABEL: RUN_ID}, environment={"SLIPWAY_GATE_SECRET": GATE_SECRET},
             ))
         target_ip = docker_client.api.inspect_container(containers[1].id)["NetworkSettings"]["Networks"][
             network.name]["IPAddress"]
@@ -221,3 +228,22 @@ def test_concurrent_creates_all_succeed(agent, spec, docker_client) -> None:
         ids = [r.json()["data"]["id"] for r in results]
         deleted = list(pool.map(lambda i: agent.call("POST", f"/api/containers/{i}/delete"), ids))
     assert [r.status_code for r in deleted] == [200] * 6
+
+
+def test_an_image_without_the_gate_is_refused_and_removed(agent, spec, docker_client, test_image) -> None:
+    """An image whose apps answer on the published ports themselves (the gate dropped) is refused."""
+    import io
+
+    tag = f"slipway/test-ungated:{RUN_ID}"
+    dockerfile = (f"FROM {test_image}\nCMD [\"/bin/sh\", \"-c\", "
+                  "\"httpd -p 0.0.0.0:8080 -h /www/vscode; httpd -f -p 0.0.0.0:8888 -h /www/jupyter\"]\n")
+    docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True,
+                               labels={TEST_LABEL: RUN_ID})
+    try:
+        body = spec(image=tag)
+        response = agent.call("POST", "/api/containers", json_body=body)
+        assert response.status_code == 400, response.text
+        assert "does not run the Slipway gate" in response.json()["message"]
+        assert not docker_client.containers.list(all=True, filters={"name": body["name"]})
+    finally:
+        docker_client.images.remove(tag, force=True)

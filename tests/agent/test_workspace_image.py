@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 
 import pytest
 import requests
 
-from tests.agent.helpers import ROOT
+from tests.agent.helpers import GATE, ROOT
 from tests.support import IN_CI
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-WORKSPACE_IMAGE = "slipway/workspace:latest"
+WORKSPACE_IMAGE = os.environ.get("SLIPWAY_WORKSPACE_IMAGE", "slipway/workspace:latest")
 
 
 @pytest.fixture(scope="module")
@@ -25,17 +26,18 @@ def workspace_image(docker_client) -> str:
         if not IN_CI:
             pytest.skip(f"{WORKSPACE_IMAGE} is not built (make images)")
         script = ROOT / "docker/images/build-workspace-image.sh"
-        subprocess.run(["bash", str(script)], check=True, timeout=1500)
+        subprocess.run(["bash", str(script)], check=True, timeout=1500,
+                   env={**os.environ, "WORKSPACE_IMAGE": WORKSPACE_IMAGE})
     return WORKSPACE_IMAGE
 
 
 def _page(url: str, seconds: float = 90) -> requests.Response:
-    """GET until the app answers 200 (the apps need some seconds to start)."""
+    """GET with the gate secret until the app answers 200 (the apps need some seconds to start)."""
     deadline = time.monotonic() + seconds
     last: object = None
     while time.monotonic() < deadline:
         try:
-            response = requests.get(url, timeout=5)
+            response = requests.get(url, timeout=5, headers=GATE)
             if response.status_code == 200:
                 return response
             last = response.status_code
@@ -55,6 +57,13 @@ def test_real_workspace_serves_both_apps(agent, spec, docker_client, workspace_i
         assert "vs/workbench" in vscode.text  # the VS Code workbench page, after code-server's redirect
         jupyter = _page(f"http://127.0.0.1:{data['ports']['jupyter']}/lab")
         assert "JupyterLab" in jupyter.text
+        for port in data["ports"].values():  # the apps are up; without the edge's secret: nothing
+            for path in ("/", "/lab", "/api/status"):
+                refused = requests.get(f"http://127.0.0.1:{port}{path}", timeout=5, allow_redirects=False)
+                assert refused.status_code == 403 and "JupyterLab" not in refused.text, (port, path)
+        top = docker_client.api.top(data["id"], ps_args="-o pid,args")
+        commands = [row[1] for row in top["Processes"]]
+        assert any(c.startswith("slipway-gate 8080 18080") for c in commands), commands
         attrs = docker_client.api.inspect_container(data["id"])
         assert attrs["Config"]["User"] == "1000:1000"
         top = docker_client.api.top(data["id"], ps_args="-o pid,uid,comm")
