@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TEST_IMAGE = "slipway/test-workspace:latest"
 MEMORY_MB = 64
 ALLOCATE = "dd if=/dev/zero bs=1M count=300 2>/dev/null | tail > /dev/null"
+NETWORK = f"slipway-test-{RUN_ID}-events"  # its own, so removing it never pulls one from another test
 
 
 @pytest.fixture
@@ -50,13 +51,16 @@ def docker_client():
     for container in client.containers.list(all=True, filters={"label": f"{TEST_LABEL}={RUN_ID}"}):
         with contextlib.suppress(Exception):
             container.remove(force=True)
+    for network in client.networks.list(names=[NETWORK]):
+        with contextlib.suppress(Exception):
+            network.remove()
 
 
 @contextlib.contextmanager
 def agent_row(app, workdir: Path, **agent_kw: object) -> Iterator[tuple[int, object]]:
     """A real agent and the Server row that points at it (reused when the name exists)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    with run_agent(workdir, **agent_kw) as agent, app.app_context():
+    with run_agent(workdir, AGENT_NETWORK=NETWORK, **agent_kw) as agent, app.app_context():
         server = db.session.scalar(select(Server).where(Server.name == "local"))
         if server is None:
             server = Server(name="local", agent_url=agent.base_url, publish_host="127.0.0.1", status="online",
