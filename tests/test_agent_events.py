@@ -219,3 +219,17 @@ def test_server_turning_offline_writes_an_error_entry(quick):
     assert "offline" in offline[0].message and "refused" in offline[0].message
     poll(quick, poller)
     assert len(entries(quick, category="server.offline")) == 1  # once per transition
+
+
+def test_restart_and_overflow_in_one_fetch_give_two_gap_entries(quick, stub):
+    server_id = setup_rows(quick, stub.url)
+    oom(stub.events)
+    poll(quick)
+    stub.events = EventBuffer(2)  # a restarted agent with a small ring that already overflowed
+    for _ in range(5):
+        stub.events.add("container", "start", container="slipway-ws-alice")
+    poll(quick)
+    reasons = [(e.fields["reason"], e.fields.get("missing")) for e in entries(quick, category="agent.gap")]
+    assert reasons == [("epoch", None), ("overflow", 3)]
+    assert cursor(quick, server_id) == (5, stub.events.epoch)
+    assert len(entries(quick, category="container.start")) == 2
