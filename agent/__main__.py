@@ -21,9 +21,14 @@ def main() -> int:
 
     from gunicorn.app.base import BaseApplication
 
-    from agent.app import create_app
+    from agent.app import create_app, start_event_watchers
 
     app = create_app(config)
+
+    def post_worker_init(worker: object) -> None:
+        # In the worker, not the master: threads do not survive the fork, and a restarted worker
+        # must start a new epoch (its buffer is empty again).
+        start_event_watchers(app)
 
     class AgentServer(BaseApplication):
         """Gunicorn embedded: one worker (the replay cache is per process) with `threads` threads."""
@@ -41,6 +46,7 @@ def main() -> int:
                 "accesslog": "-",
                 "errorlog": "-",
                 "loglevel": "info",
+                "post_worker_init": post_worker_init,
             }
             for key, value in settings.items():
                 self.cfg.set(key, value)

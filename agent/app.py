@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from flask import Flask
 
-from agent import routes_builds, routes_containers, routes_images, routes_system
+from agent import routes_builds, routes_containers, routes_events, routes_images, routes_system
 from agent.auth import init_auth
 from agent.config import AgentConfig
 from agent.docker_ops import DockerHolder, NetworkKeeper
 from agent.errors import register_error_handlers
+from agent.events import EventBuffer, KnownImages
 from agent.firewall import EdgeFirewall
 from agent.routes_system import CpuSampler
 from agent.signing import NonceCache
@@ -41,8 +42,20 @@ def create_app(config: AgentConfig | None = None) -> Flask:
     app.extensions["agent_network"] = NetworkKeeper(config.network)
     app.extensions["agent_firewall"] = EdgeFirewall(config.host_ip, config.edge_ips)
     app.extensions["agent_cpu"] = CpuSampler()
+    app.extensions["agent_events"] = EventBuffer(config.events_max)
+    app.extensions["agent_known_images"] = KnownImages()
     init_auth(app)
     register_error_handlers(app)
-    for module in (routes_system, routes_containers, routes_images, routes_builds):
+    for module in (routes_system, routes_containers, routes_images, routes_builds, routes_events):
         app.register_blueprint(module.bp)
     return app
+
+
+def start_event_watchers(app: Flask) -> None:
+    """In the serving process: a fresh epoch, then the Docker-events and host-sampler threads."""
+    from agent.watchers import start_watchers
+
+    buffer: EventBuffer = app.extensions["agent_events"]
+    buffer.renew()
+    app.extensions["agent_watchers_stop"] = start_watchers(
+        buffer, app.extensions["agent_known_images"], app.extensions["agent_config"])

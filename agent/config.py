@@ -36,6 +36,10 @@ class AgentConfig:
     max_body_mb: int = 256
     max_import_mb: int = 8192
     docker_timeout: int = 120
+    events_max: int = 10_000
+    host_check_seconds: int = 60
+    disk_warn_percent: int = 90
+    memory_warn_percent: int = 90
     parse_errors: list[str] = field(default_factory=list)
 
     @classmethod
@@ -57,6 +61,9 @@ class AgentConfig:
             "AGENT_WORKSPACE_UID": "workspace_uid", "AGENT_STOP_TIMEOUT": "stop_timeout",
             "AGENT_MAX_BODY_MB": "max_body_mb", "AGENT_MAX_IMPORT_MB": "max_import_mb",
             "AGENT_DOCKER_TIMEOUT": "docker_timeout",
+            "AGENT_EVENTS_MAX": "events_max", "AGENT_HOST_CHECK_SECONDS": "host_check_seconds",
+            "AGENT_DISK_WARN_PERCENT": "disk_warn_percent",
+            "AGENT_MEMORY_WARN_PERCENT": "memory_warn_percent",
         }
         for name, attr in ints.items():
             raw = env.get(name)
@@ -98,6 +105,14 @@ class AgentConfig:
             found.append("AGENT_WORKSPACE_MOUNT must be an absolute path")
         if self.threads < 1 or self.pids_limit < 16 or self.stop_timeout < 0:
             found.append("AGENT_THREADS must be >= 1, AGENT_PIDS_LIMIT >= 16, AGENT_STOP_TIMEOUT >= 0")
+        if not 1 <= self.events_max <= 1_000_000:
+            found.append("AGENT_EVENTS_MAX must be between 1 and 1000000")
+        if self.host_check_seconds < 1:
+            found.append("AGENT_HOST_CHECK_SECONDS must be >= 1")
+        for name, value in (("AGENT_DISK_WARN_PERCENT", self.disk_warn_percent),
+                            ("AGENT_MEMORY_WARN_PERCENT", self.memory_warn_percent)):
+            if not 1 <= value <= 100:
+                found.append(f"{name} must be between 1 and 100")
         return found
 
     def _edge_problems(self) -> list[str]:

@@ -16,6 +16,7 @@ from flask import Blueprint, Response, current_app, request
 from agent import validation as v
 from agent.docker_ops import DockerHolder, translate
 from agent.errors import bad_input, log
+from agent.events import EventBuffer, KnownImages
 
 bp = Blueprint("builds", __name__, url_prefix="/api/images")
 
@@ -66,6 +67,19 @@ def _context(dockerfile: str, context_b64: object) -> bytes:
         info.size, info.mtime, info.mode = len(text), int(time.time()), 0o644
         dest.addfile(info, io.BytesIO(text))
     return out.getvalue()
+
+
+def _recorded(events: Iterator[dict], tag: str, buffer: EventBuffer, known: KnownImages) -> Iterator[dict]:
+    """Pass the build's objects through and add its outcome to the agent's event buffer."""
+    for event in events:
+        if event.get("type") == "result":
+            data = event.get("data") or {}
+            known.remember(data.get("id"))
+            buffer.add("image", "build", image=tag, level="info" if event.get("success") else "warning",
+                       message=f"image {tag}: {'built' if event.get('success') else 'build failed'}",
+                       details={"success": bool(event.get("success")), "step": data.get("step"),
+                                "id": data.get("id")})
+        yield event
 
 
 def _ndjson(events: Iterable[dict]) -> Response:
@@ -120,12 +134,15 @@ def build() -> Response:
     ):
         raise bad_input("buildargs", "must map argument names to strings")
     context = _context(dockerfile, data.get("context_b64"))
+    current_app.extensions["agent_known_images"].remember(tag)
     with translate():
         stream = _docker().api.build(
             fileobj=io.BytesIO(context), custom_context=True, dockerfile=DOCKERFILE_NAME, tag=tag,
             rm=True, forcerm=True, pull=False, buildargs=buildargs, decode=True,
         )
-    return _ndjson(_build_events(stream, tag))
+    extensions = current_app.extensions  # read now: the generator runs after the view returned
+    return _ndjson(_recorded(_build_events(stream, tag), tag, extensions["agent_events"],
+                             extensions["agent_known_images"]))
 
 
 def _push_events(stream: Iterator[dict], ref: str) -> Iterator[dict]:
@@ -163,6 +180,7 @@ def push() -> Response:
             raise bad_input(field, "must be a string or null")
     auth = {"username": username, "password": password or ""} if username else None
     ref = f"{repository}:{tag}"
+    current_app.extensions["agent_known_images"].remember(ref)
     with translate("image not found"):
         _docker().api.inspect_image(ref)
         stream = _docker().api.push(repository, tag=tag, stream=True, decode=True, auth_config=auth)

@@ -115,6 +115,7 @@ def tag_image() -> tuple[Response, int]:
         raise AgentError(409, f"conflict: {target} is the image of a managed container; it was not moved")
     with translate("image not found"):
         image_id = _docker().api.inspect_image(source)["Id"]
+        current_app.extensions["agent_known_images"].remember(target, image_id)
         _docker().api.tag(source, repository, tag=tag, force=True)
     return answer({"source": source, "ref": target, "id": image_id}, f"tagged {source} as {target}")
 
@@ -137,6 +138,7 @@ def import_image() -> tuple[Response, int]:
         if size == 0:
             raise bad_input("body", "the rootfs tarball is empty")
         sink.flush()
+        current_app.extensions["agent_known_images"].remember(f"{repository}:{tag}")
         with translate():
             output = _docker().api.import_image_from_file(sink.name, repository=repository, tag=tag)
     image_id = ""

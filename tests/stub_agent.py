@@ -3,6 +3,7 @@
 `StubAgent(token, mode=...)` listens on a free 127.0.0.1 port. Modes: "ok" answers at once,
 "slow" sleeps `delay` seconds first, "down" answers 503 (Docker down), "dead" is a port with
 nothing listening. It checks the HMAC signature like the real agent and counts requests.
+`events` is the agent's own event buffer class: tests add events and `GET /api/events` serves them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from agent.events import EventBuffer
 from agent.signing import NonceCache, verify
 
 STATS = {
@@ -66,6 +68,12 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?")[0]
         if path == "/get_system_stats":
             self._answer(200, True, "ok", stub.stats)
+        elif path == "/api/events" and method == "GET":
+            from urllib.parse import parse_qs
+
+            query = parse_qs(self.path.partition("?")[2])
+            after, limit = int(query.get("after", ["0"])[0]), int(query.get("limit", ["500"])[0])
+            self._answer(200, True, "ok", stub.events.read(after, min(limit, 1000)))
         elif path == "/api/containers" and method == "GET":
             self._answer(200, True, "ok", stub.containers)
         elif path.startswith("/api/containers/missing"):
@@ -106,6 +114,7 @@ class StubAgent:
         self.delay = delay
         self.stats: dict[str, Any] = json.loads(json.dumps(STATS))
         self.containers: list[dict[str, Any]] = []
+        self.events = EventBuffer(10_000)
         self.requests: list[tuple[str, str]] = []
         self.lock = threading.Lock()
         self.nonces = NonceCache()

@@ -130,7 +130,7 @@ def test_register_local_server_refuses_a_forbidden_url(app, runner, tmp_path):
 def test_dns_rebinding_is_refused_at_connect_time(app, dns):
     dns["agent.example"] = "127.0.0.1"
     with app.app_context():
-        server = make_server(url="http://agent.example:9")
+        server = make_server(agent_url="http://agent.example:9")
         assert outbound.agent_url_problem(server.agent_url) is None  # what the form saw at save time
         dns["agent.example"] = "169.254.169.254"
         with pytest.raises(AgentError) as refused:

@@ -38,7 +38,7 @@ def test_least_loaded_online_server_with_room(app):
 
 def test_a_server_whose_first_poll_is_pending_is_tried_when_no_online_one_fits(app):
     with app.app_context():
-        fresh = make_server("fresh")  # just registered: status "unknown", never polled
+        fresh = make_server("fresh", status="unknown")  # just registered: status "unknown", never polled
         assert (fresh.status, fresh.last_polled_at) == ("unknown", None)
         assert pick_server(1, 512).name == "fresh"
         online = make_server("online", status="online", memory_total=8 * GIB, cpu_cores=4)

@@ -239,6 +239,21 @@ class AgentClient:
         """CPU, load, memory, disk, container and image counts of the agent's host."""
         return self._data("GET", "/get_system_stats", idempotent=True) or {}
 
+    def events(self, after: int = 0, limit: int = 500) -> dict:
+        """The agent's events after sequence `after` (at most `limit`, the agent caps it at 1000).
+
+        Returns `{"epoch", "events", "next", "gap", "latest", "more"}`: `gap` is `{"from", "to"}`
+        when events after the cursor were dropped from the agent's buffer before being read; a
+        new `epoch` means the agent restarted and numbers from 1 again. Raises `AgentError` for
+        an answer of any other shape.
+        """
+        query = [("after", str(int(after))), ("limit", str(int(limit)))]
+        data = self._data("GET", "/api/events", query=query, idempotent=True)
+        if not isinstance(data, dict) or not isinstance(data.get("events"), list) \
+                or not isinstance(data.get("epoch"), str) or not isinstance(data.get("next"), int):
+            raise AgentError("agent sent events in an unexpected shape")
+        return data
+
     def list_containers(self, labels: dict[str, str] | None = None) -> list[dict]:
         """Managed containers, optionally filtered by labels."""
         query = [("label", f"{key}={value}") for key, value in sorted((labels or {}).items())]

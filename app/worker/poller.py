@@ -9,6 +9,11 @@ up. The interval is jittered so many workers do not beat in step. Between rounds
 holder looks each second for servers never polled (just registered, by the form, the API or
 `flask register-local-server`) and polls at once, so a new server does not wait a whole
 interval to be marked online.
+
+In the same round each answering agent is asked for its events after the server's stored cursor
+(`app.logs.agent_events`); the entries and the moved cursor are written in the round's one commit,
+so a crash between fetch and commit fetches the same events again next round. A server turning
+offline is written as a `server.offline` entry.
 """
 
 from __future__ import annotations
@@ -31,7 +36,10 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from app.agent_client import AgentClient
 from app.extensions import db
+from app.logs.agent_events import EventBatch, batch_entries, fetch_events, offline_entry
+from app.logs.store import add_entries
 from app.models import PollerLease, Server
+from app.models.workspace import Workspace
 from app.security.crypto import SecretDecryptError
 from app.services.servers import Outcome, apply_outcome, downsample, probe
 from app.timeutil import utcnow
@@ -40,6 +48,17 @@ log = logging.getLogger(__name__)
 LEASE_NAME = "poller"
 RETENTION_EVERY_SECONDS = 600
 NEW_SERVER_CHECK_SECONDS = 1.0  # how soon a just-registered server gets its first poll
+
+
+def poll_server(
+    client: AgentClient, cursor: int, epoch: str, seconds: float,
+) -> tuple[Outcome, EventBatch | None]:
+    """Probe one agent, then (when it answered) fetch its events after `cursor`, all within `seconds`."""
+    started = time.monotonic()
+    outcome = probe(client)
+    if outcome.kind != "ok":
+        return outcome, None
+    return outcome, fetch_events(client, cursor, epoch, seconds=seconds - (time.monotonic() - started))
 
 
 @dataclass
@@ -149,6 +168,7 @@ class Poller:
         servers = db.session.scalars(select(Server).order_by(Server.id)).all()
         futures: dict[int, Future] = {}
         outcomes: dict[int, Outcome] = {}
+        batches: dict[int, EventBatch] = {}
         for server in servers:
             previous = self._in_flight.get(server.id)
             if previous is not None and not previous.done():
@@ -158,19 +178,24 @@ class Poller:
             except SecretDecryptError:
                 outcomes[server.id] = Outcome("degraded", error="stored token cannot be decrypted")
                 continue
-            futures[server.id] = self._in_flight[server.id] = self.pool.submit(probe, client)
+            futures[server.id] = self._in_flight[server.id] = self.pool.submit(
+                poll_server, client, server.events_cursor, server.events_epoch, config["AGENT_READ_TIMEOUT"])
         db.session.rollback()  # end the read snapshot: probes take seconds and rows may change meanwhile
         done, _ = wait(futures.values(), timeout=self.bound)
         for server_id, future in futures.items():
             if future in done:
-                outcomes[server_id] = future.result()
+                outcomes[server_id], batch = future.result()
+                if batch is not None:
+                    batches[server_id] = batch
                 self._in_flight.pop(server_id, None)
             else:
                 outcomes[server_id] = Outcome("timeout", error=f"no answer within {self.bound:g} s")
         now, tick = utcnow(), time.monotonic()
         changes = 0
         # fresh rows: a server deleted or edited during the probes is skipped or updated, not clobbered
-        fresh = db.session.scalars(select(Server).where(Server.id.in_(list(outcomes))).order_by(Server.id))
+        fresh = db.session.scalars(
+            select(Server).where(Server.id.in_(list(outcomes))).order_by(Server.id)).all()
+        entries = self._event_entries(fresh, batches)
         for server in fresh:
             outcome = outcomes[server.id]
             sample = tick - self._last_sample.get(server.id, -1e9) >= self.sample_seconds
@@ -180,6 +205,9 @@ class Poller:
                              successes_online=config["POLL_SUCCESSES_ONLINE"], sample=sample):
                 changes += 1
                 log.info("server %s is now %s (%s)", server.name, server.status, outcome.kind)
+                if server.status == "offline":
+                    entries.append(offline_entry(server, server.last_error))
+        add_entries(entries)
         try:
             db.session.commit()
         except (IntegrityError, StaleDataError):  # a server deleted in the last instant
@@ -190,6 +218,35 @@ class Poller:
             counts[outcome.kind] = counts.get(outcome.kind, 0) + 1
         self.rounds += 1
         return RoundReport(len(servers), counts, time.monotonic() - started, changes)
+
+    def _event_entries(self, servers: list[Server], batches: dict[int, EventBatch]) -> list[dict]:
+        """The entries of each fetched batch whose cursor move still applies; moves those cursors.
+
+        The cursor moves only from the value the fetch started at (a compare-and-set in this
+        transaction), so a second poller that fetched the same events cannot store them twice.
+        """
+        moving = [server for server in servers if server.id in batches and batches[server.id].moved]
+        if not moving:
+            return []
+        names = {server.id: {} for server in moving}
+        rows = db.session.execute(select(Workspace.server_id, Workspace.container_name, Workspace.id,
+                                         Workspace.username).where(Workspace.server_id.in_(list(names))))
+        for server_id, container_name, workspace_id, username in rows:
+            names[server_id][container_name] = (workspace_id, username)
+        entries: list[dict] = []
+        for server in moving:
+            batch = batches[server.id]
+            won = db.session.execute(
+                update(Server).where(Server.id == server.id, Server.events_cursor == batch.start_cursor,
+                                     Server.events_epoch == batch.start_epoch)
+                .values(events_cursor=batch.cursor, events_epoch=batch.epoch)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if won:
+                entries += batch_entries(server, batch, names[server.id])
+            else:
+                log.warning("events of server %s were stored by another poller; fetch dropped", server.name)
+        return entries
 
     def _maybe_apply_retention(self) -> None:
         if time.monotonic() - self._last_retention < RETENTION_EVERY_SECONDS:

@@ -9,6 +9,7 @@ from werkzeug.wrappers import Response
 
 from app.extensions import db
 from app.forms_common import ConfirmForm
+from app.logs.plain import workspace_events
 from app.models import Task
 from app.models.workspace import WORKSPACE_APPS, Workspace
 from app.routing.nginx import workspace_host
@@ -18,6 +19,7 @@ from app.services import workspaces as service
 
 bp = Blueprint("workspaces", __name__, url_prefix="/workspaces")
 RECENT_TASKS = 5
+RECENT_EVENTS = 10
 
 
 def my_workspace() -> Workspace | None:
@@ -39,11 +41,14 @@ def home() -> str:
     """The user's home page: their workspace's status, Open links, lifecycle buttons and recent tasks."""
     ws = my_workspace()
     recent: list[Task] = []
+    events = []
     if ws is not None:
         recent = list(db.session.scalars(
             select(Task).where(Task.lock_key == ws.lock_key).order_by(Task.id.desc()).limit(RECENT_TASKS)
         ))
+        events = workspace_events(ws.id, ws.username, RECENT_EVENTS)
     return render_template("workspaces/home.html", ws=ws, task=recent[0] if recent else None,
+                           workspace_events=events,
                            recent=recent, apps=WORKSPACE_APPS, confirm=ConfirmForm(),
                            want_start=request.args.get("start") == "1")
 
