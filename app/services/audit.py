@@ -35,4 +35,18 @@ def record(
         server_id=server_id,
     )
     db.session.add(entry)
+    _log_entry(entry)
     return entry
+
+
+def _log_entry(row: AuditLog) -> None:
+    """Feed the audit row into the logs pipeline (category `audit.<action>`), same transaction."""
+    from app.logs.store import add_entries
+
+    fields = dict(row.details)
+    if row.ip_address:
+        fields.setdefault("ip", row.ip_address)
+    with db.session.no_autoflush:  # the caller's pending rows flush at its own commit, as before
+        add_entries([{"source": "audit", "category": f"audit.{row.action_type}", "level": row.log_level,
+                      "username": row.username, "server_id": row.server_id, "fields": fields,
+                      "message": f"{row.action_type} by {row.username or row.source}"}])
