@@ -33,7 +33,11 @@ def add(*entries):
 
 
 def run(app, limit=1000):
-    """Evaluate everything pending (no settle delay in tests)."""
+    """Evaluate everything pending (no settle delay in tests).
+
+    The caller's transaction ends first: on MariaDB its snapshot would hide what the worker wrote.
+    """
+    db.session.commit()
     return evaluate_pending(app, limit, settle_seconds=0)
 
 
@@ -87,7 +91,7 @@ def test_threshold_within_window_per_group(app):
     with app.app_context():
         rule_id = add_rule(category="audit.login_failed", threshold_count=3, window_seconds=60,
                            group_by="ip", risk_score=80, severity="high")
-        now = utcnow()
+        now = utcnow().replace(microsecond=0)
         # 10.0.0.1: three within 60 s -> fires on the third; 10.0.0.2: three spread over 3 minutes -> never
         add(failed_login("10.0.0.1", now), failed_login("10.0.0.1", now + timedelta(seconds=20)),
             failed_login("10.0.0.2", now), failed_login("10.0.0.2", now + timedelta(seconds=90)),
@@ -108,7 +112,7 @@ def test_threshold_counts_across_batches(app):
     with app.app_context():
         add_rule(category="container.die", threshold_count=3, window_seconds=600, group_by="workspace",
                  risk_score=60, severity="high")
-        now = utcnow()
+        now = utcnow().replace(microsecond=0)
         for offset in (0, 100):
             add({"source": "agent", "category": "container.die", "workspace_id": 7,
                  "ts": now + timedelta(seconds=offset)})
@@ -126,7 +130,7 @@ def test_batches_of_two_give_the_same_result_as_one_batch(app):
     with app.app_context():
         add_rule(category="audit.login_failed", threshold_count=4, window_seconds=300, group_by="ip",
                  risk_score=80)
-        now = utcnow()
+        now = utcnow().replace(microsecond=0)
         add(*[failed_login("10.9.9.9", now + timedelta(seconds=i)) for i in range(7)])
         assert run(app, limit=2) == 7
         assert db.session.scalar(select(LogCursor.value).where(LogCursor.name == "rules")) == \
@@ -140,7 +144,7 @@ def test_batches_of_two_give_the_same_result_as_one_batch(app):
 def test_repeats_fold_into_one_alert_and_resolve_reopens(app):
     with app.app_context():
         add_rule(name="oom", category="container.oom", group_by="workspace", risk_score=70, severity="high")
-        start = utcnow()
+        start = utcnow().replace(microsecond=0)
         add({"source": "agent", "category": "container.oom", "workspace_id": 3, "ts": start,
              "message": "workspace 3 OOM"})
         run(app)
@@ -260,3 +264,39 @@ def test_finished_tasks_feed_entries_and_build_failures_alert(app):
         run(app)
         [alert] = alerts()
         assert (alert.rule_name, alert.group_value) == ("Build failures in a row", "carol")
+
+
+def test_two_workers_never_evaluate_an_entry_twice(app):
+    from sqlalchemy.exc import OperationalError
+
+    with app.app_context():
+        add_rule(category="x.two", risk_score=5)
+        add(*[{"source": "s", "category": "x.two"} for _ in range(240)])
+        last = db.session.scalar(select(func.max(LogEntry.id)))
+    errors: list[Exception] = []
+
+    def worker():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                evaluate_pending(app, 7, settle_seconds=0, max_batches=1)
+            except OperationalError:  # SQLite: the other worker holds the write lock; try again
+                time.sleep(0.01)
+            except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+                errors.append(exc)
+                return
+            with app.app_context():
+                if db.session.scalar(select(LogCursor.value).where(LogCursor.name == "rules")) == last:
+                    return
+
+    import threading
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(90)
+    assert errors == []
+    with app.app_context():
+        [alert] = alerts()
+        assert alert.count == 240

@@ -58,15 +58,20 @@ class Firing:
 
 
 def lock_cursor() -> int:
-    """Lock the `rules` cursor row for this transaction (creating it once); returns its value."""
-    if db.session.get(LogCursor, CURSOR) is None:
+    """Lock the `rules` cursor row for this transaction (creating it once); returns its value.
+
+    The lock is taken by a write before anything is read: on MariaDB a transaction's snapshot
+    starts at its first plain read, so reading first would hide what the previous holder of the
+    lock committed. On SQLite the write takes the database's write lock.
+    """
+    lock = update(LogCursor).where(LogCursor.name == CURSOR).values(updated_at=utcnow())
+    if not db.session.execute(lock).rowcount:
         try:
             with db.session.begin_nested():
                 db.session.add(LogCursor(name=CURSOR, value=0))
         except IntegrityError:  # another worker created it first
             pass
-    # A write first: on SQLite it takes the database write lock, on MariaDB the row lock.
-    db.session.execute(update(LogCursor).where(LogCursor.name == CURSOR).values(updated_at=utcnow()))
+        db.session.execute(lock)
     value = db.session.scalar(select(LogCursor.value).where(LogCursor.name == CURSOR).with_for_update())
     return int(value or 0)
 
