@@ -16,6 +16,7 @@ from app.logs.store import add_entries
 from app.models import Alert, AlertEntry, AlertRule, LogCursor, LogEntry, Task
 from app.services import audit, task_queue
 from app.timeutil import utcnow
+from tests.conftest import build_app
 
 
 def add_rule(**values):
@@ -108,22 +109,39 @@ def test_threshold_within_window_per_group(app):
         assert linked == {rows[0].id, rows[1].id, rows[4].id}
 
 
-def test_threshold_counts_across_batches(app):
+@pytest.mark.parametrize("restart", [False, True], ids=["kept-counters", "look-back"])
+def test_threshold_counts_across_batches(app, restart):
     with app.app_context():
         add_rule(category="container.die", threshold_count=3, window_seconds=600, group_by="workspace",
                  risk_score=60, severity="high")
         now = utcnow().replace(microsecond=0)
-        for offset in (0, 100):
+        for offset in (0, 100, 200):
+            if restart:  # as after a worker restart: nothing kept in memory, the window is read back
+                app.extensions.pop("slipway_rule_counters", None)
+            assert alerts() == []
             add({"source": "agent", "category": "container.die", "workspace_id": 7,
                  "ts": now + timedelta(seconds=offset)})
             assert run(app) == 1
-        assert alerts() == []
-        add({"source": "agent", "category": "container.die", "workspace_id": 7,
-             "ts": now + timedelta(seconds=200)})
-        assert run(app) == 1  # a batch of one: the two before come from the look-back
         [alert] = alerts()
         assert alert.group_value == "7"
         assert db.session.scalar(select(func.count()).select_from(AlertEntry)) == 3
+
+
+def test_counters_rebuilt_when_another_worker_ran_a_batch(app, database_url, tmp_path):
+    other = build_app(database_url, tmp_path / "other")
+    with app.app_context():
+        add_rule(category="audit.login_failed", threshold_count=4, window_seconds=300, group_by="ip")
+        now = utcnow().replace(microsecond=0)
+        add(failed_login("10.1.1.1", now), failed_login("10.1.1.1", now))
+        run(app)
+        add(failed_login("10.1.1.1", now))
+        db.session.commit()
+    evaluate_pending(other, settle_seconds=0)  # this worker's counters now miss the third
+    with app.app_context():
+        add(failed_login("10.1.1.1", now))
+        run(app)
+        [alert] = alerts()
+        assert alert.count == 1
 
 
 def test_batches_of_two_give_the_same_result_as_one_batch(app):

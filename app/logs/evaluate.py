@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask import Flask
-from sqlalchemy import func, insert, select, update
+from flask import Flask, current_app
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
@@ -48,13 +48,36 @@ class Firing:
     last: dict[str, Any] = field(default_factory=dict)
     evidence: dict[int, None] = field(default_factory=dict)  # ordered set of entry ids
 
-    def add(self, entry: dict[str, Any], evidence: list[dict[str, Any]]) -> None:
-        """Record one firing entry and the entries that made it fire."""
+    def add(self, entry: dict[str, Any], evidence: list[int]) -> None:
+        """Record one firing entry and the ids of the entries that made it fire (newest first)."""
         self.count += 1
         self.first_ts = min(self.first_ts or entry["ts"], entry["ts"])
         self.last = entry
-        for row in reversed(evidence):
-            self.evidence.setdefault(row["id"], None)
+        for entry_id in reversed(evidence):
+            self.evidence.setdefault(entry_id, None)
+
+
+class Counters:
+    """Threshold counters kept between batches by one process, valid while it holds the cursor.
+
+    When the cursor is where this process left it, the counters already hold every earlier
+    match in their windows; otherwise (start, another worker ran a batch, a rule was edited)
+    they are rebuilt from `log_entries`.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.cursor: int | None = None
+        self.by_rule: dict[int, WindowCounter] = {}
+
+    def get(self, rule: CompiledRule) -> WindowCounter | None:
+        """The kept counter of `rule`, unless the rule changed since."""
+        counter = self.by_rule.get(rule.id)
+        if counter is None or counter.rule.version != rule.version \
+                or (counter.rule.window, counter.rule.threshold) != (rule.window, rule.threshold):
+            return None
+        counter.rule = rule
+        return counter
 
 
 def lock_cursor() -> int:
@@ -91,8 +114,10 @@ def pending_entries(after: int, limit: int, settle_seconds: float) -> list[dict[
     return batch
 
 
-def match_batch(rules: list[CompiledRule], batch: list[dict[str, Any]]) -> dict[tuple[int, str], Firing]:
-    """Which rules fire for which entries; threshold rules look back before the batch."""
+def match_batch(rules: list[CompiledRule], batch: list[dict[str, Any]],
+                counters: Counters | None = None) -> dict[tuple[int, str], Firing]:
+    """Which rules fire for which entries; threshold rules look back before the batch when needed."""
+    counters = counters or Counters()
     by_category: dict[str | None, list[CompiledRule]] = defaultdict(list)
     for rule in rules:
         by_category[rule.category].append(rule)
@@ -102,24 +127,29 @@ def match_batch(rules: list[CompiledRule], batch: list[dict[str, Any]]) -> dict[
             if rule.matches(entry):
                 matched[rule.id].append(entry)
     firings: dict[tuple[int, str], Firing] = {}
+    live: dict[int, WindowCounter] = {}
     for rule in rules:
-        entries = matched.get(rule.id)
-        if not entries:
-            continue
-        counter = WindowCounter(rule) if rule.has_threshold else None
-        if counter is not None:
-            window = timedelta(seconds=rule.window)
-            start = min(entry["ts"] for entry in entries) - window
+        entries = matched.get(rule.id, [])
+        counter = counters.get(rule) if rule.has_threshold else None
+        if rule.has_threshold and counter is None and entries:
+            counter = WindowCounter(rule, LINKS_PER_ALERT)
+            start = min(entry["ts"] for entry in entries) - timedelta(seconds=rule.window)
             end = max(entry["ts"] for entry in entries)
             counter.preload(lookback(rule, start, end, before_id=batch[0]["id"]))
+        if counter is not None:
+            live[rule.id] = counter
         for entry in entries:
-            evidence = counter.add(entry, LINKS_PER_ALERT) if counter is not None else [entry]
+            evidence = counter.add(entry) if counter is not None else [entry["id"]]
             if evidence is None:
                 continue
             group = rule.group(entry)
             firing = firings.setdefault((rule.id, group), Firing(rule, group))
             firing.add(entry, evidence)
             entry.setdefault("_rules", []).append(rule)
+    newest = min(max(entry["ts"] for entry in batch), utcnow())  # a future ts must not prune everything
+    for counter in live.values():
+        counter.prune(newest)
+    counters.by_rule = live
     return firings
 
 
@@ -169,29 +199,31 @@ def fold(firing: Firing) -> Alert | None:
         )
         db.session.add(new_alert)
         db.session.flush()
-    link_entries(new_alert.id if new_alert is not None else existing.id, list(firing.evidence))
+    if new_alert is not None:
+        link_entries(new_alert.id, list(firing.evidence), new=True)
+    else:
+        link_entries(existing.id, list(firing.evidence))
     return new_alert
 
 
-def link_entries(alert_id: int, entry_ids: list[int]) -> int:
+def link_entries(alert_id: int, entry_ids: list[int], new: bool = False) -> int:
     """Link entries to the alert, up to `LINKS_PER_ALERT` in all; returns how many were added."""
-    room = LINKS_PER_ALERT - (db.session.scalar(
-        select(func.count()).select_from(AlertEntry).where(AlertEntry.alert_id == alert_id)) or 0)
-    if room <= 0 or not entry_ids:
-        return 0
-    linked = set(db.session.scalars(select(AlertEntry.entry_id).where(
-        AlertEntry.alert_id == alert_id, AlertEntry.entry_id.in_(entry_ids))))
-    fresh = [entry_id for entry_id in entry_ids if entry_id not in linked][:room]
+    linked: set[int] = set() if new else set(db.session.scalars(
+        select(AlertEntry.entry_id).where(AlertEntry.alert_id == alert_id).limit(LINKS_PER_ALERT)))
+    room = LINKS_PER_ALERT - len(linked)
+    fresh = [entry_id for entry_id in entry_ids if entry_id not in linked][:max(room, 0)]
     if fresh:
         db.session.execute(insert(AlertEntry), [{"alert_id": alert_id, "entry_id": entry_id}
                                                 for entry_id in fresh])
     return len(fresh)
 
 
-def evaluate_batch(limit: int = BATCH, settle_seconds: float = SETTLE_SECONDS) -> int:
+def evaluate_batch(limit: int = BATCH, settle_seconds: float = SETTLE_SECONDS,
+                   counters: Counters | None = None) -> int:
     """Evaluate one batch after the cursor and commit; returns how many entries it covered."""
     from app.logs.webhook import queue_delivery
 
+    counters = counters or Counters()
     after = lock_cursor()
     batch = pending_entries(after, limit, settle_seconds)
     if not batch:
@@ -200,7 +232,10 @@ def evaluate_batch(limit: int = BATCH, settle_seconds: float = SETTLE_SECONDS) -
     rules, broken = enabled_rules()
     for rule, problem in broken:
         log.warning("alert rule %r skipped: %s", rule.name, problem)
-    firings = match_batch(rules, batch)
+    if counters.cursor != after:  # another worker evaluated in between, or first batch: rebuild
+        counters.by_rule = {}
+    counters.cursor = None  # invalid until this batch commits
+    firings = match_batch(rules, batch, counters)
     score_entries(batch)
     for firing in firings.values():
         alert = fold(firing)
@@ -208,7 +243,13 @@ def evaluate_batch(limit: int = BATCH, settle_seconds: float = SETTLE_SECONDS) -
             queue_delivery(alert, firing.rule)
     db.session.execute(update(LogCursor).where(LogCursor.name == CURSOR).values(value=batch[-1]["id"]))
     db.session.commit()
+    counters.cursor = batch[-1]["id"]
     return len(batch)
+
+
+def counters_for(app: Flask) -> Counters:
+    """This process's threshold counters for `app`."""
+    return app.extensions.setdefault("slipway_rule_counters", Counters())
 
 
 def evaluate_pending(app: Flask | None = None, limit: int = BATCH, *,
@@ -216,15 +257,18 @@ def evaluate_pending(app: Flask | None = None, limit: int = BATCH, *,
     """Evaluate batches of up to `limit` until none is left (at most `max_batches`); returns the total."""
     total = 0
     with app.app_context() if app is not None else nullcontext():
-        for _ in range(max_batches):
-            try:
-                done = evaluate_batch(limit, settle_seconds)
-            except Exception:
-                db.session.rollback()
-                raise
-            total += done
-            if done < limit:
-                break
+        counters = counters_for(current_app._get_current_object())  # type: ignore[attr-defined]
+        with counters.lock:  # threads of one process take turns; processes wait on the cursor row
+            for _ in range(max_batches):
+                try:
+                    done = evaluate_batch(limit, settle_seconds, counters)
+                except Exception:
+                    counters.cursor = None
+                    db.session.rollback()
+                    raise
+                total += done
+                if done < limit:
+                    break
     return total
 
 

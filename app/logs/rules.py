@@ -95,6 +95,7 @@ class CompiledRule:
     webhook_url: str | None
     description: str = ""
     levels: tuple[str, ...] = field(default=())
+    version: Any = None  # changes when the rule is edited
 
     def matches(self, entry: Mapping[str, Any]) -> bool:
         """True when every condition of the rule holds for `entry` (a row as a mapping)."""
@@ -147,6 +148,7 @@ def compile_rule(rule: AlertRule) -> CompiledRule:
         webhook_url=rule.webhook_url or None,
         description=rule.description or "",
         levels=tuple(ENTRY_LEVELS[LEVEL_RANK[rule.level]:]) if rule.level else (),
+        version=rule.updated_at,
     )
 
 
@@ -186,29 +188,43 @@ def lookback(rule: CompiledRule, start: datetime, end: datetime, before_id: int)
 
 
 class WindowCounter:
-    """Matches of one threshold rule per group in arrival order, to count the window ending at each entry.
+    """Matches of one threshold rule per group, as (id, ts) in arrival order, to count windows.
 
-    Rows older than the window (measured back from the newest entry's time) are dropped from the
-    left, so counting is cheap even for a noisy group.
+    Per group only the newest `max(threshold, keep)` matches are kept and rows older than the
+    window (measured back from the newest entry's time) are dropped from the left, so memory and
+    counting stay small however noisy a group is. A counter may live across batches.
     """
 
-    def __init__(self, rule: CompiledRule) -> None:
+    def __init__(self, rule: CompiledRule, keep: int = 200) -> None:
         self.rule = rule
+        self.keep = keep
         self.window = timedelta(seconds=rule.window)
-        self.seen: dict[str, deque[dict[str, Any]]] = {}
+        self.seen: dict[str, deque[tuple[int, datetime]]] = {}
+
+    def _matches(self, group: str) -> deque[tuple[int, datetime]]:
+        matches = self.seen.get(group)
+        if matches is None:
+            matches = self.seen[group] = deque(maxlen=max(self.rule.threshold, self.keep))
+        return matches
 
     def preload(self, rows: Iterable[dict[str, Any]]) -> None:
         """Add earlier matches (from `lookback`) before the batch's own entries."""
         for row in sorted(rows, key=lambda item: item["id"]):
-            self.seen.setdefault(self.rule.group(row), deque()).append(row)
+            self._matches(self.rule.group(row)).append((row["id"], row["ts"]))
 
-    def add(self, entry: dict[str, Any], keep: int = 200) -> list[dict[str, Any]] | None:
-        """Count `entry`; at the threshold, the newest `keep` matches in its window, else None."""
-        matches = self.seen.setdefault(self.rule.group(entry), deque())
-        matches.append(entry)
+    def add(self, entry: dict[str, Any]) -> list[int] | None:
+        """Count `entry`; at the threshold, the ids of the newest `keep` matches in its window, else None."""
+        matches = self._matches(self.rule.group(entry))
+        matches.append((entry["id"], entry["ts"]))
         start = entry["ts"] - self.window
-        while matches and matches[0]["ts"] < start:
+        while matches and matches[0][1] < start:
             matches.popleft()
         if len(matches) < self.rule.threshold:
             return None
-        return list(islice(reversed(matches), keep))
+        return [entry_id for entry_id, _ in islice(reversed(matches), self.keep)]
+
+    def prune(self, now: datetime) -> None:
+        """Forget groups whose newest match is older than the window before `now`."""
+        start = now - self.window
+        for group in [group for group, matches in self.seen.items() if not matches or matches[-1][1] < start]:
+            del self.seen[group]
