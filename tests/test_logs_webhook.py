@@ -140,3 +140,15 @@ def test_no_webhook_configured_queues_nothing(app):
     with app.app_context():
         assert db.session.scalar(select(Task.id)) is None
         assert db.session.scalar(select(Alert.webhook_status)) == ""
+
+
+def test_global_webhook_needs_a_secret_and_an_http_url(tmp_path):
+    from config import TestingConfig, validate
+
+    env = {"SLIPWAY_DATA_DIR": str(tmp_path), "SLIPWAY_ALERT_WEBHOOK_URL": "http://127.0.0.1:9/hook"}
+    problems = validate(TestingConfig.load(env)[0])
+    assert any("SLIPWAY_ALERT_WEBHOOK_SECRET" in problem for problem in problems)
+    env.update(SLIPWAY_ALERT_WEBHOOK_SECRET=SECRET)
+    assert validate(TestingConfig.load(env)[0]) == []
+    env.update(SLIPWAY_ALERT_WEBHOOK_URL="file:///etc/passwd")
+    assert any("SLIPWAY_ALERT_WEBHOOK_URL" in problem for problem in validate(TestingConfig.load(env)[0]))

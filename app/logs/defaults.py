@@ -4,8 +4,10 @@ CATEGORIES: the `category` names each producer writes into `log_entries`, so rul
 
 - agent events (source `agent`): `container.start`, `container.die` (fields: exit_code),
   `container.oom`, `container.kill`, `container.restart`, `container.health_status`;
-  `image.<action>` (build, push, delete, pull); host warnings `host.disk`, `host.memory`;
-  `agent.gap` when the poller's cursor fell out of the agent's buffer.
+  `image.<action>` (build, push, pull, delete, tag, untag, import, load); host warnings
+  `host.disk`, `host.memory` (above the agent's threshold, 90 % by default) and
+  `host.disk_recovered`, `host.memory_recovered`; `agent.gap` when events were lost (agent
+  restart, or the poller's cursor fell out of the agent's buffer).
 - audit rows (source `audit`): `audit.<action_type>`, e.g. `audit.login_failed`,
   `audit.workspace_admin_open`, `audit.nginx_reload_failed`; fields are the row's details plus
   `ip` (the client address) when the row was written in a request.
@@ -28,8 +30,9 @@ from app.models import AlertRule
 
 CATEGORIES: dict[str, tuple[str, ...]] = {
     "agent": ("container.start", "container.die", "container.oom", "container.kill", "container.restart",
-              "container.health_status", "image.build", "image.push", "image.delete", "image.pull",
-              "host.disk", "host.memory", "agent.gap"),
+              "container.health_status", "image.build", "image.push", "image.pull", "image.delete",
+              "image.tag", "image.untag", "image.import", "image.load", "host.disk", "host.memory",
+              "host.disk_recovered", "host.memory_recovered", "agent.gap"),
     "audit": ("audit.<action_type>",),
     "task": ("task.succeeded", "task.failed", "task.cancelled"),
     "poller": ("server.offline",),
