@@ -84,6 +84,35 @@ class _EnvReader:
                                      f"(host bits zero), or 'none'; got {item!r}")
         return tuple(networks)
 
+    def retention(self, name: str, default: str) -> dict[str, int]:
+        """Days to keep log entries per level: `level=days` pairs; levels left out keep the default."""
+        days = parse_retention(default)[0]
+        raw = self.environ.get(name) or ""
+        parsed, problems = parse_retention(raw)
+        self.problems.extend(f"{name}: {problem}" for problem in problems)
+        days.update(parsed)
+        return days
+
+
+LOG_RETENTION_DEFAULT = "debug=3,info=30,warning=90,error=180,critical=365"
+
+
+def parse_retention(raw: str) -> tuple[dict[str, int], list[str]]:
+    """`"debug=3,info=30"` into {level: days} and the problems found (unknown level, days not 1-36500)."""
+    from app.models.logs import ENTRY_LEVELS
+
+    days: dict[str, int] = {}
+    problems: list[str] = []
+    for item in (part.strip() for part in raw.split(",") if part.strip()):
+        level, sep, value = (text.strip() for text in item.partition("="))
+        if not sep or level not in ENTRY_LEVELS:
+            problems.append(f"{item!r} must be level=days with a level among {', '.join(ENTRY_LEVELS)}")
+        elif not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 36500:
+            problems.append(f"{item!r}: days must be a whole number from 1 to 36500")
+        else:
+            days[level] = int(value)
+    return days, problems
+
 
 class Config:
     """Production settings: everything must come from the environment."""
@@ -196,6 +225,11 @@ class Config:
             # Where Slipway may send requests besides public addresses (README, "Outbound requests").
             "AGENT_NETWORKS": env.networks("SLIPWAY_AGENT_NETWORKS", "127.0.0.0/8,::1/128"),
             "REGISTRY_NETWORKS": env.networks("SLIPWAY_REGISTRY_NETWORKS", "127.0.0.0/8,::1/128"),
+            "WEBHOOK_NETWORKS": env.networks("SLIPWAY_WEBHOOK_NETWORKS", "127.0.0.0/8,::1/128"),
+            # The logs area: retention per level, and the alert webhook for rules without their own.
+            "LOG_RETENTION_DAYS": env.retention("SLIPWAY_LOG_RETENTION", LOG_RETENTION_DEFAULT),
+            "ALERT_WEBHOOK_URL": env.text("SLIPWAY_ALERT_WEBHOOK_URL", None),
+            "ALERT_WEBHOOK_SECRET": env.text("SLIPWAY_ALERT_WEBHOOK_SECRET", None),
             "USERS_PER_PAGE": 25,
             "BOOTSTRAP_SERVE_LOCAL": True,
             "WTF_CSRF_TIME_LIMIT": None,
@@ -325,7 +359,7 @@ def _check_security(problems: list[str], settings: Mapping[str, Any]) -> None:
 
 
 def _check_outbound(problems: list[str], settings: Mapping[str, Any]) -> None:
-    for name in ("AGENT_NETWORKS", "REGISTRY_NETWORKS"):
+    for name in ("AGENT_NETWORKS", "REGISTRY_NETWORKS", "WEBHOOK_NETWORKS"):
         networks = settings.get(name, ())
         if not isinstance(networks, tuple) or not all(
             isinstance(item, ipaddress.IPv4Network | ipaddress.IPv6Network) for item in networks
@@ -336,6 +370,12 @@ def _check_outbound(problems: list[str], settings: Mapping[str, Any]) -> None:
             if network.is_link_local or network.is_multicast or network.is_unspecified:
                 problems.append(f"SLIPWAY_{name} lists {network}, but link-local, multicast and "
                                 "unspecified addresses are never contacted")
+    url = settings.get("ALERT_WEBHOOK_URL")
+    if url and (urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname):
+        problems.append("SLIPWAY_ALERT_WEBHOOK_URL must be an http:// or https:// URL")
+    if url and len(settings.get("ALERT_WEBHOOK_SECRET") or "") < 16:
+        problems.append("SLIPWAY_ALERT_WEBHOOK_SECRET must be set (16+ characters) "
+                        "when SLIPWAY_ALERT_WEBHOOK_URL is")
 
 
 def validate(settings: Mapping[str, Any]) -> list[str]:

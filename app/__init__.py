@@ -106,3 +106,8 @@ def _register_blueprints(app: Flask) -> None:
     from app.images.routes import bp as images_bp
 
     app.register_blueprint(images_bp)
+
+    from app.logs import rule_routes  # noqa: F401
+    from app.logs.routes import bp as logs_bp
+
+    app.register_blueprint(logs_bp)

@@ -59,3 +59,7 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(edge_command)
     app.cli.add_command(register_local_server)
     app.cli.add_command(reconcile_now_command)
+
+    from app.logs.defaults import seed_rules_command
+
+    app.cli.add_command(seed_rules_command)

@@ -59,6 +59,8 @@ class LogEntry(db.Model):
         Index("ix_log_entries_username_id", "username", "id"),
         Index("ix_log_entries_workspace_id", "workspace_id", "id"),
         Index("ix_log_entries_risk_id", "risk_score", "id"),
+        # The rule engine's threshold look-back: one category within a time window.
+        Index("ix_log_entries_category_ts", "category", "ts"),
     )
 
     def __repr__(self) -> str:

@@ -30,7 +30,7 @@ from app.validators import agent_url_problem as agent_url_syntax_problem
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-SETTINGS = {"agent": "AGENT_NETWORKS", "registry": "REGISTRY_NETWORKS"}
+SETTINGS = {"agent": "AGENT_NETWORKS", "registry": "REGISTRY_NETWORKS", "webhook": "WEBHOOK_NETWORKS"}
 # Cloud metadata services outside link-local (AWS IPv6, Alibaba), refused even if a range allows them.
 METADATA_ADDRESSES = frozenset(
     ipaddress.ip_address(text) for text in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200")

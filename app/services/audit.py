@@ -35,4 +35,21 @@ def record(
         server_id=server_id,
     )
     db.session.add(entry)
+    _log_entry(entry)
     return entry
+
+
+def _log_entry(row: AuditLog) -> None:
+    """Feed the audit row into the logs pipeline (category `audit.<action>`), same transaction."""
+    from app.logs.store import entry_row
+    from app.models import LogEntry
+
+    fields = dict(row.details)
+    if row.ip_address:
+        fields.setdefault("ip", row.ip_address)
+    # Added like the audit row, not inserted at once: it is written at the caller's flush, so
+    # recording an audit row takes no database lock earlier than it did (SQLite's write lock).
+    db.session.add(LogEntry(**entry_row({
+        "source": "audit", "category": f"audit.{row.action_type}", "level": row.log_level,
+        "username": row.username, "server_id": row.server_id, "fields": fields,
+        "message": f"{row.action_type} by {row.username or row.source}"})))

@@ -23,6 +23,7 @@ KIND_MODULES: tuple[str, ...] = (
     "app.servers.handlers",
     "app.images.handlers",
     "app.worker.workspace_image",
+    "app.logs.webhook",
 )
 
 
@@ -48,6 +49,13 @@ def start_worker(app: Flask, stop: threading.Event) -> list[threading.Thread]:
     archiving = threading.Thread(target=retention_loop, args=(app, stop), name="slipway-archive", daemon=True)
     archiving.start()
     threads.append(archiving)
+    from app.logs.evaluate import evaluate_loop
+    from app.logs.retention import retention_loop as log_retention_loop
+
+    for target, name in ((evaluate_loop, "slipway-rules"), (log_retention_loop, "slipway-log-retention")):
+        logs_thread = threading.Thread(target=target, args=(app, stop), name=name, daemon=True)
+        logs_thread.start()
+        threads.append(logs_thread)
     if app.config["RECONCILE_INTERVAL_SECONDS"] > 0:
         from app.workspaces.reconcile import schedule_loop
 

@@ -26,6 +26,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.extensions import db
+from app.logs.feed import add_task_outcome
 from app.models import Task, TaskEvent
 from app.timeutil import utcnow
 from app.worker.kinds import HANDLERS, TaskCancelled, TaskContext, TaskFailed
@@ -167,6 +168,8 @@ class Runner:
                 db.session.add(TaskEvent(task_id=task_id, level="warning",
                                          message=f"lease of worker {owner} expired; "
                                          + ("giving up" if exhausted else "requeued")))
+                if exhausted:
+                    add_task_outcome(db.session.get(Task, task_id), "failed", values["message"])
         db.session.commit()
         return count
 
@@ -257,6 +260,7 @@ class Runner:
         if held:
             db.session.add(TaskEvent(task_id=task_id, level="error" if state == "failed" else "info",
                                      message=f"{state}: {message}"))
+            add_task_outcome(db.session.get(Task, task_id), state, message)
         db.session.commit()
 
     def _retry_or_fail(self, task_id: int, message: str) -> None:
