@@ -16,7 +16,7 @@ from app.logs.store import add_entries
 from app.models import Alert, AlertEntry, AlertRule, LogCursor, LogEntry, Task
 from app.services import audit, task_queue
 from app.timeutil import utcnow
-from tests.conftest import build_app
+from tests.support import build_app
 
 
 def add_rule(**values):

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.logs.defaults import seed_rules
 from app.models import AlertRule, AuditLog
-from tests.conftest import form_post
+from tests.support import form_post
 
 FORM = {"name": "Panic in app logs", "description": "", "source": "shop", "category": "", "level": "error",
         "field_equals": "service=api\nregion = eu", "message_regex": r"panic: \w+", "threshold_count": "3",
