@@ -31,6 +31,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from app.agent_client import AgentClient
 from app.extensions import db
+from app.metrics.heartbeat import beat
 from app.models import PollerLease, Server
 from app.security.crypto import SecretDecryptError
 from app.services.servers import Outcome, apply_outcome, downsample, probe
@@ -70,6 +71,7 @@ class Poller:
         self.sample_seconds = float(config["METRICS_SAMPLE_SECONDS"])
         self.rounds = 0
         self._holding = False
+        self.agent_errors: dict[str, int] = {}  # failed probes per server name, shown by /metrics
 
     # -- the lease ----------------------------------------------------------------------------
 
@@ -189,7 +191,13 @@ class Poller:
         for outcome in outcomes.values():
             counts[outcome.kind] = counts.get(outcome.kind, 0) + 1
         self.rounds += 1
-        return RoundReport(len(servers), counts, time.monotonic() - started, changes)
+        seconds = time.monotonic() - started
+        names = {server.id: server.name for server in servers}
+        for server_id, outcome in outcomes.items():
+            if outcome.kind != "ok" and server_id in names:
+                self.agent_errors[names[server_id]] = self.agent_errors.get(names[server_id], 0) + 1
+        beat("poller", self.holder, round_seconds=seconds, stats={"agent_errors": dict(self.agent_errors)})
+        return RoundReport(len(servers), counts, seconds, changes)
 
     def _maybe_apply_retention(self) -> None:
         if time.monotonic() - self._last_retention < RETENTION_EVERY_SECONDS:
