@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import subprocess
 import sys
@@ -88,8 +89,9 @@ def test_allow_list_uses_the_real_client_address(database_url, tmp_path):
                         environ_base={"REMOTE_ADDR": "192.0.2.7"})
     assert forged.status_code == 404
     direct = build_app(database_url, tmp_path, METRICS_ALLOW=(ipaddress.ip_network("192.0.2.0/24"),))
-    assert direct.test_client().get("/metrics", environ_base={"REMOTE_ADDR": "192.0.2.7"}).status_code == 200
-    assert direct.test_client().get("/metrics", environ_base={"REMOTE_ADDR": "198.51.100.1"}).status_code == 404
+    direct_client = direct.test_client()
+    assert direct_client.get("/metrics", environ_base={"REMOTE_ADDR": "192.0.2.7"}).status_code == 200
+    assert direct_client.get("/metrics", environ_base={"REMOTE_ADDR": "198.51.100.1"}).status_code == 404
 
 
 def test_metrics_settings_are_typed_and_validated(tmp_path):
@@ -220,9 +222,6 @@ def test_multiprocess_mode_adds_up_every_process_and_starts_clean(database_url, 
     directory.mkdir()
     (directory / "counter_999999.db").write_bytes(b"left over from an earlier run")
     (directory / "stale").mkdir()
-    enable_multiproc_env = {"PROMETHEUS_MULTIPROC_DIR": str(directory)}
-    import os
-
     saved = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     try:
         enable_multiproc(directory)  # what gunicorn.conf.py does in the master
@@ -232,11 +231,11 @@ def test_multiprocess_mode_adds_up_every_process_and_starts_clean(database_url, 
         else:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = saved
     assert list(directory.iterdir()) == []
-    env = {**os.environ, **enable_multiproc_env, "SLIPWAY_ENV": "testing"}
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory), "SLIPWAY_ENV": "testing"}
 
     def child(*args: str) -> str:
-        result = subprocess.run([sys.executable, "-c", CHILD, database_url, str(tmp_path / "d"), TOKEN, *args],
-                                cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        command = [sys.executable, "-c", CHILD, database_url, str(tmp_path / "d"), TOKEN, *args]
+        result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stderr[-2000:]
         return result.stdout
 
@@ -261,8 +260,6 @@ def test_gunicorn_config_cleans_the_directory_before_workers_start(tmp_path, mon
     monkeypatch.setenv("SLIPWAY_DATA_DIR", str(tmp_path / "data"))
     runpy.run_path(str(ROOT / "gunicorn.conf.py"))
     assert (tmp_path / "data" / "prometheus").is_dir()
-    import os
-
     assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(tmp_path / "data" / "prometheus")
 
 
