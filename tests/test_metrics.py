@@ -148,7 +148,9 @@ def test_database_gauges_count_rows_by_status_kind_and_severity(metrics_app):
         db.session.add_all([
             Task(kind="workspace_start", state="queued", run_after=now - timedelta(seconds=90)),
             Task(kind="workspace_start", state="queued", run_after=now + timedelta(hours=1)),  # not due yet
-            Task(kind="workspace_stop", state="failed"),
+            Task(kind="workspace_stop", state="failed", finished_at=now - timedelta(minutes=5)),
+            Task(kind="workspace_stop", state="failed", finished_at=now - timedelta(hours=2)),  # too old
+            Task(kind="workspace_stop", state="running"),
             Alert(rule_name="r", state="open", severity="high", open_key="a"),
             Alert(rule_name="r", state="open", severity="high", open_key="b"),
             Alert(rule_name="r", state="resolved", severity="low"),
@@ -164,7 +166,10 @@ def test_database_gauges_count_rows_by_status_kind_and_severity(metrics_app):
     assert value(text, "slipway_servers", status="online") == 1
     assert value(text, "slipway_servers", status="offline") == 1
     assert value(text, "slipway_tasks", kind="workspace_start", state="queued") == 2
-    assert value(text, "slipway_tasks", kind="workspace_stop", state="failed") == 1
+    assert value(text, "slipway_tasks", kind="workspace_stop", state="running") == 1
+    assert ("slipway_tasks", (("kind", "workspace_stop"), ("state", "failed"))) not in samples(text)
+    assert value(text, "slipway_tasks_finished_last_hour", kind="workspace_stop", state="failed") == 1
+    assert value(text, "slipway_tasks_finished_last_hour", kind="workspace_start", state="succeeded") == 0
     assert value(text, "slipway_task_queue_depth") == 1
     assert 89 <= value(text, "slipway_task_queue_oldest_age_seconds") < 200
     assert value(text, "slipway_alerts_open", severity="high") == 2

@@ -1,23 +1,26 @@
 """Figures read from the database at scrape time: a fixed handful of small GROUP BY queries.
 
-The number of queries does not grow with the data: one per table, each answered from an
-index (`ix_tasks_claim`, the status indexes, the primary key of `log_entries`).
+The number of queries does not grow with the data, and each part is answered from an index:
+the status indexes of `workspaces` and `servers`, the claim index's `state` prefix for tasks in
+flight, `finished_at` for recently finished tasks, the primary key of `log_entries`. The counts
+travel in one UNION ALL round trip, so a scrape waits on the database three times in all.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
-from sqlalchemy import func, select
+from sqlalchemy import String, func, literal, select, union_all
 from sqlalchemy.orm import Session
 
 from app.models import (
     ALERT_SEVERITIES,
+    FINISHED_STATES,
     SERVER_STATUSES,
-    TASK_STATES,
     WORKSPACE_STATUSES,
     Alert,
     LogEntry,
@@ -28,12 +31,19 @@ from app.models import (
 )
 from app.timeutil import utcnow
 
+LIVE_STATES = ("queued", "running")
 
-def _counts(session: Session, *columns: object, where: object = None) -> dict[tuple, int]:
-    query = select(*columns, func.count()).group_by(*columns)
-    if where is not None:
-        query = query.where(where)
-    return {tuple(row[:-1]): int(row[-1]) for row in session.execute(query)}
+
+def _part(name: str, first: object, second: object, where: object = None):  # noqa: ANN202 - a Select
+    """One GROUP BY of the combined query: (part name, first key, second key, count)."""
+    keys = [key for key in (first, second) if key is not None]
+    query = select(literal(name, String).label("part"),
+                   (first if first is not None else literal("", String)).label("a"),
+                   (second if second is not None else literal("", String)).label("b"),
+                   func.count().label("n"))
+    if keys:
+        query = query.group_by(*keys)
+    return query.where(where) if where is not None else query
 
 
 class DatabaseCollector:
@@ -45,24 +55,58 @@ class DatabaseCollector:
 
     def collect(self) -> Iterator[Metric]:
         """Yield the database-derived gauges and the worker's figures."""
-        now = self.now or utcnow()
-        yield from self._tasks(now)
-        yield from self._by_status("slipway_workspaces", "Workspaces by status.", Workspace.status,
-                                   WORKSPACE_STATUSES)
-        yield from self._by_status("slipway_servers", "Servers by status (as the poller last saw them).",
-                                   Server.status, SERVER_STATUSES)
-        yield from self._logs()
-        yield from self._worker(now)
-
-    def _tasks(self, now: datetime) -> Iterator[Metric]:
         from app.worker.kinds import HANDLERS
 
-        tasks = GaugeMetricFamily("slipway_tasks", "Tasks by kind and state.", labels=["kind", "state"])
-        counts = {(kind, state): 0 for kind in HANDLERS for state in TASK_STATES}
-        counts.update(_counts(self.session, Task.kind, Task.state))
-        for (kind, state), count in sorted(counts.items()):
-            tasks.add_metric([kind, state], count)
-        yield tasks
+        now = self.now or utcnow()
+        counts = self._counts(now)
+        kinds = sorted(set(HANDLERS) | {key[0] for key in [*counts["live"], *counts["finished"]]})
+        yield self._family("slipway_tasks", "Tasks queued or running, by kind and state.", ["kind", "state"],
+                           {(kind, state): 0 for kind in kinds for state in LIVE_STATES}, counts["live"])
+        # finished tasks pile up for SLIPWAY_TASK_KEEP_DAYS: counted over the last hour only,
+        # so a scrape costs the same after a month as on the first day
+        yield self._family("slipway_tasks_finished_last_hour",
+                           "Tasks that finished in the last hour, by kind and final state.",
+                           ["kind", "state"],
+                           {(kind, state): 0 for kind in kinds for state in sorted(FINISHED_STATES)},
+                           counts["finished"])
+        yield from self._queue(now)
+        yield self._family("slipway_workspaces", "Workspaces by status.", ["status"],
+                           {(status,): 0 for status in WORKSPACE_STATUSES}, counts["workspaces"])
+        yield self._family("slipway_servers", "Servers by status (as the poller last saw them).", ["status"],
+                           {(status,): 0 for status in SERVER_STATUSES}, counts["servers"])
+        yield self._family("slipway_alerts_open", "Open alerts by severity.", ["severity"],
+                           {(severity,): 0 for severity in ALERT_SEVERITIES}, counts["alerts"])
+        # ids only grow, so the highest id counts every entry ever stored (retention does not lower it)
+        last_id = sum(counts["log"].values())
+        yield CounterMetricFamily("slipway_log_entries_ingested", "Log entries stored since installation.",
+                                  value=last_id)
+        yield from self._worker(now)
+
+    def _counts(self, now: datetime) -> dict[str, dict[tuple, int]]:
+        query = union_all(
+            _part("live", Task.kind, Task.state, Task.state.in_(LIVE_STATES)),
+            _part("finished", Task.kind, Task.state, Task.finished_at >= now - timedelta(hours=1)),
+            _part("workspaces", Workspace.status, None),
+            _part("servers", Server.status, None),
+            _part("alerts", Alert.severity, None, Alert.state == "open"),
+            select(literal("log", String), literal("", String), literal("", String),
+                   func.coalesce(func.max(LogEntry.id), 0)),
+        )
+        found: dict[str, dict[tuple, int]] = defaultdict(dict)
+        for part, first, second, count in self.session.execute(query):
+            key = (first, second) if part in ("live", "finished") else (first,)
+            found[part][key] = int(count or 0)
+        return found
+
+    @staticmethod
+    def _family(name: str, documentation: str, labels: list[str], zeros: dict[tuple, int],
+                counts: dict[tuple, int]) -> GaugeMetricFamily:
+        family = GaugeMetricFamily(name, documentation, labels=labels)
+        for key, count in sorted({**zeros, **counts}.items()):
+            family.add_metric(list(key), count)
+        return family
+
+    def _queue(self, now: datetime) -> Iterator[Metric]:
         depth, oldest = self.session.execute(
             select(func.count(), func.min(Task.run_after))
             .where(Task.state == "queued", Task.run_after <= now)
@@ -73,28 +117,6 @@ class DatabaseCollector:
         yield GaugeMetricFamily("slipway_task_queue_oldest_age_seconds",
                                 "How long the oldest due queued task has been waiting (0 when none).",
                                 value=age)
-
-    def _by_status(self, name: str, documentation: str, column: object,
-                   known: tuple[str, ...]) -> Iterator[Metric]:
-        family = GaugeMetricFamily(name, documentation, labels=["status"])
-        counts = dict.fromkeys(known, 0)
-        counts.update({key[0]: count for key, count in _counts(self.session, column).items()})
-        for status, count in sorted(counts.items()):
-            family.add_metric([status], count)
-        yield family
-
-    def _logs(self) -> Iterator[Metric]:
-        # ids only grow, so the highest id counts every entry ever stored (retention does not lower it)
-        last_id = self.session.scalar(select(func.max(LogEntry.id))) or 0
-        yield CounterMetricFamily("slipway_log_entries_ingested", "Log entries stored since installation.",
-                                  value=int(last_id))
-        alerts = GaugeMetricFamily("slipway_alerts_open", "Open alerts by severity.", labels=["severity"])
-        counts = dict.fromkeys(ALERT_SEVERITIES, 0)
-        open_counts = _counts(self.session, Alert.severity, where=Alert.state == "open")
-        counts.update({key[0]: n for key, n in open_counts.items()})
-        for severity, count in sorted(counts.items()):
-            alerts.add_metric([severity], count)
-        yield alerts
 
     def _worker(self, now: datetime) -> Iterator[Metric]:
         beats = {row.name: row for row in self.session.scalars(select(WorkerHeartbeat))}
