@@ -12,6 +12,9 @@ PUBLIC_ENDPOINTS = {
     "bootstrap.static",
     "main.index",
     "main.health",
+    # readiness for load balancers; /metrics checks its own bearer token or address allow-list (else 404)
+    "metrics.ready",
+    "metrics.metrics",
     "auth.login",
     "auth.register",
     "api.index",
