@@ -149,6 +149,7 @@ class Poller:
         started = time.monotonic()
         config = self.app.config
         servers = db.session.scalars(select(Server).order_by(Server.id)).all()
+        names = {server.id: server.name for server in servers}  # read now: rows expire at the commit
         futures: dict[int, Future] = {}
         outcomes: dict[int, Outcome] = {}
         for server in servers:
@@ -192,7 +193,6 @@ class Poller:
             counts[outcome.kind] = counts.get(outcome.kind, 0) + 1
         self.rounds += 1
         seconds = time.monotonic() - started
-        names = {server.id: server.name for server in servers}
         for server_id, outcome in outcomes.items():
             if outcome.kind != "ok" and server_id in names:
                 self.agent_errors[names[server_id]] = self.agent_errors.get(names[server_id], 0) + 1
