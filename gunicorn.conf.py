@@ -23,8 +23,14 @@ bind = os.environ.get("SLIPWAY_GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("SLIPWAY_GUNICORN_WORKERS", "2"))
 threads = int(os.environ.get("SLIPWAY_GUNICORN_THREADS", "16"))  # flask-sock WebSockets need threads
 
-enable_multiproc(os.environ.get(MULTIPROC_ENV)
-                 or Path(os.environ.get("SLIPWAY_DATA_DIR") or ROOT / "instance") / "prometheus")
+_data_dir = Path(os.environ.get("SLIPWAY_DATA_DIR") or ROOT / "instance")
+_metrics_dir = os.environ.get(MULTIPROC_ENV) or _data_dir / "prometheus"
+try:
+    enable_multiproc(_metrics_dir)
+except OSError as exc:
+    raise SystemExit(f"Slipway cannot start: the metrics directory {_metrics_dir} (PROMETHEUS_MULTIPROC_DIR, "
+                     "default $SLIPWAY_DATA_DIR/prometheus) cannot be emptied or created: "
+                     f"{exc.strerror}") from None
 
 
 def child_exit(server: object, worker: object) -> None:
