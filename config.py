@@ -230,6 +230,11 @@ class Config:
             "LOG_RETENTION_DAYS": env.retention("SLIPWAY_LOG_RETENTION", LOG_RETENTION_DEFAULT),
             "ALERT_WEBHOOK_URL": env.text("SLIPWAY_ALERT_WEBHOOK_URL", None),
             "ALERT_WEBHOOK_SECRET": env.text("SLIPWAY_ALERT_WEBHOOK_SECRET", None),
+            # Prometheus: /metrics answers a bearer token or an allowed address (README, "Metrics").
+            "METRICS_TOKEN": env.text("SLIPWAY_METRICS_TOKEN", None),
+            "METRICS_ALLOW": env.networks("SLIPWAY_METRICS_ALLOW", "none"),
+            "WORKER_HEARTBEAT_STALE_SECONDS": env.integer("SLIPWAY_WORKER_HEARTBEAT_STALE_SECONDS", 60),
+            "READY_CHECK_EDGE": env.boolean("SLIPWAY_READY_CHECK_EDGE", True),
             "USERS_PER_PAGE": 25,
             "BOOTSTRAP_SERVE_LOCAL": True,
             "WTF_CSRF_TIME_LIMIT": None,
@@ -378,6 +383,20 @@ def _check_outbound(problems: list[str], settings: Mapping[str, Any]) -> None:
                         "when SLIPWAY_ALERT_WEBHOOK_URL is")
 
 
+def _check_metrics(problems: list[str], settings: Mapping[str, Any]) -> None:
+    token = settings.get("METRICS_TOKEN")
+    if token is not None and (not isinstance(token, str) or len(token) < 16
+                              or any(c.isspace() for c in token)):
+        problems.append("SLIPWAY_METRICS_TOKEN must be 16+ characters without spaces")
+    allow = settings.get("METRICS_ALLOW", ())
+    if not isinstance(allow, tuple) or not all(
+        isinstance(item, ipaddress.IPv4Network | ipaddress.IPv6Network) for item in allow
+    ):
+        problems.append("SLIPWAY_METRICS_ALLOW must be a tuple of networks")
+    if settings.get("WORKER_HEARTBEAT_STALE_SECONDS", 60) <= 0:
+        problems.append("SLIPWAY_WORKER_HEARTBEAT_STALE_SECONDS must be positive")
+
+
 def validate(settings: Mapping[str, Any]) -> list[str]:
     """Return every problem with a parsed settings dict (empty when all is well)."""
     problems: list[str] = []
@@ -418,6 +437,7 @@ def validate(settings: Mapping[str, Any]) -> list[str]:
             problems.append(f"SLIPWAY_{name} must be positive")
     _check_poller(problems, settings)
     _check_outbound(problems, settings)
+    _check_metrics(problems, settings)
     _check_writable_dir(problems, "SLIPWAY_DATA_DIR", Path(settings["DATA_DIR"]))
     _check_writable_dir(problems, "SLIPWAY_WORKSPACE_ROOT", Path(settings["WORKSPACE_ROOT"]))
     upload_dir = settings.get("UPLOAD_DIR") or Path(settings["DATA_DIR"]) / "uploads"

@@ -44,6 +44,10 @@ def create_app(config_class: type[Config] | None = None, overrides: Mapping[str,
     register_error_handlers(app)
     register_cli(app)
     init_security_headers(app)
+
+    from app.metrics import init_metrics
+
+    init_metrics(app)
     return app
 
 

@@ -16,9 +16,11 @@ COPY agent agent
 COPY templates templates
 COPY static static
 COPY migrations migrations
-COPY config.py wsgi.py ./
+COPY config.py wsgi.py gunicorn.conf.py ./
 USER slipway
 ENV SLIPWAY_ENV=production PATH=/srv/slipway/venv/bin:$PATH
 EXPOSE 8000
-# Web: gunicorn with threads (flask-sock WebSockets need them). Worker: `flask --app wsgi worker`.
-CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "2", "--threads", "16", "wsgi:app"]
+# Web: gunicorn with threads (flask-sock WebSockets need them); gunicorn.conf.py puts the metrics in
+# multiprocess mode, in $PROMETHEUS_MULTIPROC_DIR (default $SLIPWAY_DATA_DIR/prometheus), emptied at
+# start: keep it on a volume of this container alone. Worker: `flask --app wsgi worker`.
+CMD ["gunicorn", "-c", "gunicorn.conf.py", "--bind", "0.0.0.0:8000", "--workers", "2", "--threads", "16", "wsgi:app"]

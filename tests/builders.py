@@ -9,6 +9,7 @@ from typing import Any
 
 from app.extensions import db
 from app.models import (
+    AlertRule,
     BannedIP,
     BuildTemplate,
     Registry,
@@ -139,6 +140,14 @@ def make_build_template(name: str = "base", dockerfile: str = "FROM slipway/test
                         ) -> BuildTemplate:
     """A saved Dockerfile template."""
     row = BuildTemplate(name=name, dockerfile=dockerfile)
+    db.session.add(row)
+    db.session.commit()
+    return row
+
+
+def make_alert_rule(name: str = "matrix rule", *, category: str = "test.event") -> AlertRule:
+    """An enabled, non-builtin alert rule."""
+    row = AlertRule(name=name, category=category, risk_score=40, severity="medium")
     db.session.add(row)
     db.session.commit()
     return row

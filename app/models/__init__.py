@@ -1,6 +1,7 @@
 """All models, re-exported so `from app.models import User` works everywhere."""
 
 from app.models.audit import LOG_LEVELS, AuditLog
+from app.models.heartbeat import WorkerHeartbeat
 from app.models.image import BuildPolicy, BuildTemplate, Registry, Upload, WorkspaceImage
 from app.models.logs import (
     ALERT_SEVERITIES,
@@ -67,4 +68,5 @@ __all__ = [
     "UsedHandoffToken",
     "WORKSPACE_STATUSES",
     "Workspace",
+    "WorkerHeartbeat",
 ]

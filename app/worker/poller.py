@@ -38,6 +38,7 @@ from app.agent_client import AgentClient
 from app.extensions import db
 from app.logs.agent_events import EventBatch, batch_entries, fetch_events, offline_entry
 from app.logs.store import add_entries
+from app.metrics.heartbeat import beat
 from app.models import PollerLease, Server
 from app.models.workspace import Workspace
 from app.security.crypto import SecretDecryptError
@@ -89,6 +90,7 @@ class Poller:
         self.sample_seconds = float(config["METRICS_SAMPLE_SECONDS"])
         self.rounds = 0
         self._holding = False
+        self.agent_errors: dict[str, int] = {}  # failed probes per server name, shown by /metrics
 
     # -- the lease ----------------------------------------------------------------------------
 
@@ -166,6 +168,7 @@ class Poller:
         started = time.monotonic()
         config = self.app.config
         servers = db.session.scalars(select(Server).order_by(Server.id)).all()
+        names = {server.id: server.name for server in servers}  # read now: rows expire at the commit
         futures: dict[int, Future] = {}
         outcomes: dict[int, Outcome] = {}
         batches: dict[int, EventBatch] = {}
@@ -217,7 +220,12 @@ class Poller:
         for outcome in outcomes.values():
             counts[outcome.kind] = counts.get(outcome.kind, 0) + 1
         self.rounds += 1
-        return RoundReport(len(servers), counts, time.monotonic() - started, changes)
+        seconds = time.monotonic() - started
+        for server_id, outcome in outcomes.items():
+            if outcome.kind != "ok" and server_id in names:
+                self.agent_errors[names[server_id]] = self.agent_errors.get(names[server_id], 0) + 1
+        beat("poller", self.holder, round_seconds=seconds, stats={"agent_errors": dict(self.agent_errors)})
+        return RoundReport(len(servers), counts, seconds, changes)
 
     def _event_entries(self, servers: list[Server], batches: dict[int, EventBatch]) -> list[dict]:
         """The entries of each fetched batch whose cursor move still applies; moves those cursors.

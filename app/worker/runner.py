@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from app.extensions import db
 from app.logs.feed import add_task_outcome
+from app.metrics.heartbeat import beat
 from app.models import Task, TaskEvent
 from app.timeutil import utcnow
 from app.worker.kinds import HANDLERS, TaskCancelled, TaskContext, TaskFailed
@@ -190,12 +191,15 @@ class Runner:
 
     def _heartbeat_loop(self, stop: threading.Event) -> None:
         interval = max(self.lease.total_seconds() / 3, 0.2)
-        while not stop.wait(interval):
+        while True:
             try:
                 with self.app.app_context():
                     self.renew_leases()
+                    beat("runner", self.worker_id)  # /health/ready and /metrics read it
             except Exception:  # a missed beat is retried next interval
                 log.exception("lease heartbeat failed")
+            if stop.wait(interval):
+                return
 
     def renew_leases(self) -> None:
         """Extend the lease of every task this runner is executing."""

@@ -1,0 +1,40 @@
+"""gunicorn settings for the web app: `gunicorn -c gunicorn.conf.py wsgi:app`.
+
+It puts prometheus_client in multiprocess mode before any worker imports the app: every
+worker writes its counters to files in PROMETHEUS_MULTIPROC_DIR (from the environment, else
+`$SLIPWAY_DATA_DIR/prometheus`), and `/metrics`, whichever worker answers it, adds them up.
+The directory is emptied here, once, when the master starts: values left by a previous run
+(or by pids since reused) would otherwise be counted again. One directory per master: two
+gunicorns must not share one.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+
+from app.metrics.multiproc import MULTIPROC_ENV, enable_multiproc  # noqa: E402 - needs the path above
+
+bind = os.environ.get("SLIPWAY_GUNICORN_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("SLIPWAY_GUNICORN_WORKERS", "2"))
+threads = int(os.environ.get("SLIPWAY_GUNICORN_THREADS", "16"))  # flask-sock WebSockets need threads
+
+_data_dir = Path(os.environ.get("SLIPWAY_DATA_DIR") or ROOT / "instance")
+_metrics_dir = os.environ.get(MULTIPROC_ENV) or _data_dir / "prometheus"
+try:
+    enable_multiproc(_metrics_dir)
+except OSError as exc:
+    raise SystemExit(f"Slipway cannot start: the metrics directory {_metrics_dir} (PROMETHEUS_MULTIPROC_DIR, "
+                     "default $SLIPWAY_DATA_DIR/prometheus) cannot be emptied or created: "
+                     f"{exc.strerror}") from None
+
+
+def child_exit(server: object, worker: object) -> None:
+    """Drop a dead worker's live gauges (its counters stay, as Prometheus expects of counters)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]
