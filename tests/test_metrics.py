@@ -20,10 +20,9 @@ from app.models import Alert, LogEntry, Task, WorkerHeartbeat
 from app.timeutil import utcnow
 from app.worker.poller import Poller
 from app.worker.runner import Runner
-from tests.agent.conftest import free_port
-from tests.builders import make_user
-from tests.conftest import build_app
-from tests.wskit import make_server, make_workspace
+from tests.agent.helpers import free_port
+from tests.builders import make_server, make_user, make_workspace
+from tests.support import build_app
 
 TOKEN = "metrics-token-" + "x" * 24
 ROOT = Path(__file__).resolve().parent.parent
@@ -211,7 +210,7 @@ def test_worker_beats_and_poll_figures_reach_metrics(metrics_app):
 
 CHILD = """
 import os, sys
-from tests.conftest import build_app
+from tests.support import build_app
 from pathlib import Path
 app = build_app(sys.argv[1], Path(sys.argv[2]), METRICS_TOKEN=sys.argv[3], READY_CHECK_EDGE=False)
 client = app.test_client()

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.agent.conftest import free_port, stop_process
-from tests.conftest import require_service
+from tests.agent.helpers import free_port, stop_process
+from tests.support import require_service
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "prometheus-scrape-token-" + "y" * 20
