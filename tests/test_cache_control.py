@@ -7,13 +7,14 @@ import pytest
 from tests.support import bearer, create_key
 
 STATIC_ENDPOINTS = {"static", "bootstrap.static"}
+PROBES = {"main.health", "metrics.ready", "metrics.metrics"}  # for load balancers and Prometheus
 
 
 def _plain_get_pages(app) -> list[str]:
     """Every GET page without URL parameters (the API and WebSocket routes aside)."""
     return sorted(
         rule.rule for rule in app.url_map.iter_rules()
-        if "GET" in rule.methods and not rule.arguments and rule.endpoint not in STATIC_ENDPOINTS
+        if "GET" in rule.methods and not rule.arguments and rule.endpoint not in STATIC_ENDPOINTS | PROBES
         and not rule.rule.startswith("/api/") and "stream" not in rule.endpoint
     )
 
