@@ -7,7 +7,7 @@ through `add_entries`, so the rows look the same whoever wrote them. Nothing her
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -59,8 +59,9 @@ def add_entries(entries: Iterable[Mapping[str, Any]]) -> int:
     if not rows:
         return 0
     if db.session.get_bind().dialect.name == "mysql":
+        received = _datetime_text(now)
         params = [
-            (r["ts"], r["received_at"], r["source"], r["category"], r["level"], r["server_id"],
+            (_datetime_text(r["ts"]), received, r["source"], r["category"], r["level"], r["server_id"],
              r["workspace_id"], r["username"], r["host"], r["message"], _json(r["fields"]), r["risk_score"],
              _json(r["rule_ids"]))
             for r in rows
@@ -69,6 +70,15 @@ def add_entries(entries: Iterable[Mapping[str, Any]]) -> int:
     else:
         db.session.execute(insert(LogEntry), rows)
     return len(rows)
+
+
+def _datetime_text(value: Any) -> Any:
+    # The driver's own datetime escaping was the largest single cost when profiling ingestion.
+    if not isinstance(value, datetime):
+        return value
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.isoformat(" ")
 
 
 def _json(value: Any) -> str:
