@@ -210,6 +210,11 @@ class Config:
             "RATELIMIT_API": env.text("SLIPWAY_RATELIMIT_API", "120 per minute"),
             "RATELIMIT_API_KEYS": env.text("SLIPWAY_RATELIMIT_API_KEYS", "5 per minute;20 per hour"),
             "API_KEYS_MAX": env.integer("SLIPWAY_API_KEYS_MAX", 10),
+            "LOGS_INGEST_MAX_BYTES": env.integer("SLIPWAY_LOGS_INGEST_MAX_BYTES", 5 * 1024 * 1024),
+            "LOGS_INGEST_MAX_LINES": env.integer("SLIPWAY_LOGS_INGEST_MAX_LINES", 10_000),
+            "LOGS_INGEST_FIELD_MAX_BYTES": env.integer("SLIPWAY_LOGS_INGEST_FIELD_MAX_BYTES", 4000),
+            "LOGS_INGEST_MAX_AGE_DAYS": env.integer("SLIPWAY_LOGS_INGEST_MAX_AGE_DAYS", 30),
+            "LOGS_INGEST_MAX_FUTURE_SECONDS": env.integer("SLIPWAY_LOGS_INGEST_MAX_FUTURE_SECONDS", 300),
             "RATELIMIT_ENABLED": env.boolean("SLIPWAY_RATELIMIT_ENABLED", True),
             "RATELIMIT_HEADERS_ENABLED": True,
             # Redis down must not take logins down: limits fall back to per-process memory
@@ -353,9 +358,16 @@ def _check_security(problems: list[str], settings: Mapping[str, Any]) -> None:
         "IP_BAN_SECONDS",
         "PASSWORD_HISTORY",
         "API_KEYS_MAX",
+        "LOGS_INGEST_MAX_BYTES",
+        "LOGS_INGEST_MAX_LINES",
+        "LOGS_INGEST_FIELD_MAX_BYTES",
+        "LOGS_INGEST_MAX_AGE_DAYS",
+        "LOGS_INGEST_MAX_FUTURE_SECONDS",
     ):
         if settings.get(name, 0) <= 0:
             problems.append(f"SLIPWAY_{name} must be positive")
+    if settings.get("LOGS_INGEST_FIELD_MAX_BYTES", 0) > 4000:
+        problems.append("SLIPWAY_LOGS_INGEST_FIELD_MAX_BYTES must be at most 4000 (a message's stored size)")
     for name in ("LOGIN", "REGISTER", "MFA", "PASSWORD", "API", "API_KEYS"):
         try:
             parse_many(settings.get(f"RATELIMIT_{name}") or "")

@@ -55,6 +55,10 @@ def _init_extensions(app: Flask) -> None:
     from app.extensions import bootstrap, csrf, db, limiter, login_manager, migrate, sock
 
     db.init_app(app)
+    from app.extensions import tune_mariadb
+
+    with app.app_context():
+        tune_mariadb(db.engine)
     migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"))
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"

@@ -1,8 +1,9 @@
-"""Command-line tools: `flask --app wsgi create-admin | check-config`."""
+"""Command-line tools: `flask --app wsgi create-admin | create-api-key | check-config`."""
 
 from __future__ import annotations
 
 import sys
+from datetime import timedelta
 
 import click
 from flask import Flask, current_app
@@ -32,6 +33,31 @@ def create_admin(username: str, email: str, password_stdin: bool, if_missing: bo
     click.echo(f"created admin {username}")
 
 
+@click.command("create-api-key")
+@click.option("--username", required=True, help="Owner of the key (an approved account).")
+@click.option("--scope", required=True, help="read, write, or logs:write (admins only: shipping logs).")
+@click.option("--days", type=click.IntRange(1, 3650), default=None, help="Expire after this many days.")
+@click.option("--name", default="created by create-api-key", show_default=True, help="What the key is for.")
+@with_appcontext
+def create_api_key(username: str, scope: str, days: int | None, name: str) -> None:
+    """Create an API key and print it once (for scripts and log shippers)."""
+    from app.security import clock
+    from app.services import api_keys
+
+    user = accounts.find_by_login(username)
+    if user is None or not user.is_approved:
+        raise click.ClickException(f"no approved account named {username!r}")
+    expires = clock.now() + timedelta(days=days) if days else None
+    try:
+        created = api_keys.create(user, name, scope, expires, source="cli")
+    except api_keys.ApiKeyError as exc:
+        raise click.ClickException(str(exc)) from exc
+    until = created.key.expires_at.strftime("%Y-%m-%d %H:%M UTC") if created.key.expires_at else "never"
+    click.echo(f"created {scope} key {created.key.prefix}... for {user.username}, expires {until}; "
+               "it is shown only this once:", err=True)
+    click.echo(created.value)
+
+
 @click.command("check-config")
 @with_appcontext
 def check_config() -> None:
@@ -46,6 +72,7 @@ def register_cli(app: Flask) -> None:
     from app.worker import dev_server_command, worker_command
 
     app.cli.add_command(create_admin)
+    app.cli.add_command(create_api_key)
     app.cli.add_command(check_config)
     app.cli.add_command(worker_command)
     app.cli.add_command(dev_server_command)

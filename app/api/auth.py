@@ -20,6 +20,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 # Writing last_used_at on every call would make every API read a write.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 SCOPE_RANK = {"read": 0, "write": 1}
+# A logs:write key ships log batches and does nothing else; read/write keys cannot ship logs.
+LOGS_SCOPE = "logs:write"
 
 
 def authenticate_request() -> None:
@@ -49,7 +51,7 @@ def authenticate_request() -> None:
 
 def api_scope(scope: str) -> Callable[[F], F]:
     """Guard an API view: 401 without a live key, 403 when the key's scope is too small."""
-    if scope not in SCOPE_RANK:
+    if scope not in SCOPE_RANK and scope != LOGS_SCOPE:
         raise KeyError(f"unknown API scope {scope!r}")
 
     def decorator(view: F) -> F:
@@ -58,11 +60,25 @@ def api_scope(scope: str) -> Callable[[F], F]:
             key = g.get("api_key")
             if key is None:
                 abort(401, "A valid API key is required: send 'Authorization: Bearer <key>'.")
-            if SCOPE_RANK[key.scope] < SCOPE_RANK[scope]:
-                abort(403, "This API key is read-only.")
+            if (refusal := scope_refusal(key.scope, scope)) is not None:
+                abort(403, refusal)
             return view(*args, **kwargs)
 
         wrapped.required_scope = scope  # type: ignore[attr-defined]
         return wrapped  # type: ignore[return-value]
 
     return decorator
+
+
+def scope_refusal(key_scope: str, needed: str) -> str | None:
+    """Why a key of `key_scope` may not call a view that needs `needed`, or None when it may."""
+    if needed == LOGS_SCOPE:
+        if key_scope != LOGS_SCOPE:
+            return (f"Shipping logs needs an API key with the {LOGS_SCOPE} scope; "
+                    f"this key's scope is {key_scope}.")
+        return None
+    if key_scope not in SCOPE_RANK:
+        return f"A {key_scope} key may only post log batches to /api/v1/logs."
+    if SCOPE_RANK[key_scope] < SCOPE_RANK[needed]:
+        return "This API key is read-only."
+    return None
