@@ -87,6 +87,7 @@ def _register_blueprints(app: Flask) -> None:
     from app.admin.routes import bp as admin_bp
     from app.admin.security_routes import bp as security_admin_bp
     from app.admin.workspace_routes import bp as workspace_admin_bp
+    from app.api import logs as api_logs  # noqa: F401
     from app.api.routes import bp as api_bp
     from app.auth import second_step  # noqa: F401
     from app.auth.routes import bp as auth_bp

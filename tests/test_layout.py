@@ -1,4 +1,4 @@
-"""Test modules share helpers through helper modules only: never another test module, a conftest or bench/."""
+"""Layout rules: tests share helpers through helper modules only; app modules import nothing late."""
 
 from __future__ import annotations
 
@@ -43,3 +43,11 @@ def test_the_check_sees_a_bad_import(tmp_path: Path) -> None:
                       "def f():\n    from tests.agent.conftest import free_port\n")
     assert [m for m in _imported_modules(sample) if _forbidden(m)] == [
         "tests.test_servers", "bench.stub", "tests.agent.conftest"]
+
+
+def test_no_view_module_is_imported_at_the_bottom_of_another() -> None:
+    """Areas register their view modules from the factory, never by a late import (an import circle)."""
+    late = [f"{path.relative_to(ROOT)}:{number}"
+            for path in sorted((ROOT / "app").rglob("*.py"))
+            for number, line in enumerate(path.read_text().splitlines(), 1) if "noqa: E402" in line]
+    assert late == []

@@ -107,6 +107,3 @@ openapi.add_path(
         "responses": {**openapi.ok("Revoked"), "404": {"description": "No such key of yours"}},
     },
 )
-
-# The ingestion endpoint lives in its own module on this blueprint.
-from app.api import logs as _logs  # noqa: E402,F401
