@@ -39,8 +39,8 @@ def test_approve_and_reject_from_the_queue(app, client, auth):
     assert fetch_user(app, "ivy").status == "approved"
     jack_row = fetch_user(app, "jack")
     assert jack_row.status == "rejected" and jack_row.meta["rejection_reason"] == "not a member"
-    assert [row.details for row in audit_rows(app, "approve_user")] == [{"user": "ivy", "workspace": True}]
-    assert audit_rows(app, "reject_user")[0].username == "boss"
+    assert [row.details for row in audit_rows(app, "user_approved")] == [{"user": "ivy", "workspace": True}]
+    assert audit_rows(app, "user_rejected")[0].username == "boss"
     assert "ivy" not in client.get("/admin/approvals").get_data(as_text=True)
     # One click approved AND queued the workspace with the configured defaults.
     with app.app_context():
@@ -63,7 +63,7 @@ def test_approve_without_room_changes_nothing_and_says_why(app, client, auth):
                          follow_redirects=True)
     assert "Nothing changed: No online server has room" in response.get_data(as_text=True)
     assert fetch_user(app, "ivy").status == "pending"
-    assert audit_rows(app, "approve_user") == []
+    assert audit_rows(app, "user_approved") == []
     with app.app_context():
         assert db.session.scalars(select(Workspace)).all() == []
         assert db.session.scalars(select(Task)).all() == []
@@ -81,7 +81,7 @@ def test_approve_without_a_workspace_is_an_explicit_choice(app, client, auth):
                                        "memory_mb": "512", "without_workspace": "y"}, page=url)
     assert response.headers["Location"] == f"/admin/users/{ivy}"
     assert fetch_user(app, "ivy").status == "approved"
-    assert [row.details for row in audit_rows(app, "approve_user")] == [{"user": "ivy", "workspace": False}]
+    assert [row.details for row in audit_rows(app, "user_approved")] == [{"user": "ivy", "workspace": False}]
     with app.app_context():
         assert db.session.scalars(select(Workspace)).all() == []
         assert db.session.scalars(select(Task)).all() == []
@@ -89,10 +89,10 @@ def test_approve_without_a_workspace_is_an_explicit_choice(app, client, auth):
     assert 'name="without_workspace"' not in client.get(url).get_data(as_text=True)
 
 
-def test_approve_user_is_written_in_one_place():
+def test_user_approved_is_written_in_one_place():
     root = Path(__file__).resolve().parent.parent / "app"
     writers = sorted(str(path.relative_to(root)) for path in root.rglob("*.py")
-                     if '"approve_user"' in path.read_text())
+                     if '"user_approved"' in path.read_text())
     assert writers == ["services/workspaces.py"]
 
 
@@ -112,7 +112,7 @@ def test_reject_without_reason_changes_nothing(app, client, auth):
         uid = make_user("liam", status="pending").id
     form_post(client, f"/admin/users/{uid}/reject", {"reason": ""})
     assert fetch_user(app, "liam").status == "pending"
-    assert audit_rows(app, "reject_user") == []
+    assert audit_rows(app, "user_rejected") == []
 
 
 def test_users_list_search_filter_and_paginate(app, client, auth):
@@ -137,7 +137,7 @@ def test_change_role_and_guards(app, client, auth):
         uid = make_user("mia").id
     form_post(client, f"/admin/users/{uid}/role", {"role": "qvp"})
     assert fetch_user(app, "mia").role == "qvp"
-    assert audit_rows(app, "change_role")[0].details == {"user": "mia", "from": "regular", "to": "qvp"}
+    assert audit_rows(app, "user_role_changed")[0].details == {"user": "mia", "from": "regular", "to": "qvp"}
     response = form_post(client, f"/admin/users/{admin.id}/role", {"role": "regular"}, follow_redirects=True)
     assert "cannot change your own role" in response.get_data(as_text=True)
     assert fetch_user(app, admin.username).role == "admin"
@@ -156,7 +156,7 @@ def test_reset_password_ends_sessions(app, client, auth):
     assert (
         form_post(other, "/login", {"username": "noah", "password": "a brand new secret"}).status_code == 302
     )
-    assert audit_rows(app, "reset_password")[0].details["sessions_ended"] == 1
+    assert audit_rows(app, "user_password_reset")[0].details["sessions_ended"] == 1
 
 
 def test_reset_password_refuses_weak_password(app, client, auth):
@@ -179,7 +179,7 @@ def test_delete_user_removes_row_and_sessions_and_keeps_audit(app, client, auth)
     assert fetch_user(app, "paul") is None
     with app.app_context():
         assert db.session.scalar(select(UserSession).where(UserSession.user_id == uid)) is None
-    assert audit_rows(app, "delete_user")[0].details == {"user": "paul"}
+    assert audit_rows(app, "user_deleted")[0].details == {"user": "paul"}
     form_post(client, f"/admin/users/{admin.id}/delete", {})
     assert fetch_user(app, admin.username) is not None
 

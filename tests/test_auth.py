@@ -34,7 +34,7 @@ def test_register_creates_pending_user_and_audits(app, client):
     [user] = users(app)
     assert (user.username, user.status, user.role) == ("alice", "pending", "regular")
     assert user.password_hash.startswith("$2")
-    assert "register" in actions(app)
+    assert "user_registered" in actions(app)
 
 
 def test_register_refuses_bad_usernames(app, client):
@@ -68,7 +68,7 @@ def test_login_by_username_or_email_and_logout(app, client, auth):
     assert client.get("/workspaces/").status_code == 302
     assert auth.login("CAROL@example.com").status_code == 302
     assert client.get("/workspaces/").status_code == 200
-    assert actions(app).count("login") == 2 and "logout" in actions(app)
+    assert actions(app).count("user_logged_in") == 2 and "user_logged_out" in actions(app)
 
 
 def test_wrong_password_and_unknown_user_say_the_same(app, auth):

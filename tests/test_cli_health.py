@@ -17,7 +17,7 @@ def test_create_admin_reads_password_from_stdin(app, runner):
     with app.app_context():
         user = db.session.scalar(select(User))
         assert (user.username, user.role, user.status) == ("chief", "admin", "approved")
-        assert db.session.scalar(select(AuditLog.action_type)) == "create_admin"
+        assert db.session.scalar(select(AuditLog.action_type)) == "admin_created"
 
 
 def test_create_admin_refuses_bad_input(app, runner):

@@ -90,7 +90,7 @@ def test_qvp_builds_from_the_form_and_sees_lines_live(app, server_id):
             detail = session.get(f"{base}/tasks/{task_id}", timeout=10).text
             assert "after-sleep" in detail and "second-step" in detail
         with app.app_context():
-            entry = db.session.scalar(select(AuditLog).where(AuditLog.action_type == "build"))
+            entry = db.session.scalar(select(AuditLog).where(AuditLog.action_type == "build_finished"))
             assert entry.username == "builder" and entry.details["ok"] is True
     finally:
         remove_images(tag)
@@ -238,7 +238,7 @@ def test_delete_refused_while_in_use_then_deleted(app, client, auth, server_id):
         assert task.state == "succeeded", task.message
         assert not any(ref in (image.tags or []) for image in docker_client.images.list())
         with app.app_context():
-            entry = db.session.scalar(select(AuditLog).where(AuditLog.action_type == "delete_image"))
+            entry = db.session.scalar(select(AuditLog).where(AuditLog.action_type == "image_deleted"))
             assert entry.details["ok"] is True and entry.details["ref"] == ref
     finally:
         remove_images(ref)

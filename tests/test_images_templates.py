@@ -70,7 +70,7 @@ def test_admin_adds_edits_and_deletes_a_template(app, client, auth):
         assert template.updated_by
         template_id = template.id
         actions = list(db.session.scalars(select(AuditLog.action_type)))
-        assert "add_build_template" in actions
+        assert "build_template_added" in actions
     assert "python" in client.get("/images/templates").get_data(as_text=True)
     changed = GOOD.replace("templated", "changed")
     form_post(client, f"/images/templates/{template_id}/edit",
@@ -81,7 +81,7 @@ def test_admin_adds_edits_and_deletes_a_template(app, client, auth):
     form_post(client, f"/images/templates/{template_id}/delete", {}, page="/images/templates")
     with app.app_context():
         assert db.session.get(BuildTemplate, template_id) is None
-        assert db.session.scalar(select(AuditLog).where(AuditLog.action_type == "delete_build_template"))
+        assert db.session.scalar(select(AuditLog).where(AuditLog.action_type == "build_template_deleted"))
 
 
 def test_a_template_the_policy_refuses_is_not_saved(app, client, auth):
@@ -172,4 +172,4 @@ def test_delete_request_is_refused_while_a_workspace_uses_the_image(app, client,
     with app.app_context():
         task = db.session.scalar(select(Task))
         assert task.kind == "delete_image" and task.payload == {"server_id": server_id, "ref": "team/other:1"}
-        assert db.session.scalar(select(AuditLog).where(AuditLog.action_type == "delete_image_requested"))
+        assert db.session.scalar(select(AuditLog).where(AuditLog.action_type == "image_delete_requested"))

@@ -79,9 +79,9 @@ def test_suspending_ends_everything_at_once_and_stops_but_keeps_the_workspace(ap
     run_tasks(app)
     assert workspace(app, "alice").status == "stopped"
     assert [c["status"] for c in FakeBackend.containers.values()] == ["exited"]  # stopped, not removed
-    assert {"suspend_user", "workspace_stop"} <= set(actions(app))
+    assert {"user_suspended", "workspace_stop_requested"} <= set(actions(app))
     with app.app_context():
-        entry = db.session.scalar(select(AuditLog).where(AuditLog.action_type == "suspend_user"))
+        entry = db.session.scalar(select(AuditLog).where(AuditLog.action_type == "user_suspended"))
     assert entry.details["reason"] == "left the team" and entry.details["api_keys_revoked"] == 1
 
 
@@ -95,7 +95,7 @@ def test_a_suspended_user_cannot_log_in_and_is_told_why_only_with_the_right_pass
     wrong = form_post(browser, "/login", {"username": "bert", "password": "not the password"})
     wrong_text = wrong.get_data(as_text=True)
     assert "suspended" not in wrong_text and "Wrong username" in wrong_text
-    assert "login_refused" in actions(app) and "login" not in actions(app)
+    assert "login_refused" in actions(app) and "user_logged_in" not in actions(app)
 
 
 def test_workspace_links_refuse_a_suspended_owner_even_with_a_live_session(app, client, auth):
@@ -120,7 +120,7 @@ def test_reinstating_restores_login_but_leaves_the_workspace_stopped(app, client
     run_tasks(app)
     page = form_post(client, f"/admin/users/{uid}/reinstate", {}, follow_redirects=True)
     assert "Reinstated alice" in page.get_data(as_text=True)
-    assert status_of(app, "alice") == "approved" and "reinstate_user" in actions(app)
+    assert status_of(app, "alice") == "approved" and "user_reinstated" in actions(app)
     browser = app.test_client()
     assert form_post(browser, "/login", {"username": "alice", "password": PASSWORD}).status_code == 302
     assert browser.get("/workspaces/").status_code == 200

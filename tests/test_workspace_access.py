@@ -122,7 +122,7 @@ def test_admins_enter_only_with_the_flag_and_are_audited(app, client, auth, alic
     with app.app_context():
         mine = select(AuditLog.action_type).where(AuditLog.username == admin.username)
         actions = set(db.session.scalars(mine))
-    assert {"workspace_admin_open", "workspace_admin_access", "workspace_admin_request"} <= actions
+    assert {"workspace_admin_opened", "workspace_admin_accessed", "workspace_admin_requested"} <= actions
 
 
 def test_login_redirect_and_stopped_page(app, client, auth, alice):

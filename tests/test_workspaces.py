@@ -66,7 +66,7 @@ def test_admin_approves_and_the_workspace_is_provisioned_and_routed(app, client,
     assert ws.status == "running" and ws.cpu == 0.5 and ws.memory_mb == 256
     assert set(ws.ports) == {"vscode", "jupyter"} and ws.container_id
     assert f'carol-vscode.ws.localhost "127.0.0.1:{ws.ports["vscode"]}|' in _routes(app)
-    assert {"approve_user", "workspace_provision", "workspace_provisioned"} <= set(_actions(app))
+    assert {"user_approved", "workspace_provision_requested", "workspace_provisioned"} <= set(_actions(app))
 
 
 def test_bad_provision_input_changes_nothing(app, client, auth, fake):
@@ -232,7 +232,7 @@ def test_agent_dead_mid_provision_then_reconcile_then_retry(app, client, auth, f
         assert service.reconcile_now("test") is not None
     run_tasks(app)
     assert "half" not in FakeBackend.containers
-    assert "reconcile_half_workspace_removed" in _actions(app)
+    assert "half_workspace_removed" in _actions(app)
     auth.as_role("admin")
     response = form_post(client, f"/admin/workspaces/{ws.id}/recreate", {}, page="/admin/workspaces/")
     assert response.status_code == 302
@@ -253,7 +253,7 @@ def test_reconciler_removes_old_orphans_and_marks_vanished(app, fake):
     assert old not in FakeBackend.containers and young in FakeBackend.containers
     ws = _ws(app)
     assert ws.status == "error" and "vanished" in ws.error
-    assert {"reconcile_orphan_removed", "reconcile_container_vanished"} <= set(_actions(app))
+    assert {"orphan_container_removed", "workspace_container_vanished"} <= set(_actions(app))
     assert 'carol-vscode.ws.localhost "-";' in _routes(app)
 
 
@@ -357,7 +357,7 @@ def test_deleting_a_user_whose_workspace_has_a_task_in_flight_is_refused(app, cl
     with app.app_context():
         assert db.session.get(User, carol_id) is not None
         assert [t.kind for t in db.session.scalars(select(Task))] == ["provision"]
-    assert _ws(app).status == "provisioning" and "delete_user" not in _actions(app)
+    assert _ws(app).status == "provisioning" and "user_deleted" not in _actions(app)
     # Once the task has finished, the same delete removes the user and queues the removal in one go.
     with app.app_context():
         db.session.get(Task, task_id).state = "queued"
@@ -369,4 +369,4 @@ def test_deleting_a_user_whose_workspace_has_a_task_in_flight_is_refused(app, cl
     assert [(t.kind, t.state) for t in tasks] == [("provision", "succeeded"),
                                                   ("delete_workspace", "succeeded")]
     assert _ws(app) is None and FakeBackend.containers == {}  # no orphan container
-    assert {"delete_user", "workspace_delete", "workspace_deleted"} <= set(_actions(app))
+    assert {"user_deleted", "workspace_delete_requested", "workspace_deleted"} <= set(_actions(app))

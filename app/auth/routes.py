@@ -104,7 +104,7 @@ def finish_login(user: User, target: str | None) -> Response:
         return redirect(url_for("auth.login"))
     bruteforce.record_success(user, request.remote_addr or "unknown")
     start_session(user)
-    audit.record("login", user.username, {"status": user.status, "mfa": user.mfa_enabled})
+    audit.record("user_logged_in", user.username, {"status": user.status, "mfa": user.mfa_enabled})
     db.session.commit()
     if not user.is_approved:
         return redirect(url_for("auth.pending"))
@@ -160,7 +160,7 @@ def logout() -> Response:
     """End this session."""
     username = current_user.username
     end_session(current_user)
-    audit.record("logout", username)
+    audit.record("user_logged_out", username)
     db.session.commit()
     flash("You are logged out.", "info")
     return redirect(url_for("auth.login"))

@@ -85,7 +85,7 @@ def mfa_setup() -> str | Response:
             target = session.get("mfa_next")
             bruteforce.record_success(user, request.remote_addr or "unknown")
             start_session(user)
-            audit.record("login", user.username, {"status": user.status, "mfa": True})
+            audit.record("user_logged_in", user.username, {"status": user.status, "mfa": True})
             db.session.commit()
             return render_template(
                 "account/backup_codes.html", codes=codes, next_url=safe_next(target) or home_for(user)

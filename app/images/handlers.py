@@ -162,8 +162,8 @@ def build(ctx: TaskContext) -> dict[str, Any] | None:
     finally:
         if path is not None:
             path.unlink(missing_ok=True)
-        _finish_audit(ctx, "build", {"tag": tag, "server": server.name, **({} if ok else {"error": message})},
-                      ok, server.id)
+        details = {"tag": tag, "server": server.name, **({} if ok else {"error": message})}
+        _finish_audit(ctx, "build_finished", details, ok, server.id)
 
 
 def _ensure_named(ctx: TaskContext, client: AgentClient, source: str, repository: str, tag: str) -> None:
@@ -215,7 +215,7 @@ def push(ctx: TaskContext) -> dict[str, Any] | None:
         text = exc.message.replace(password, "****") if password else exc.message
         raise TaskFailed(f"the agent refused the push: {text}") from exc
     finally:
-        _finish_audit(ctx, "push", details, ok, server.id)
+        _finish_audit(ctx, "push_finished", details, ok, server.id)
 
 
 @task_kind("import", max_attempts=2, priority=PRIORITY_BACKGROUND)
@@ -242,7 +242,7 @@ def import_image(ctx: TaskContext) -> dict[str, Any] | None:
     except AgentError as exc:
         raise TaskFailed(f"the agent refused the import: {exc.message}") from exc
     finally:
-        _finish_audit(ctx, "import", {"upload": row.original_name, "sha256": row.sha256, "tag": tag,
+        _finish_audit(ctx, "import_finished", {"upload": row.original_name, "sha256": row.sha256, "tag": tag,
                                       "server": server.name}, ok, server.id)
 
 
@@ -262,5 +262,5 @@ def delete_image(ctx: TaskContext) -> dict[str, Any] | None:
     except AgentConflict as exc:
         raise TaskFailed(f"{ref} is in use on {server.name}: {exc.message}") from exc
     finally:
-        _finish_audit(ctx, "delete_image", {"ref": ref, "server": server.name}, ok, server.id)
+        _finish_audit(ctx, "image_deleted", {"ref": ref, "server": server.name}, ok, server.id)
     return {"ref": ref}

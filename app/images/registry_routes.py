@@ -63,7 +63,7 @@ def registries() -> Response | tuple[str, int] | str:
                                 created_by=current_user.username)
             registry.set_password(form.password.data)
             db.session.add(registry)
-            audit.record("add_registry", current_user.username,
+            audit.record("registry_added", current_user.username,
                          {"name": registry.name, "host": registry.host, "username": registry.username})
             db.session.commit()
             flash(f"Registry {registry.name} added.", "success")
@@ -91,7 +91,7 @@ def edit_registry(registry_id: int) -> Response | tuple[str, int] | str:
             registry.username = (form.username.data or "").strip() or None
             if form.password.data:
                 registry.set_password(form.password.data)
-            audit.record("edit_registry", current_user.username,
+            audit.record("registry_edited", current_user.username,
                          {"name": registry.name, "host": registry.host,
                           "password_changed": bool(form.password.data)})
             db.session.commit()
@@ -109,7 +109,7 @@ def delete_registry(registry_id: int) -> Response:
     registry = db.get_or_404(Registry, registry_id)
     if not ConfirmForm().validate_on_submit():
         abort(400)
-    audit.record("delete_registry", current_user.username, {"name": registry.name, "host": registry.host})
+    audit.record("registry_deleted", current_user.username, {"name": registry.name, "host": registry.host})
     db.session.delete(registry)
     db.session.commit()
     flash(f"Registry {registry.name} removed.", "success")
@@ -124,7 +124,7 @@ def test_registry(registry_id: int) -> Response:
     if not ConfirmForm().validate_on_submit():
         abort(400)
     ok, message = test_login(registry)
-    audit.record("test_registry", current_user.username,
+    audit.record("registry_tested", current_user.username,
                  {"name": registry.name, "ok": ok, "result": message}, level="info" if ok else "warning")
     db.session.commit()
     flash(f"{registry.name}: {message}", "success" if ok else "danger")

@@ -54,7 +54,7 @@ DEFAULT_RULES: tuple[dict[str, Any], ...] = (
      "severity": "critical", "description": "The poller marked a server offline."},
     {"name": "Host disk above 90 %", "category": "host.disk", "group_by": "server", "risk_score": 60,
      "severity": "high", "description": "An agent reported its disk more than 90 % full."},
-    {"name": "Admin opened another user's workspace", "category": "audit.workspace_admin_open",
+    {"name": "Admin opened another user's workspace", "category": "audit.workspace_admin_opened",
      "group_by": "username", "risk_score": 30, "severity": "low",
      "description": "An admin opened a workspace that belongs to someone else."},
     {"name": "Nginx route generation failed", "category": "audit.nginx_reload_failed", "risk_score": 70,

@@ -45,7 +45,7 @@ def register(username: str, email: str, password: str) -> User:
     _check_new_account(username, email, password)
     user = User(username=username, email=email.lower(), password_hash=hash_password(password))
     db.session.add(user)
-    audit.record("register", username, {"email": user.email})
+    audit.record("user_registered", username, {"email": user.email})
     db.session.commit()
     return user
 
@@ -61,7 +61,7 @@ def create_admin(username: str, email: str, password: str) -> User:
         status="approved",
     )
     db.session.add(user)
-    audit.record("create_admin", username, {"email": user.email}, source="cli")
+    audit.record("admin_created", username, {"email": user.email}, source="cli")
     db.session.commit()
     return user
 
@@ -72,7 +72,7 @@ def reject(user: User, actor: User, reason: str) -> None:
         raise AccountError(f"Only pending accounts can be rejected; {user.username} is {user.status}.")
     user.status = "rejected"
     user.meta = {**(user.meta or {}), "rejection_reason": reason}
-    audit.record("reject_user", actor.username, {"user": user.username, "reason": reason})
+    audit.record("user_rejected", actor.username, {"user": user.username, "reason": reason})
     db.session.commit()
 
 
@@ -97,7 +97,7 @@ def change_role(user: User, role: str, actor: User) -> None:
         raise AccountError("This is the last admin; promote someone else first.")
     old = user.role
     user.role = role
-    audit.record("change_role", actor.username, {"user": user.username, "from": old, "to": role})
+    audit.record("user_role_changed", actor.username, {"user": user.username, "from": old, "to": role})
     db.session.commit()
 
 
@@ -119,7 +119,7 @@ def reset_password(user: User, password: str, actor: User, *, revoke_keys: bool 
     user.must_change_password = True  # the admin knows this password; the user must replace it
     ended = end_all_sessions(user)
     revoked = revoke_api_keys(user) if revoke_keys else 0
-    audit.record("reset_password", actor.username,
+    audit.record("user_password_reset", actor.username,
                  {"user": user.username, "sessions_ended": ended, "api_keys_revoked": revoked})
     db.session.commit()
 
@@ -150,7 +150,7 @@ def delete(user: User, actor: User, *, remove_folder: bool = False) -> Task | No
             db.session.rollback()
             raise AccountError(f"{username}'s workspace cannot be removed now: {exc}") from exc
     db.session.delete(user)
-    audit.record("delete_user", actor.username, {"user": username}, level="warning")
+    audit.record("user_deleted", actor.username, {"user": username}, level="warning")
     db.session.commit()
     return task
 
@@ -193,7 +193,7 @@ def suspend(user: User, actor: User, reason: str = "") -> str:
     ended = end_all_sessions(user)
     revoked = revoke_api_keys(user)
     audit.record(
-        "suspend_user",
+        "user_suspended",
         actor.username,
         {"user": user.username, "reason": reason, "sessions_ended": ended, "api_keys_revoked": revoked},
         level="warning",
@@ -227,5 +227,5 @@ def reinstate(user: User, actor: User) -> None:
         raise AccountError(f"Only suspended accounts can be reinstated; {user.username} is {user.status}.")
     user.status = "approved"
     user.meta = {**(user.meta or {}), "suspension_reason": None}
-    audit.record("reinstate_user", actor.username, {"user": user.username}, level="warning")
+    audit.record("user_reinstated", actor.username, {"user": user.username}, level="warning")
     db.session.commit()

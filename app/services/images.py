@@ -109,7 +109,7 @@ def request_import(server: Server, upload: Upload, *, repository: str, tag: str,
         "import", target=f"server:{server.id}", requested_by=actor,
         payload={"server_id": server.id, "upload_id": upload.id, "repository": repository, "tag": tag},
     )
-    audit.record("import_requested", actor,
+    audit.record("image_import_requested", actor,
                  {"server": server.name, "upload": upload.original_name, "tag": f"{repository}:{tag}"},
                  server_id=server.id)
     db.session.commit()
@@ -132,7 +132,7 @@ def request_delete(server: Server, ref: str, *, actor: str) -> Task:
                                   payload={"server_id": server.id, "ref": ref}, lock_key=lock)
     except task_queue.TaskConflict as exc:
         raise ImageRequestError(f"Not deleted: {exc}.") from exc
-    audit.record("delete_image_requested", actor, {"server": server.name, "ref": ref}, server_id=server.id)
+    audit.record("image_delete_requested", actor, {"server": server.name, "ref": ref}, server_id=server.id)
     db.session.commit()
     return task
 
@@ -147,7 +147,7 @@ def save_template(template: BuildTemplate | None, *, name: str, description: str
     clash = db.session.scalar(select(BuildTemplate.id).where(BuildTemplate.name == name))
     if clash is not None and (template is None or clash != template.id):
         raise ImageRequestError(f"A template named {name} exists already.")
-    action = "edit_build_template" if template is not None else "add_build_template"
+    action = "build_template_edited" if template is not None else "build_template_added"
     if template is None:
         template = BuildTemplate(name=name)
         db.session.add(template)
@@ -162,7 +162,7 @@ def save_template(template: BuildTemplate | None, *, name: str, description: str
 
 def delete_template(template: BuildTemplate, *, actor: str) -> None:
     """Delete a Dockerfile template (builds queued from it keep their Dockerfile)."""
-    audit.record("delete_build_template", actor, {"template": template.id, "name": template.name})
+    audit.record("build_template_deleted", actor, {"template": template.id, "name": template.name})
     db.session.delete(template)
     db.session.commit()
 
@@ -173,7 +173,7 @@ def save_policy(*, allowed_bases: list[str], allowed_registries: list[str], acto
     policy.allowed_bases, policy.allowed_registries = allowed_bases, allowed_registries
     policy.updated_by = actor
     db.session.merge(policy)
-    audit.record("edit_build_policy", actor, {"bases": allowed_bases, "registries": allowed_registries})
+    audit.record("build_policy_edited", actor, {"bases": allowed_bases, "registries": allowed_registries})
     db.session.commit()
 
 
@@ -186,14 +186,14 @@ def add_workspace_image(*, ref: str, description: str, cpu: float, memory_mb: in
     row = WorkspaceImage(ref=ref, description=description.strip(), default_cpu=cpu,
                          default_memory_mb=memory_mb)
     db.session.add(row)
-    audit.record("add_workspace_image", actor, {"ref": ref, "cpu": cpu, "memory_mb": memory_mb})
+    audit.record("workspace_image_added", actor, {"ref": ref, "cpu": cpu, "memory_mb": memory_mb})
     db.session.commit()
     return row
 
 
 def remove_workspace_image(row: WorkspaceImage, *, actor: str) -> None:
     """Stop offering an image on approval (existing workspaces keep theirs)."""
-    audit.record("remove_workspace_image", actor, {"ref": row.ref})
+    audit.record("workspace_image_removed", actor, {"ref": row.ref})
     db.session.delete(row)
     db.session.commit()
 
@@ -203,8 +203,8 @@ def record_upload(received: ReceivedUpload, *, actor: str) -> Upload:
     row = Upload(stored_name=received.stored_name, original_name=received.original_name, size=received.size,
                  sha256=received.sha256, compression=received.compression, uploaded_by=actor)
     db.session.add(row)
-    audit.record("upload", actor, {"name": row.original_name, "stored": row.stored_name, "size": row.size,
-                                   "sha256": row.sha256})
+    audit.record("upload_stored", actor, {"name": row.original_name, "stored": row.stored_name,
+                                          "size": row.size, "sha256": row.sha256})
     db.session.commit()
     return row
 
@@ -219,6 +219,6 @@ def delete_upload(row: Upload, *, actor: str) -> None:
     """Delete an upload's file and row."""
     if STORED_NAME_RE.fullmatch(row.stored_name):
         (upload_dir() / row.stored_name).unlink(missing_ok=True)
-    audit.record("delete_upload", actor, {"name": row.original_name, "sha256": row.sha256})
+    audit.record("upload_deleted", actor, {"name": row.original_name, "sha256": row.sha256})
     db.session.delete(row)
     db.session.commit()

@@ -78,7 +78,7 @@ def approve_user(user: User, actor: User, plan: Plan | None) -> Task | None:
         raise WorkspaceError(f"{locked.username} is suspended; reinstate the account instead.")
     locked.status = "approved"
     locked.meta = {**(locked.meta or {}), "rejection_reason": None}
-    audit.record("approve_user", actor.username, {"user": locked.username, "workspace": plan is not None})
+    audit.record("user_approved", actor.username, {"user": locked.username, "workspace": plan is not None})
     if plan is None:
         db.session.commit()
         return None
@@ -127,7 +127,7 @@ def _provision_locked(locked: User, actor: User, plan: Plan) -> Task:
         db.session.flush()
         task = enqueue("provision", target=f"workspace:{ws.username}", requested_by=actor.username,
                        payload={"workspace_id": ws.id}, lock_key=ws.lock_key)
-        audit.record("workspace_provision", actor.username,
+        audit.record("workspace_provision_requested", actor.username,
                      {"user": ws.username, "server": server.name, "image": ws.image, "cpu": cpu,
                       "memory_mb": memory_mb}, server_id=server.id)
         db.session.commit()
@@ -165,7 +165,7 @@ def queue(ws: Workspace, action: str, actor: User, *, remove_folder: bool = Fals
         raise WorkspaceError(f"Another operation on this workspace is in progress ({exc}).") from exc
     if action == "delete":
         ws.status = "deleting"
-    audit.record(f"workspace_{action}", actor.username, {"user": ws.username, **payload},
+    audit.record(f"workspace_{action}_requested", actor.username, {"user": ws.username, **payload},
                  server_id=ws.server_id)
     return task
 

@@ -69,7 +69,7 @@ def cancel(task_id: int) -> Response:
     if not ConfirmForm().validate_on_submit():
         abort(400)
     if task_queue.cancel(task, current_user.username):
-        audit.record("cancel_task", current_user.username, {"task": task.id, "kind": task.kind})
+        audit.record("task_cancelled", current_user.username, {"task": task.id, "kind": task.kind})
         flash("Cancel requested." if task.state == "running" else "Task cancelled.", "info")
     else:
         flash(f"The task already {task.state}.", "warning")
@@ -89,7 +89,7 @@ def retry(task_id: int) -> Response:
     except task_queue.TaskConflict as exc:
         flash(str(exc), "danger")
         return redirect(url_for("tasks.detail", task_id=task.id))
-    audit.record("retry_task", current_user.username, {"task": task.id, "kind": task.kind})
+    audit.record("task_retried", current_user.username, {"task": task.id, "kind": task.kind})
     db.session.commit()
     flash(f"Queued again as task #{new_task.id}.", "success")
     return redirect(url_for("tasks.detail", task_id=new_task.id))

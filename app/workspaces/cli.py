@@ -54,7 +54,7 @@ def register_local_server(name: str, agent_url: str, token_file: Path) -> None:
     token = token_file.read_text().strip()
     db.session.add(Server(name=name, agent_url=agent_url, publish_host="127.0.0.1", status="online",
                           token_encrypted=encrypt_secret(token, "server.token")))
-    audit.record("add_server", None, {"name": name, "agent_url": agent_url}, source="cli")
+    audit.record("server_added", None, {"name": name, "agent_url": agent_url}, source="cli")
     db.session.commit()
     click.echo(f"registered server {name} at {agent_url}")
 

@@ -53,7 +53,7 @@ def _fail(ws: Workspace, message: str) -> None:
     if ws is not None:
         ws.status = "error"
         ws.error = message[:1000]
-        audit.record("workspace_error", None, {"user": ws.username, "error": message[:500]},
+        audit.record("workspace_failed", None, {"user": ws.username, "error": message[:500]},
                      level="error", source="worker", server_id=ws.server_id)
         db.session.commit()
 

@@ -41,7 +41,7 @@ def check() -> Response:
         # An admin let in by SLIPWAY_WORKSPACE_ADMIN_ACCESS: audited (nginx caches the answer for
         # a few seconds, so this is one row per few seconds of use, not one per asset).
         uri = request.headers.get("X-Original-URI", "")[:200]
-        audit.record("workspace_admin_request", decision.user.username,
+        audit.record("workspace_admin_requested", decision.user.username,
                      {"owner": decision.owner, "app": decision.app, "uri": uri}, level="warning")
         db.session.commit()
     return Response(status=decision.status)
@@ -65,7 +65,7 @@ def exchange() -> Response:
         db.session.rollback()
         return _plain(403, "Forbidden", "This workspace belongs to someone else.")
     if user.username != owner:
-        audit.record("workspace_admin_access", user.username, {"owner": owner, "app": app, "host": host},
+        audit.record("workspace_admin_accessed", user.username, {"owner": owner, "app": app, "host": host},
                      level="warning")
     db.session.commit()
     response = redirect("/", code=302)

@@ -66,18 +66,18 @@ def _reconcile_server(ctx: TaskContext, server: Server, grace: timedelta) -> int
             continue
         if ws.status == "error" and not ws.container_id and info is not None:
             backend.remove(info.id)
-            _repair("reconcile_half_workspace_removed", {"user": ws.username, "container": info.name}, server)
+            _repair("half_workspace_removed", {"user": ws.username, "container": info.name}, server)
             repairs += 1
         elif ws.status in ("running", "stopped", "provisioning") and info is None:
             ws.status, ws.error = "error", "the container vanished; re-create the workspace"
-            _repair("reconcile_container_vanished", {"user": ws.username}, server, level="error")
+            _repair("workspace_container_vanished", {"user": ws.username}, server, level="error")
             repairs += 1
         elif info is not None and ws.status in ("running", "stopped") and info.running != (
             ws.status == "running"
         ):
             ws.status = "running" if info.running else "stopped"
             ws.ports = {k: v for k, v in info.ports.items() if k in WORKSPACE_APPS} or ws.ports
-            _repair("reconcile_status_fixed", {"user": ws.username, "status": ws.status}, server)
+            _repair("workspace_status_fixed", {"user": ws.username, "status": ws.status}, server)
             repairs += 1
     now = utcnow()
     for info in containers:
@@ -88,7 +88,7 @@ def _reconcile_server(ctx: TaskContext, server: Server, grace: timedelta) -> int
             ctx.log(f"orphan {info.name} is younger than the grace period; left for now")
             continue
         backend.remove(info.id)
-        _repair("reconcile_orphan_removed", {"container": info.name, "id": info.id}, server)
+        _repair("orphan_container_removed", {"container": info.name, "id": info.id}, server)
         repairs += 1
     db.session.commit()
     return repairs
@@ -111,7 +111,7 @@ def reconcile(ctx: TaskContext) -> dict[str, Any]:
     except NginxError as exc:
         raise TaskFailed(f"nginx refused the routes: {exc}") from exc
     if changed:
-        audit.record("reconcile_routes_regenerated", None, {}, level="warning", source="reconciler")
+        audit.record("routes_regenerated", None, {}, level="warning", source="reconciler")
         db.session.commit()
     ctx.log(f"{repairs} repairs, routes {'regenerated' if changed else 'unchanged'}"
             + (f"; skipped servers: {readable(skipped)}" if skipped else ""))

@@ -95,7 +95,7 @@ def open_app(app: str) -> Response:
         return redirect(url_for("workspaces.home"))
     host = workspace_host(ws.username, app, current_app.config["WORKSPACE_DOMAIN"])
     if ws.username != current_user.username:
-        audit.record("workspace_admin_open", current_user.username, {"owner": ws.username, "app": app},
+        audit.record("workspace_admin_opened", current_user.username, {"owner": ws.username, "app": app},
                      level="warning")
         db.session.commit()
     grant = Grant(current_user.id, current_user.username, host, current_user.current_session.id)
