@@ -44,6 +44,9 @@ def create_app(config_class: type[Config] | None = None, overrides: Mapping[str,
     register_error_handlers(app)
     register_cli(app)
     init_security_headers(app)
+    from app.analytics import init_analytics
+
+    init_analytics(app)
     return app
 
 
@@ -106,3 +109,7 @@ def _register_blueprints(app: Flask) -> None:
     from app.images.routes import bp as images_bp
 
     app.register_blueprint(images_bp)
+
+    from app.analytics.routes import bp as traffic_bp
+
+    app.register_blueprint(traffic_bp)

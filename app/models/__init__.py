@@ -1,5 +1,6 @@
 """All models, re-exported so `from app.models import User` works everywhere."""
 
+from app.models.analytics import RequestLog, RequestRollup, RequestUserRollup
 from app.models.audit import LOG_LEVELS, AuditLog
 from app.models.image import BuildPolicy, BuildTemplate, Registry, Upload, WorkspaceImage
 from app.models.logs import (
@@ -67,4 +68,7 @@ __all__ = [
     "UsedHandoffToken",
     "WORKSPACE_STATUSES",
     "Workspace",
+    "RequestLog",
+    "RequestRollup",
+    "RequestUserRollup",
 ]

@@ -1,0 +1,142 @@
+"""What the traffic page shows, read from the rollups only: chart series and the route and user tables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+
+from app.analytics.charts import Chart, build_chart
+from app.extensions import db
+from app.models import RequestRollup, RequestUserRollup, User
+from app.models.analytics import ALL
+
+# range key → (label, span, chart bucket in minutes)
+RANGES: dict[str, tuple[str, timedelta, int]] = {
+    "1h": ("the last hour", timedelta(hours=1), 1),
+    "24h": ("the last 24 hours", timedelta(hours=24), 10),
+    "7d": ("the last 7 days", timedelta(days=7), 60),
+}
+DEFAULT_RANGE = "1h"
+TOP_ROWS = 10
+
+
+@dataclass
+class Traffic:
+    """Everything the page renders for one range."""
+
+    range_key: str
+    label: str
+    start: datetime
+    end: datetime
+    total: int
+    errors_4xx: int
+    errors_5xx: int
+    charts: list[Chart]
+    slowest: list[dict[str, Any]]
+    errors: list[dict[str, Any]]
+    users: list[dict[str, Any]]
+
+
+def _weighted(column: Any) -> Any:
+    return func.sum(column * RequestRollup.count)
+
+
+def _series(start: datetime, span: timedelta, bucket_minutes: int) -> list[Chart]:
+    rows = db.session.execute(
+        select(RequestRollup.minute, RequestRollup.count, RequestRollup.errors_4xx, RequestRollup.errors_5xx,
+               RequestRollup.p50_ms, RequestRollup.p95_ms, RequestRollup.p99_ms)
+        .where(RequestRollup.route == ALL, RequestRollup.method == ALL,
+               RequestRollup.minute >= start, RequestRollup.minute < start + span)
+    ).all()
+    buckets = int(span.total_seconds() // 60) // bucket_minutes
+    # per bucket: requests, 4xx, 5xx, and count-weighted sums of p50, p95, p99
+    sums = [[0.0] * 6 for _ in range(buckets)]
+    for minute, count, e4, e5, p50, p95, p99 in rows:
+        index = min(int((minute - start).total_seconds() // 60) // bucket_minutes, buckets - 1)
+        bucket = sums[index]
+        bucket[0] += count
+        bucket[1] += e4
+        bucket[2] += e5
+        bucket[3] += p50 * count
+        bucket[4] += p95 * count
+        bucket[5] += p99 * count
+
+    def per_request(n: int, scale: float = 1.0) -> list[float | None]:
+        return [b[n] * scale / b[0] if b[0] else None for b in sums]
+
+    fmt = "%H:%M" if span <= timedelta(hours=1) else "%d %b %H:%M"
+    labels = (start.strftime(fmt), (start + span).strftime(fmt))
+    unit = "per minute" if bucket_minutes == 1 else f"per minute, averaged over {bucket_minutes} min"
+    return [
+        build_chart(f"Requests {unit}", [("Requests", "chart-cpu", [b[0] / bucket_minutes if b[0] else 0.0
+                                                                   for b in sums])], "", *labels),
+        build_chart("Error rate", [("5xx", "chart-disk", per_request(2, 100.0)),
+                                   ("4xx", "chart-memory", per_request(1, 100.0))], "%", *labels),
+        build_chart("Latency percentiles", [("p50", "chart-memory", per_request(3)),
+                                            ("p95", "chart-cpu", per_request(4)),
+                                            ("p99", "chart-disk", per_request(5))], " ms", *labels),
+    ]
+
+
+def _route_table(start: datetime, end: datetime) -> list[dict[str, Any]]:
+    count = func.sum(RequestRollup.count)
+    rows = db.session.execute(
+        select(RequestRollup.method, RequestRollup.route, count, func.sum(RequestRollup.errors_4xx),
+               func.sum(RequestRollup.errors_5xx), func.sum(RequestRollup.duration_sum_ms),
+               _weighted(RequestRollup.p50_ms), _weighted(RequestRollup.p95_ms),
+               _weighted(RequestRollup.p99_ms),
+               func.max(RequestRollup.max_ms), func.sum(RequestRollup.bytes))
+        .where(RequestRollup.minute >= start, RequestRollup.minute < end, RequestRollup.route != ALL)
+        .group_by(RequestRollup.method, RequestRollup.route)
+    ).all()
+    table = []
+    for method, route, n, e4, e5, total_ms, w50, w95, w99, worst, size in rows:
+        n = int(n)
+        table.append({"method": method, "route": route, "count": n,
+                      "errors_4xx": int(e4), "errors_5xx": int(e5),
+                      "mean_ms": total_ms / n, "p50_ms": w50 / n, "p95_ms": w95 / n, "p99_ms": w99 / n,
+                      "max_ms": worst, "bytes": int(size)})
+    return table
+
+
+def _user_table(start: datetime, end: datetime) -> list[dict[str, Any]]:
+    count = func.sum(RequestUserRollup.count).label("n")
+    top = (
+        select(RequestUserRollup.user_id, count, func.sum(RequestUserRollup.errors_4xx).label("e4"),
+               func.sum(RequestUserRollup.errors_5xx).label("e5"),
+               func.sum(RequestUserRollup.bytes).label("b"))
+        .where(RequestUserRollup.minute >= start, RequestUserRollup.minute < end)
+        .group_by(RequestUserRollup.user_id)
+        .order_by(count.desc(), RequestUserRollup.user_id)
+        .limit(TOP_ROWS)
+        .subquery()
+    )
+    rows = db.session.execute(
+        select(top.c.user_id, User.username, top.c.n, top.c.e4, top.c.e5, top.c.b)
+        .outerjoin(User, User.id == top.c.user_id)
+        .order_by(top.c.n.desc(), top.c.user_id)
+    ).all()
+    return [{"user_id": uid, "username": name, "count": int(n), "errors_4xx": int(e4), "errors_5xx": int(e5),
+             "bytes": int(b)} for uid, name, n, e4, e5, b in rows]
+
+
+def traffic(range_key: str, now: datetime) -> Traffic:
+    """The page's figures for `range_key` (one of RANGES), ending at the last finished minute."""
+    label, span, bucket_minutes = RANGES[range_key]
+    end = now.replace(second=0, microsecond=0)
+    start = end - span
+    routes = _route_table(start, end)
+    slowest = sorted(routes, key=lambda r: (-r["p95_ms"], r["route"]))[:TOP_ROWS]
+    errors = sorted((r for r in routes if r["errors_4xx"] or r["errors_5xx"]),
+                    key=lambda r: (-r["errors_5xx"], -r["errors_4xx"], r["route"]))[:TOP_ROWS * 2]
+    return Traffic(
+        range_key, label, start, end,
+        total=sum(r["count"] for r in routes),
+        errors_4xx=sum(r["errors_4xx"] for r in routes),
+        errors_5xx=sum(r["errors_5xx"] for r in routes),
+        charts=_series(start, span, bucket_minutes),
+        slowest=slowest, errors=errors, users=_user_table(start, end),
+    )
