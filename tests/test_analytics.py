@@ -1,4 +1,4 @@
-"""Request analytics middleware and flusher: every request becomes one row, written in batches, never blocking."""
+"""Request analytics middleware and flusher: one row per request, written in batches, never blocking."""
 
 from __future__ import annotations
 
@@ -131,7 +131,7 @@ def test_rows_are_written_in_batches_by_the_flusher_not_the_request(app, monkeyp
 
 
 def test_route_template_is_stored_never_the_path(app):
-    """Converters, hostile characters and a 100 kB query string: only the template and nothing of the query."""
+    """Converters, hostile characters, a 100 kB query string: only the template, nothing of the query."""
     client = app.test_client()
     hostile = "/probe/%00%27%22%3Cscript%3E;DROP%20TABLE%20users;--/../../etc/passwd"
     huge_query = "q=" + "A" * 100_000 + "&token=secretsecret"
