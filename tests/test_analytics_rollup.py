@@ -30,9 +30,9 @@ def _insert(app, rows: list[dict]) -> None:
         db.session.commit()
 
 
-def _rollups(app) -> dict[tuple, tuple]:
+def _rollups(app, span: int = 1) -> dict[tuple, tuple]:
     with app.app_context():
-        rows = db.session.scalars(select(RequestRollup)).all()
+        rows = db.session.scalars(select(RequestRollup).where(RequestRollup.span_minutes == span)).all()
         return {(r.minute, r.method, r.route): (r.count, r.errors_4xx, r.errors_5xx, r.bytes,
                                                r.p50_ms, r.p95_ms, r.p99_ms, r.max_ms) for r in rows}
 
@@ -59,8 +59,8 @@ def test_rollup_counts_errors_and_percentiles(app):
                                     status=302)])
     with app.app_context():
         rollup_range(MINUTE, MINUTE + timedelta(minutes=1))
-        users = {r.user_id: (r.count, r.errors_4xx, r.errors_5xx)
-                 for r in db.session.scalars(select(RequestUserRollup))}
+        minute_rows = select(RequestUserRollup).where(RequestUserRollup.span_minutes == 1)
+        users = {r.user_id: (r.count, r.errors_4xx, r.errors_5xx) for r in db.session.scalars(minute_rows)}
     rollups = _rollups(app)
     expected = (100, 3, 2, 10_000, 50.0, 95.0, 99.0, 100.0)
     assert rollups[(MINUTE, "GET", "/servers/<int:server_id>")] == expected
@@ -78,7 +78,7 @@ def test_rollup_is_idempotent_and_picks_up_late_rows(app):
     with app.app_context():
         rollup_pending(NOW)
         rollup_pending(NOW)
-        assert db.session.query(RequestRollup).count() == 2
+        assert db.session.query(RequestRollup).count() == 6  # two rows each per minute, hour and day
     assert _rollups(app) == first
     # a straggler for a minute already rolled up (written by a slow process) is counted next round
     _insert(app, [_raw(MINUTE + timedelta(seconds=59), ms=1000.0)])
@@ -86,6 +86,26 @@ def test_rollup_is_idempotent_and_picks_up_late_rows(app):
         rollup_pending(NOW)
     assert _rollups(app)[(MINUTE, ALL, ALL)][0] == 101
     assert _rollups(app)[(MINUTE, ALL, ALL)][7] == 1000.0
+
+
+def test_hour_rows_sum_their_minutes_with_weighted_percentiles(app):
+    """Minute one: 100 requests (p95 95 ms); minute two: 300 requests at 10 ms; the hour row merges them."""
+    later = MINUTE + timedelta(minutes=1)
+    _insert(app, _hundred() + [_raw(later + timedelta(seconds=n % 60), ms=10.0, status=404 if n < 4 else 200,
+                                    user_id=GONE_B) for n in range(300)])
+    with app.app_context():
+        rollup_pending(NOW)
+        users = {r.user_id: r.count for r in db.session.scalars(
+            select(RequestUserRollup).where(RequestUserRollup.span_minutes == 60))}
+    hour = MINUTE.replace(minute=0)
+    count, e4, e5, size, p50, p95, p99, worst = _rollups(app, span=60)[(hour, ALL, ALL)]
+    assert (count, e4, e5, size, worst) == (400, 7, 2, 40_000, 100.0)
+    assert p95 == pytest.approx((95.0 * 100 + 10.0 * 300) / 400)
+    assert p50 == pytest.approx((50.0 * 100 + 10.0 * 300) / 400)
+    assert users == {GONE_A: 60, GONE_B: 340}
+    assert set(_rollups(app, span=60)) == {(hour, ALL, ALL), (hour, "GET", "/servers/<int:server_id>")}
+    day = _rollups(app, span=24 * 60)[(MINUTE.replace(hour=0, minute=0), ALL, ALL)]
+    assert day[:5] == (400, 7, 2, 40_000, pytest.approx(p50)) and day[5] == pytest.approx(p95)
 
 
 def test_only_finished_minutes_are_rolled_up(app):
@@ -117,9 +137,11 @@ def test_retention_drops_old_raw_rows_and_older_rollups(app):
         rollup_pending(NOW)
         purge_old(NOW, raw_days=7, rollup_days=90)
         assert db.session.query(RequestLog).count() == 2
-        assert db.session.query(RequestRollup).filter_by(route=ALL).count() == 3  # rollups outlive raw rows
+        # rollups outlive raw rows
+        assert db.session.query(RequestRollup).filter_by(route=ALL, span_minutes=1).count() == 3
         purge_old(NOW + timedelta(days=85), raw_days=7, rollup_days=90)
-        assert db.session.query(RequestRollup).filter_by(route=ALL).count() == 2
+        assert db.session.query(RequestRollup).filter_by(route=ALL, span_minutes=1).count() == 2
+        assert db.session.query(RequestRollup).filter_by(route=ALL, span_minutes=60).count() == 2
 
 
 # --- the traffic page -------------------------------------------------------------------------------

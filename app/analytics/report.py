@@ -13,11 +13,12 @@ from app.extensions import db
 from app.models import RequestRollup, RequestUserRollup, User
 from app.models.analytics import ALL
 
-# range key → (label, span, chart bucket in minutes)
-RANGES: dict[str, tuple[str, timedelta, int]] = {
-    "1h": ("the last hour", timedelta(hours=1), 1),
-    "24h": ("the last 24 hours", timedelta(hours=24), 10),
-    "7d": ("the last 7 days", timedelta(days=7), 60),
+# range key → (label, span, chart bucket in minutes, and the rollup span, in minutes, that the
+# chart, the route tables and the user table read: the longest that keeps the edges honest)
+RANGES: dict[str, tuple[str, timedelta, int, int, int, int]] = {
+    "1h": ("the last hour", timedelta(hours=1), 1, 1, 1, 1),
+    "24h": ("the last 24 hours", timedelta(hours=24), 10, 1, 60, 60),
+    "7d": ("the last 7 days", timedelta(days=7), 60, 60, 60, 24 * 60),
 }
 DEFAULT_RANGE = "1h"
 TOP_ROWS = 10
@@ -25,12 +26,19 @@ TOP_ROWS = 10
 
 @dataclass
 class Traffic:
-    """Everything the page renders for one range."""
+    """Everything the page renders for one range.
+
+    The route tables cover [table_start, end) and the users [users_start, end): whole hours or
+    days from the longer rollups, so they may start a little before `start`.
+    """
 
     range_key: str
     label: str
     start: datetime
     end: datetime
+    table_start: datetime
+    users_start: datetime
+    users_unit: str
     total: int
     errors_4xx: int
     errors_5xx: int
@@ -40,18 +48,26 @@ class Traffic:
     users: list[dict[str, Any]]
 
 
+def _floor(at: datetime, span_minutes: int) -> datetime:
+    if span_minutes >= 24 * 60:
+        return at.replace(hour=0, minute=0)
+    return at.replace(minute=0) if span_minutes >= 60 else at
+
+
 def _weighted(column: Any) -> Any:
     return func.sum(column * RequestRollup.count)
 
 
-def _series(start: datetime, span: timedelta, bucket_minutes: int) -> list[Chart]:
+def _series(start: datetime, end: datetime, bucket_minutes: int, rollup_span: int) -> list[Chart]:
+    start = _floor(start, rollup_span)
+    span = end - start
     rows = db.session.execute(
         select(RequestRollup.minute, RequestRollup.count, RequestRollup.errors_4xx, RequestRollup.errors_5xx,
                RequestRollup.p50_ms, RequestRollup.p95_ms, RequestRollup.p99_ms)
-        .where(RequestRollup.route == ALL, RequestRollup.method == ALL,
-               RequestRollup.minute >= start, RequestRollup.minute < start + span)
+        .where(RequestRollup.span_minutes == rollup_span, RequestRollup.route == ALL,
+               RequestRollup.method == ALL, RequestRollup.minute >= start, RequestRollup.minute < end)
     ).all()
-    buckets = int(span.total_seconds() // 60) // bucket_minutes
+    buckets = -(-int(span.total_seconds() // 60) // bucket_minutes)
     # per bucket: requests, 4xx, 5xx, and count-weighted sums of p50, p95, p99
     sums = [[0.0] * 6 for _ in range(buckets)]
     for minute, count, e4, e5, p50, p95, p99 in rows:
@@ -68,7 +84,7 @@ def _series(start: datetime, span: timedelta, bucket_minutes: int) -> list[Chart
         return [b[n] * scale / b[0] if b[0] else None for b in sums]
 
     fmt = "%H:%M" if span <= timedelta(hours=1) else "%d %b %H:%M"
-    labels = (start.strftime(fmt), (start + span).strftime(fmt))
+    labels = (start.strftime(fmt), end.strftime(fmt))
     unit = "per minute" if bucket_minutes == 1 else f"per minute, averaged over {bucket_minutes} min"
     return [
         build_chart(f"Requests {unit}", [("Requests", "chart-cpu", [b[0] / bucket_minutes if b[0] else 0.0
@@ -81,7 +97,7 @@ def _series(start: datetime, span: timedelta, bucket_minutes: int) -> list[Chart
     ]
 
 
-def _route_table(start: datetime, end: datetime) -> list[dict[str, Any]]:
+def _route_table(start: datetime, end: datetime, rollup_span: int) -> list[dict[str, Any]]:
     count = func.sum(RequestRollup.count)
     rows = db.session.execute(
         select(RequestRollup.method, RequestRollup.route, count, func.sum(RequestRollup.errors_4xx),
@@ -89,7 +105,8 @@ def _route_table(start: datetime, end: datetime) -> list[dict[str, Any]]:
                _weighted(RequestRollup.p50_ms), _weighted(RequestRollup.p95_ms),
                _weighted(RequestRollup.p99_ms),
                func.max(RequestRollup.max_ms), func.sum(RequestRollup.bytes))
-        .where(RequestRollup.minute >= start, RequestRollup.minute < end, RequestRollup.route != ALL)
+        .where(RequestRollup.span_minutes == rollup_span, RequestRollup.minute >= start,
+               RequestRollup.minute < end, RequestRollup.route != ALL)
         .group_by(RequestRollup.method, RequestRollup.route)
     ).all()
     table = []
@@ -102,13 +119,14 @@ def _route_table(start: datetime, end: datetime) -> list[dict[str, Any]]:
     return table
 
 
-def _user_table(start: datetime, end: datetime) -> list[dict[str, Any]]:
+def _user_table(start: datetime, end: datetime, rollup_span: int) -> list[dict[str, Any]]:
     count = func.sum(RequestUserRollup.count).label("n")
     top = (
         select(RequestUserRollup.user_id, count, func.sum(RequestUserRollup.errors_4xx).label("e4"),
                func.sum(RequestUserRollup.errors_5xx).label("e5"),
                func.sum(RequestUserRollup.bytes).label("b"))
-        .where(RequestUserRollup.minute >= start, RequestUserRollup.minute < end)
+        .where(RequestUserRollup.span_minutes == rollup_span, RequestUserRollup.minute >= start,
+               RequestUserRollup.minute < end)
         .group_by(RequestUserRollup.user_id)
         .order_by(count.desc(), RequestUserRollup.user_id)
         .limit(TOP_ROWS)
@@ -125,18 +143,21 @@ def _user_table(start: datetime, end: datetime) -> list[dict[str, Any]]:
 
 def traffic(range_key: str, now: datetime) -> Traffic:
     """The page's figures for `range_key` (one of RANGES), ending at the last finished minute."""
-    label, span, bucket_minutes = RANGES[range_key]
+    label, span, bucket_minutes, chart_span, table_span, user_span = RANGES[range_key]
     end = now.replace(second=0, microsecond=0)
     start = end - span
-    routes = _route_table(start, end)
+    table_start = _floor(start, table_span)
+    users_start = _floor(start, user_span)
+    routes = _route_table(table_start, end, table_span)
     slowest = sorted(routes, key=lambda r: (-r["p95_ms"], r["route"]))[:TOP_ROWS]
     errors = sorted((r for r in routes if r["errors_4xx"] or r["errors_5xx"]),
                     key=lambda r: (-r["errors_5xx"], -r["errors_4xx"], r["route"]))[:TOP_ROWS * 2]
     return Traffic(
-        range_key, label, start, end,
+        range_key, label, start, end, table_start, users_start,
+        users_unit="days" if user_span >= 24 * 60 else "hours",
         total=sum(r["count"] for r in routes),
         errors_4xx=sum(r["errors_4xx"] for r in routes),
         errors_5xx=sum(r["errors_5xx"] for r in routes),
-        charts=_series(start, span, bucket_minutes),
-        slowest=slowest, errors=errors, users=_user_table(start, end),
+        charts=_series(start, end, bucket_minutes, chart_span),
+        slowest=slowest, errors=errors, users=_user_table(users_start, end, user_span),
     )

@@ -1,9 +1,12 @@
-"""Per-minute rollups from raw request rows, and the retention of both; run by the worker.
+"""Per-minute and per-hour rollups from raw request rows, and the retention of both; run by the worker.
 
 A minute is rolled up only once it is over (plus a short settle time for buffers still in
 flight), and always recomputed whole: its rollup rows are deleted and written again in one
 transaction, so running the job twice, or on two workers, gives the same rows. Each run also
 recomputes the last few minutes already rolled up, which picks up rows that arrived late.
+The hour rows of the hours touched (from their minute rows) and the day rows of the days
+touched (from their hour rows) are recomputed in the same transaction, so pages over a day
+or a week read a few thousand rows, not a week of minutes.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, literal, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from app.extensions import db
@@ -32,6 +35,7 @@ OVERLAP_MINUTES = 2
 CHUNK_MINUTES = 10
 MAX_CHUNKS_PER_RUN = 6 * 24  # one day of backlog per run; the next run continues
 PURGE_BATCH = 5000
+HOUR, DAY = 60, 24 * 60  # the longer spans, in minutes
 MAX_PURGE_BATCHES = 100
 
 
@@ -63,14 +67,14 @@ class _Group:
 
     def route_row(self, minute: datetime, method: str, route: str) -> dict[str, Any]:
         ordered = sorted(self.durations)
-        return {"minute": minute, "method": method, "route": route, "count": len(ordered),
+        return {"span_minutes": 1, "minute": minute, "method": method, "route": route, "count": len(ordered),
                 "errors_4xx": self.errors_4xx, "errors_5xx": self.errors_5xx, "bytes": self.bytes,
                 "duration_sum_ms": sum(ordered), "p50_ms": percentile(ordered, 0.50),
                 "p95_ms": percentile(ordered, 0.95), "p99_ms": percentile(ordered, 0.99),
                 "max_ms": ordered[-1]}
 
     def user_row(self, minute: datetime, user_id: int) -> dict[str, Any]:
-        return {"minute": minute, "user_id": user_id, "count": len(self.durations),
+        return {"span_minutes": 1, "minute": minute, "user_id": user_id, "count": len(self.durations),
                 "errors_4xx": self.errors_4xx, "errors_5xx": self.errors_5xx, "bytes": self.bytes}
 
 
@@ -88,6 +92,35 @@ def summarise(rows: Iterable[tuple[datetime, str, str, int, float, int, int | No
             [group.user_row(*key) for key, group in users.items()])
 
 
+def _rollup_period(start: datetime, span_minutes: int, source_span: int) -> None:
+    """Recompute the `span_minutes` rows starting at `start` from the shorter `source_span` rows inside it.
+
+    Counts, errors and bytes are summed, the maximum kept, and percentiles become the
+    request-weighted mean of the source rows' percentiles.
+    """
+    end = start + timedelta(minutes=span_minutes)
+    r, u = RequestRollup, RequestUserRollup
+    for model in (r, u):
+        db.session.execute(delete(model).where(model.span_minutes == span_minutes, model.minute == start))
+    n = func.sum(r.count)
+    at = literal(start, type_=r.minute.type)
+    db.session.execute(insert(r).from_select(
+        ["span_minutes", "minute", "method", "route", "count", "errors_4xx", "errors_5xx", "bytes",
+         "duration_sum_ms", "p50_ms", "p95_ms", "p99_ms", "max_ms"],
+        select(literal(span_minutes), at, r.method, r.route, n, func.sum(r.errors_4xx),
+               func.sum(r.errors_5xx), func.sum(r.bytes), func.sum(r.duration_sum_ms),
+               func.sum(r.p50_ms * r.count) / n, func.sum(r.p95_ms * r.count) / n,
+               func.sum(r.p99_ms * r.count) / n, func.max(r.max_ms))
+        .where(r.span_minutes == source_span, r.minute >= start, r.minute < end)
+        .group_by(r.method, r.route)))
+    db.session.execute(insert(u).from_select(
+        ["span_minutes", "minute", "user_id", "count", "errors_4xx", "errors_5xx", "bytes"],
+        select(literal(span_minutes), at, u.user_id, func.sum(u.count), func.sum(u.errors_4xx),
+               func.sum(u.errors_5xx), func.sum(u.bytes))
+        .where(u.span_minutes == source_span, u.minute >= start, u.minute < end)
+        .group_by(u.user_id)))
+
+
 def rollup_range(start: datetime, end: datetime) -> int:
     """Recompute the rollups of every minute in [start, end) from the raw rows; returns route rows written."""
     raw = db.session.execute(
@@ -96,13 +129,21 @@ def rollup_range(start: datetime, end: datetime) -> int:
         .where(RequestLog.at >= start, RequestLog.at < end)
     ).all()
     route_rows, user_rows = summarise(raw)
-    db.session.execute(delete(RequestRollup).where(RequestRollup.minute >= start, RequestRollup.minute < end))
-    db.session.execute(
-        delete(RequestUserRollup).where(RequestUserRollup.minute >= start, RequestUserRollup.minute < end))
+    for model in (RequestRollup, RequestUserRollup):
+        db.session.execute(
+            delete(model).where(model.span_minutes == 1, model.minute >= start, model.minute < end))
     if route_rows:
         db.session.execute(insert(RequestRollup), route_rows)
     if user_rows:
         db.session.execute(insert(RequestUserRollup), user_rows)
+    hour = start.replace(minute=0, second=0, microsecond=0)
+    while hour < end:
+        _rollup_period(hour, HOUR, 1)
+        hour += timedelta(hours=1)
+    day = start.replace(hour=0, minute=0, second=0, microsecond=0)
+    while day < end:
+        _rollup_period(day, DAY, HOUR)
+        day += timedelta(days=1)
     db.session.commit()
     return len(route_rows)
 
@@ -110,7 +151,7 @@ def rollup_range(start: datetime, end: datetime) -> int:
 def rollup_pending(now: datetime) -> int:
     """Roll up the finished minutes not yet rolled up (and re-do the last few); returns minutes touched."""
     end = floor_minute(now - timedelta(seconds=SETTLE_SECONDS))
-    last = db.session.scalar(select(func.max(RequestRollup.minute)))
+    last = db.session.scalar(select(func.max(RequestRollup.minute)).where(RequestRollup.span_minutes == 1))
     cursor = last - timedelta(minutes=OVERLAP_MINUTES) if last else None
     touched = 0
     for _ in range(MAX_CHUNKS_PER_RUN):

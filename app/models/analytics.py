@@ -39,16 +39,21 @@ class RequestLog(db.Model):
 
 
 class RequestRollup(db.Model):
-    """One minute of one route (method and template), or of the whole site (`ALL`, `ALL`)."""
+    """One minute (`span_minutes` 1) or hour (60) of one route, or of the whole site (`ALL`, `ALL`).
+
+    Minute rows hold exact percentiles of their requests; an hour row sums its minutes and holds
+    their request-weighted mean percentiles (what the page shows for any span longer than a minute).
+    """
 
     __tablename__ = "request_rollups"
     __table_args__ = (
-        UniqueConstraint("minute", "method", "route", name="uq_request_rollups_minute_route"),
+        UniqueConstraint("span_minutes", "minute", "method", "route", name="uq_request_rollups_minute_route"),
         # the whole-site series reads one route across minutes
-        Index("ix_request_rollups_route_minute", "route", "method", "minute"),
+        Index("ix_request_rollups_route_minute", "span_minutes", "route", "method", "minute"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    span_minutes: Mapped[int] = mapped_column(SmallInteger)
     minute: Mapped[datetime]
     method: Mapped[str] = mapped_column(String(METHOD_LENGTH))
     route: Mapped[str] = mapped_column(String(ROUTE_LENGTH))
@@ -64,12 +69,15 @@ class RequestRollup(db.Model):
 
 
 class RequestUserRollup(db.Model):
-    """One minute of one signed-in user's requests (for the busiest users)."""
+    """One minute (`span_minutes` 1) or hour (60) of one signed-in user's requests (the busiest users)."""
 
     __tablename__ = "request_user_rollups"
-    __table_args__ = (UniqueConstraint("minute", "user_id", name="uq_request_user_rollups_minute_user"),)
+    __table_args__ = (
+        UniqueConstraint("span_minutes", "minute", "user_id", name="uq_request_user_rollups_minute_user"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    span_minutes: Mapped[int] = mapped_column(SmallInteger)
     minute: Mapped[datetime]
     user_id: Mapped[int] = mapped_column(Integer)
     count: Mapped[int] = mapped_column(Integer)

@@ -33,6 +33,7 @@ def upgrade():
     op.create_table(
         "request_rollups",
         sa.Column("id", BIG_ID, autoincrement=True, nullable=False),
+        sa.Column("span_minutes", sa.SmallInteger(), nullable=False),
         sa.Column("minute", sa.DateTime(), nullable=False),
         sa.Column("method", sa.String(length=10), nullable=False),
         sa.Column("route", sa.String(length=255), nullable=False),
@@ -46,12 +47,13 @@ def upgrade():
         sa.Column("p99_ms", sa.Float(), nullable=False),
         sa.Column("max_ms", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("minute", "method", "route", name="uq_request_rollups_minute_route"),
+        sa.UniqueConstraint("span_minutes", "minute", "method", "route", name="uq_request_rollups_minute_route"),
     )
-    op.create_index("ix_request_rollups_route_minute", "request_rollups", ["route", "method", "minute"])
+    op.create_index("ix_request_rollups_route_minute", "request_rollups", ["span_minutes", "route", "method", "minute"])
     op.create_table(
         "request_user_rollups",
         sa.Column("id", BIG_ID, autoincrement=True, nullable=False),
+        sa.Column("span_minutes", sa.SmallInteger(), nullable=False),
         sa.Column("minute", sa.DateTime(), nullable=False),
         sa.Column("user_id", sa.Integer(), nullable=False),
         sa.Column("count", sa.Integer(), nullable=False),
@@ -59,7 +61,7 @@ def upgrade():
         sa.Column("errors_5xx", sa.Integer(), nullable=False),
         sa.Column("bytes", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("minute", "user_id", name="uq_request_user_rollups_minute_user"),
+        sa.UniqueConstraint("span_minutes", "minute", "user_id", name="uq_request_user_rollups_minute_user"),
     )
 
 
