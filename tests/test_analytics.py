@@ -153,6 +153,18 @@ def test_route_template_is_stored_never_the_path(app):
     assert rows[0].response_bytes == len(b"probe 42") and rows[0].duration_ms >= 0
 
 
+def test_a_failing_view_is_recorded_as_a_server_error(app):
+    """An unexpected exception becomes the 500 page, and its row says 500 under the view's template."""
+
+    def broken(n: int) -> str:
+        raise RuntimeError("boom")
+
+    app.add_url_rule("/broken/<int:n>", "broken", broken)
+    assert app.test_client().get("/broken/1").status_code == 500
+    buffer_for(app).stop()
+    assert [(r.route, r.status) for r in _stored(app)] == [("/broken/<int:n>", 500)]
+
+
 def test_excluded_routes_are_not_recorded(app):
     """Static files and /health are excluded by default (SLIPWAY_ANALYTICS_EXCLUDE)."""
     client = app.test_client()
