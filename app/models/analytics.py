@@ -74,6 +74,8 @@ class RequestUserRollup(db.Model):
     __tablename__ = "request_user_rollups"
     __table_args__ = (
         UniqueConstraint("span_minutes", "minute", "user_id", name="uq_request_user_rollups_minute_user"),
+        # the busiest users are ranked from this index alone
+        Index("ix_request_user_rollups_count", "span_minutes", "minute", "user_id", "count"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

@@ -63,9 +63,12 @@ def upgrade():
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("span_minutes", "minute", "user_id", name="uq_request_user_rollups_minute_user"),
     )
+    op.create_index("ix_request_user_rollups_count", "request_user_rollups",
+                    ["span_minutes", "minute", "user_id", "count"])
 
 
 def downgrade():
+    op.drop_index("ix_request_user_rollups_count", table_name="request_user_rollups")
     op.drop_table("request_user_rollups")
     op.drop_index("ix_request_rollups_route_minute", table_name="request_rollups")
     op.drop_table("request_rollups")
