@@ -126,6 +126,7 @@ class Config:
     DEFAULT_BCRYPT_ROUNDS = 12
     DEFAULT_HTTPS = True
     DEFAULT_MFA_REQUIRED_ROLES = "admin,qvp"
+    DEFAULT_ANALYTICS_ENABLED = True
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> tuple[dict[str, Any], list[str]]:
@@ -240,6 +241,15 @@ class Config:
             "METRICS_ALLOW": env.networks("SLIPWAY_METRICS_ALLOW", "none"),
             "WORKER_HEARTBEAT_STALE_SECONDS": env.integer("SLIPWAY_WORKER_HEARTBEAT_STALE_SECONDS", 60),
             "READY_CHECK_EDGE": env.boolean("SLIPWAY_READY_CHECK_EDGE", True),
+            # Request analytics: rows buffered per process, written in batches, rolled up per minute.
+            "ANALYTICS_ENABLED": env.boolean("SLIPWAY_ANALYTICS_ENABLED", cls.DEFAULT_ANALYTICS_ENABLED),
+            "ANALYTICS_EXCLUDE": env.text("SLIPWAY_ANALYTICS_EXCLUDE", "/static/<path:filename>,/health"),
+            "ANALYTICS_BUFFER_MAX": env.integer("SLIPWAY_ANALYTICS_BUFFER_MAX", 50_000),
+            "ANALYTICS_BATCH_ROWS": env.integer("SLIPWAY_ANALYTICS_BATCH_ROWS", 1000),
+            "ANALYTICS_FLUSH_SECONDS": env.number("SLIPWAY_ANALYTICS_FLUSH_SECONDS", 1.0),
+            "ANALYTICS_RAW_DAYS": env.integer("SLIPWAY_ANALYTICS_RAW_DAYS", 7),
+            "ANALYTICS_ROLLUP_DAYS": env.integer("SLIPWAY_ANALYTICS_ROLLUP_DAYS", 90),
+            "ANALYTICS_ROLLUP_SECONDS": env.number("SLIPWAY_ANALYTICS_ROLLUP_SECONDS", 60.0),
             "USERS_PER_PAGE": 25,
             "BOOTSTRAP_SERVE_LOCAL": True,
             "WTF_CSRF_TIME_LIMIT": None,
@@ -276,6 +286,8 @@ class TestingConfig(DevelopmentConfig):
     DEFAULT_BCRYPT_ROUNDS = 4
     # Tests and benches log admins in with a password alone; tests/test_mfa.py sets "admin,qvp".
     DEFAULT_MFA_REQUIRED_ROLES = ""
+    # Off in the suite so no flusher thread outlives a test's app; tests/test_analytics*.py turn it on.
+    DEFAULT_ANALYTICS_ENABLED = False
 
 
 CONFIGS: dict[str, type[Config]] = {
@@ -450,6 +462,10 @@ def validate(settings: Mapping[str, Any]) -> list[str]:
     _check_poller(problems, settings)
     _check_outbound(problems, settings)
     _check_metrics(problems, settings)
+    for name in ("ANALYTICS_BUFFER_MAX", "ANALYTICS_BATCH_ROWS", "ANALYTICS_FLUSH_SECONDS",
+                 "ANALYTICS_RAW_DAYS", "ANALYTICS_ROLLUP_DAYS", "ANALYTICS_ROLLUP_SECONDS"):
+        if settings.get(name, 1) <= 0:
+            problems.append(f"SLIPWAY_{name} must be positive")
     _check_writable_dir(problems, "SLIPWAY_DATA_DIR", Path(settings["DATA_DIR"]))
     _check_writable_dir(problems, "SLIPWAY_WORKSPACE_ROOT", Path(settings["WORKSPACE_ROOT"]))
     upload_dir = settings.get("UPLOAD_DIR") or Path(settings["DATA_DIR"]) / "uploads"

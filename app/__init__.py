@@ -48,6 +48,9 @@ def create_app(config_class: type[Config] | None = None, overrides: Mapping[str,
     from app.metrics import init_metrics
 
     init_metrics(app)
+    from app.analytics import init_analytics
+
+    init_analytics(app)
     return app
 
 
@@ -120,3 +123,6 @@ def _register_blueprints(app: Flask) -> None:
     from app.logs.routes import bp as logs_bp
 
     app.register_blueprint(logs_bp)
+    from app.analytics.routes import bp as traffic_bp
+
+    app.register_blueprint(traffic_bp)

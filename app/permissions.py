@@ -15,7 +15,7 @@ _QVP = frozenset({"view_dashboard", "view_servers", "view_images", "build_images
                   "view_tasks", "view_logs"})
 _ADMIN_ONLY = frozenset({"manage_users", "delete_server", "delete_image", "manage_servers", "view_audit",
                          "manage_registries", "manage_images", "manage_security", "manage_rules",
-                         "manage_build_templates", "ship_logs"})
+                         "manage_build_templates", "ship_logs", "view_traffic"})
 
 PERMISSIONS: dict[str, frozenset[str]] = {
     "admin": _QVP | _ADMIN_ONLY,

@@ -182,12 +182,14 @@ ROUTES: dict[tuple[str, str], Expect] = {
     ("logs.rule_edit", "POST"): Expect(ADMIN, 200),
     ("logs.rule_toggle", "POST"): Expect(ADMIN, 302),
     ("logs.rule_delete", "POST"): Expect(ADMIN, 302),
+    ("traffic.index", "GET"): Expect(ADMIN, 200),
     ("metrics.metrics", "GET"): Expect(EVERYONE, 404),  # no token or allow-list configured
     ("metrics.ready", "GET"): Expect(EVERYONE, 503),  # no worker heartbeat in the matrix app
     ("api.index", "GET"): Expect(EVERYONE | API, 200),
     ("api.openapi_document", "GET"): Expect(EVERYONE | API, 200),
     ("api.me", "GET"): Expect(API, 200),
     ("api.revoke_key", "POST"): Expect(API, 200),
+    ("api.ingest_logs", "POST"): Expect(API, 403),  # the matrix's key has scope write, not logs:write
 }
 
 # URL values for rules whose arguments are not objects of the world.

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from app.account.forms import ChangePasswordForm, DisableMfaForm, RegenerateCodesForm
+from app.analytics.trail import recent_activity
 from app.auth.forms import MfaSetupForm
 from app.auth.second_step import setup_page, setup_secret
 from app.extensions import db
@@ -47,6 +48,7 @@ def overview() -> str:
         mfa_required=mfa.mfa_required_for(current_user),
         disable_form=DisableMfaForm(),
         regenerate_form=RegenerateCodesForm(),
+        activity=recent_activity(current_user.id),
     )
 
 

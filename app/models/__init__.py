@@ -1,5 +1,6 @@
 """All models, re-exported so `from app.models import User` works everywhere."""
 
+from app.models.analytics import RequestLog, RequestRollup, RequestUserRollup
 from app.models.audit import LOG_LEVELS, AuditLog
 from app.models.heartbeat import WorkerHeartbeat
 from app.models.image import BuildPolicy, BuildTemplate, Registry, Upload, WorkspaceImage
@@ -69,4 +70,7 @@ __all__ = [
     "WORKSPACE_STATUSES",
     "Workspace",
     "WorkerHeartbeat",
+    "RequestLog",
+    "RequestRollup",
+    "RequestUserRollup",
 ]

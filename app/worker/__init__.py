@@ -64,6 +64,13 @@ def start_worker(app: Flask, stop: threading.Event) -> list[threading.Thread]:
         )
         scheduling.start()
         threads.append(scheduling)
+    from app.analytics.rollup import rollup_loop
+
+    rolling = threading.Thread(
+        target=rollup_loop, args=(app, stop), name="slipway-analytics-rollup", daemon=True
+    )
+    rolling.start()
+    threads.append(rolling)
     if app.config["POLL_ENABLED"]:
         from app.worker.poller import Poller
 
