@@ -54,6 +54,10 @@ LOGIN_ONLY_ENDPOINTS = ACCOUNT_ENDPOINTS | {
     "tasks.stream",
     # the navbar's areas as a page, for browsers without JavaScript
     "main.menu",
+    # one log entry: its reader's own (404 otherwise) or within the view_logs fence (tests/test_logs_pages.py)
+    "logs.entry",
+    # the live log stream checks Origin, session and view_logs before the upgrade (tests/test_logs_live.py)
+    "logs.stream",
 }
 
 
@@ -159,6 +163,7 @@ def test_matrix_matches_design():
         "build_images",
         "push_images",
         "view_tasks",
+        "view_logs",
     }
     assert PERMISSIONS["regular"] == frozenset()
     assert PERMISSIONS["qvp"] < PERMISSIONS["admin"]
