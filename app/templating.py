@@ -26,7 +26,7 @@ def init_templating(app: Flask) -> None:
 
 def open_alerts_badge(user: Any) -> int:
     """The open-alert count shown in an admin's navbar (one count query; 0 and no query for others)."""
-    from app.logs.alert_routes import open_alert_count
+    from app.logs.query import open_alert_count
     from app.permissions import can
 
     if not getattr(user, "is_authenticated", False) or not can(user, "manage_rules"):

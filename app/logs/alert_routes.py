@@ -10,31 +10,18 @@ from collections.abc import Callable
 
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import Select, func, select
+from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from app.extensions import db
 from app.logs.alert_forms import AlertFilterForm, AlertNoteForm
-from app.logs.query import alert_fence, entry_fence, load_alert_or_404
+from app.logs.query import entry_fence, load_alert_or_404, visible_alerts
 from app.logs.routes import bp
 from app.models import Alert, AlertEntry, LogEntry
 from app.permissions import permission_required
 from app.services import alerts
 
 LINKED_SHOWN = 200
-
-
-def visible_alerts(user: object) -> Select:
-    """`select(Alert)` narrowed to what `user` may read."""
-    stmt = select(Alert)
-    fence = alert_fence(user)
-    return stmt if fence is None else stmt.where(fence)
-
-
-def open_alert_count(user: object) -> int:
-    """Open (not yet acknowledged) alerts `user` may read: one count query."""
-    stmt = visible_alerts(user).where(Alert.state == "open").with_only_columns(func.count(Alert.id))
-    return db.session.scalar(stmt) or 0
 
 
 @bp.route("/alerts")
@@ -100,3 +87,4 @@ def alert_acknowledge(alert_id: int) -> Response:
 def alert_resolve(alert_id: int) -> Response:
     """Resolve an open or acknowledged alert, with an optional note (audited)."""
     return _step(alert_id, alerts.resolve, "resolved")
+

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import abort
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.extensions import db
@@ -210,3 +210,28 @@ def load_alert_or_404(alert_id: int, user: Any) -> Alert:
     if alert is None or not (can(user, "manage_rules") or alert.username == user.username):
         abort(404)
     return alert
+
+
+def recent_entries(filters: Filters, user: Any, limit: int = 10) -> list[LogEntry]:
+    """The newest `limit` entries matching `filters` that `user` may read (one query)."""
+    return list(db.session.scalars(filtered(filters, user).order_by(LogEntry.id.desc()).limit(limit)))
+
+
+def visible_alerts(user: Any) -> Select:
+    """`select(Alert)` narrowed to what `user` may read."""
+    stmt = select(Alert)
+    fence = alert_fence(user)
+    return stmt if fence is None else stmt.where(fence)
+
+
+def open_alert_count(user: Any) -> int:
+    """Open (not yet acknowledged) alerts `user` may read: one count query."""
+    stmt = visible_alerts(user).where(Alert.state == "open").with_only_columns(func.count(Alert.id))
+    return db.session.scalar(stmt) or 0
+
+
+def unresolved_alerts_of_server(server_id: int, user: Any, limit: int = 10) -> list[Alert]:
+    """The most recently seen unresolved alerts about one server that `user` may read (one query)."""
+    stmt = (visible_alerts(user).where(Alert.server_id == server_id, Alert.state != "resolved")
+            .order_by(Alert.last_seen.desc()).limit(limit))
+    return list(db.session.scalars(stmt))
