@@ -16,8 +16,9 @@ class AlertFilterForm(FlaskForm):
         csrf = False
 
     state = SelectField("State", choices=[("", "any state"), ("unresolved", "open or acknowledged")]
-                        + [(s, s) for s in ALERT_STATES])
-    severity = SelectField("Severity", choices=[("", "any severity")] + [(s, s) for s in ALERT_SEVERITIES])
+                        + [(s, s) for s in ALERT_STATES], default="")
+    severity = SelectField("Severity", choices=[("", "any severity")] + [(s, s) for s in ALERT_SEVERITIES],
+                           default="")
     rule = StringField("Rule", validators=[Optional(), Length(max=100)])
 
 

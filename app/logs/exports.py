@@ -66,12 +66,14 @@ def ndjson_lines(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Iterat
         yield json.dumps(dict(zip(header, map(_plain, row), strict=True)), default=str) + "\n"
 
 
-def keyset_rows(app: Flask, stmt: Select, id_column: Any, batch: int = BATCH) -> Iterator[Sequence[Any]]:
+def keyset_rows(app: Flask, stmt: Select, id_column: Any,
+                batch: int | None = None) -> Iterator[Sequence[Any]]:
     """The rows of `stmt` (its first column must be `id_column`) by id ascending, `batch` per query.
 
     Each batch runs in its own app context (its own session, closed before the rows are yielded), so
     nothing of the request's session is held while the client reads, and no snapshot lasts the export.
     """
+    batch = batch or BATCH
     last = 0
     while True:
         with app.app_context():

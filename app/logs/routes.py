@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from flask import Blueprint, render_template, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import select
@@ -30,7 +32,9 @@ def _explorer(template_live: bool) -> str:
     stream_url = None
     if template_live and page is not None:
         newest = page.entries[0].id if page.entries else _newest_id(filters)
-        stream_url = url_for("logs.stream", **filters.args, after=newest)
+        # A path, not the ws:// URL url_for builds for WebSocket rules: the page's own scheme decides.
+        parts = urlsplit(url_for("logs.stream", **filters.args, after=newest))
+        stream_url = f"{parts.path}?{parts.query}"
     return render_template("logs/index.html", page=page, problems=problems, filters=filters,
                            levels=ENTRY_LEVELS, servers=servers, server_names=dict(servers),
                            live=template_live, stream_url=stream_url)
