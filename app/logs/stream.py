@@ -57,8 +57,9 @@ def guard_stream() -> None:
         abort(400, "after must be the id of the last entry seen (0 for none).")
 
 
-def next_batch(base: Select, last_id: int, limit: int = BATCH) -> tuple[list[LogEntry], int]:
-    """Up to `limit` entries of `base` after `last_id`, oldest first, and how many were skipped."""
+def next_batch(base: Select, last_id: int, limit: int | None = None) -> tuple[list[LogEntry], int]:
+    """Up to `limit` (default BATCH) entries of `base` after `last_id`, oldest first, and how many skipped."""
+    limit = limit or BATCH
     after = base.where(LogEntry.id > last_id)
     rows = list(db.session.scalars(after.order_by(LogEntry.id).limit(limit + 1)))
     if len(rows) <= limit:
