@@ -185,3 +185,20 @@ def test_unknown_user_entry_and_empty_store(app, client, auth):
     page = client.get("/logs/")
     assert page.status_code == 200 and "No entries match." in page.get_data(as_text=True)
     assert client.get("/logs/entries/0").status_code == 404
+
+
+def test_workspace_page_shows_the_owners_container_events_only(app, client, auth):
+    from app.models import User
+    from tests.wskit import make_workspace
+
+    me = auth.as_role("regular")
+    with app.app_context():
+        server = make_server()
+        workspace_id = make_workspace(db.session.get(User, me.id), server).id
+        other_id = make_workspace(make_user("neighbour"), server).id
+    add_logs(app, {"workspace_id": workspace_id, "category": "container.oom",
+                   "message": "Your workspace ran out of memory <b>and was restarted</b>."},
+             {"workspace_id": other_id, "category": "container.oom", "message": "neighbour's OOM"})
+    page = client.get("/workspaces/").get_data(as_text=True)
+    assert "ran out of memory &lt;b&gt;and was restarted&lt;/b&gt;." in page
+    assert "neighbour" not in page

@@ -235,3 +235,9 @@ def unresolved_alerts_of_server(server_id: int, user: Any, limit: int = 10) -> l
     stmt = (visible_alerts(user).where(Alert.server_id == server_id, Alert.state != "resolved")
             .order_by(Alert.last_seen.desc()).limit(limit))
     return list(db.session.scalars(stmt))
+
+
+def workspace_events(workspace_id: int, user: Any, limit: int = 10) -> list[LogEntry]:
+    """The newest entries about one workspace that `user` may read (its owner: all of them)."""
+    stmt = filtered(Filters(), user).where(LogEntry.workspace_id == workspace_id)
+    return list(db.session.scalars(stmt.order_by(LogEntry.id.desc()).limit(limit)))

@@ -9,6 +9,7 @@ from werkzeug.wrappers import Response
 
 from app.extensions import db
 from app.forms_common import ConfirmForm
+from app.logs.query import workspace_events
 from app.models import Task
 from app.models.workspace import WORKSPACE_APPS, Workspace
 from app.routing.nginx import workspace_host
@@ -45,7 +46,8 @@ def home() -> str:
         ))
     return render_template("workspaces/home.html", ws=ws, task=recent[0] if recent else None,
                            recent=recent, apps=WORKSPACE_APPS, confirm=ConfirmForm(),
-                           want_start=request.args.get("start") == "1")
+                           want_start=request.args.get("start") == "1",
+                           container_events=workspace_events(ws.id, current_user) if ws else [])
 
 
 @bp.route("/<action>", methods=["POST"])
