@@ -24,6 +24,7 @@ from app.permissions import can
 FILTER_NAMES = ("q", "source", "level", "server", "user", "min_risk", "since", "until")
 TEXT_MAX = {"q": 200, "source": 64, "user": 64}
 MAX_ID = 2**63 - 1
+YEARS = (1970, 9998)  # what every database's DATETIME holds, with a day to spare
 # qvp read image work: entries of these categories, plus their own. Task outcomes are named
 # `task.<kind>.<outcome>`, so the image kinds' outcomes are prefixes too.
 QVP_CATEGORY_PREFIXES = ("image.", "build.", "task.build.", "task.push.", "task.import.")
@@ -46,12 +47,19 @@ class Filters:
 
 
 def _parse_time(name: str, raw: str) -> datetime:
+    value = _parse_time_text(name, raw)
+    if not YEARS[0] <= value.year <= YEARS[1]:
+        raise ValueError(f"{name} must fall between the years {YEARS[0]} and {YEARS[1]}")
+    return value
+
+
+def _parse_time_text(name: str, raw: str) -> datetime:
     for fmt in _DATE_FORMATS:
         try:
             value = datetime.strptime(raw, fmt)
         except ValueError:
             continue
-        if name == "until" and fmt == "%Y-%m-%d":
+        if name == "until" and fmt == "%Y-%m-%d" and value.year < YEARS[1]:
             value += timedelta(days=1)  # a date alone means "through that day"
         return value
     try:
@@ -82,6 +90,8 @@ def parse_filters(args: Mapping[str, str]) -> tuple[Filters, list[str]]:
             if name in TEXT_MAX:
                 if len(raw) > TEXT_MAX[name]:
                     raise ValueError(f"{name} is longer than {TEXT_MAX[name]} characters")
+                if not raw.isprintable():
+                    raise ValueError(f"{name} must not contain control characters")
                 value: Any = raw
             elif name == "level":
                 if raw not in ENTRY_LEVELS:

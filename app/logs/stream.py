@@ -24,7 +24,7 @@ from app.models import LogEntry, Server, UserSession
 from app.permissions import can
 from app.timeutil import utcnow
 
-BATCH = 200
+BATCH = 500  # at the default poll that is 2,000 entries/s before anything is skipped
 SKIP_COUNT_CAP = 1_000_000
 POLL_BOUNDS = (0.05, 5.0)
 SESSION_CHECK_SECONDS = 5.0
