@@ -105,7 +105,8 @@ def test_keyset_pages_walk_every_entry_once_with_a_constant_query_count(app, cli
     "server=abc", "server=-1", "server=99999999999999999999999", "min_risk=101", "min_risk=1e3",
     "level=panic", "since=yesterday", "until=2024-13-45", "since=2024-02-01&until=2024-01-01",
     "q=" + "x" * 500, "user=" + "u" * 100, "since=" + "9" * 5000, "server=%00", "min_risk=٣",
-    "since=0001-01-01", "until=9999-12-31", "q=%00", "source=a%0Ab", "user=%1B[31m", "since=2024-01-01T10:00:00%2B99:00", "until=2024-01-01T25:00",
+    "since=0001-01-01", "until=9999-12-31", "q=%00", "source=a%0Ab", "user=%1B[31m",
+    "since=2024-01-01T10:00:00%2B99:00", "until=2024-01-01T25:00",
 ])
 def test_hostile_filters_get_a_clear_message_not_a_500(app, client, auth, args):
     auth.as_role("admin")
@@ -206,7 +207,8 @@ def test_workspace_page_shows_the_owners_container_events_only(app, client, auth
 
 
 @pytest.mark.parametrize("args", ["q=%25_%5C", "q=%27%20OR%201%3D1%20--", "source=%FF",
-                                  "user=%F0%9F%92%A5", "q=%5C%25", "before=99999999999999999999", "after=abc"])
+                                  "user=%F0%9F%92%A5", "q=%5C%25", "before=99999999999999999999",
+                                  "after=abc"])
 def test_odd_but_valid_values_are_matched_literally(app, client, auth, args):
     auth.as_role("admin")
     add_logs(app, {"message": "plain entry"})
