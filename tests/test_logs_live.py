@@ -12,7 +12,7 @@ from sqlalchemy import update
 
 from app.extensions import db
 from app.logs import stream
-from app.models import UserSession
+from app.models import User, UserSession
 from tests.builders import make_user
 from tests.livesrv import cookie_header, login, serve
 from tests.logkit import add_logs
@@ -123,7 +123,8 @@ def test_stream_refuses_foreign_origin_anonymous_regular_and_bad_filters(app, li
         assert refused.value.status_code in statuses, (query, origin)
 
 
-def test_revoked_session_closes_the_stream(app, live):
+@pytest.mark.parametrize("change", ["revoke", "demote"])
+def test_revoked_session_or_changed_role_closes_the_stream(app, live, change):
     with app.app_context():
         make_user("watcher", role="admin")
     session = login(live, "watcher")
@@ -131,9 +132,13 @@ def test_revoked_session_closes_the_stream(app, live):
     add_logs(app, {"message": "one"})
     assert receive_entries(ws, 1)[0]
     with app.app_context():
-        db.session.execute(update(UserSession).values(is_active=False))
+        if change == "revoke":
+            db.session.execute(update(UserSession).values(is_active=False))
+        else:
+            db.session.execute(update(User).where(User.username == "watcher").values(role="qvp"))
         db.session.commit()
+    deadline = time.monotonic() + stream.SESSION_CHECK_SECONDS + 5
     with pytest.raises(ConnectionClosed) as closed:
-        for _ in range(200):
-            ws.receive(timeout=stream.SESSION_CHECK_SECONDS + 5)
+        while time.monotonic() < deadline:
+            ws.receive(timeout=1)
     assert closed.value.reason == 1008

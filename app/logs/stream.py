@@ -36,9 +36,12 @@ def _origin_allowed() -> bool:
     return origin is not None and origin.rstrip("/") == request.host_url.rstrip("/")
 
 
-def _session_live(session_id: int | None) -> bool:
+def _still_allowed(session_id: int | None, role: str) -> bool:
+    """The login is live and its user still holds the role the stream's fence was built for."""
     row = db.session.get(UserSession, session_id) if session_id else None
-    return row is not None and row.is_live(utcnow())
+    if row is None or not row.is_live(utcnow()):
+        return False
+    return row.user.role == role and can(row.user, "view_logs")
 
 
 @bp.before_request
@@ -81,8 +84,12 @@ def entry_message(entry: LogEntry, server_names: dict[int, str]) -> dict[str, An
 
 @sock.route("/live/stream", bp=bp)
 def stream(ws: Any) -> None:
-    """Send entries after `after` that match the filters, polling the table, until the session ends."""
+    """Send entries after `after` that match the filters, polling the table, until the session ends.
+
+    A revoked or expired session, a suspended user or a changed role closes the stream (1008).
+    """
     session_id = current_user.current_session.id if current_user.current_session else None
+    role = current_user.role
     base = filtered(filters_or_400(request.args), current_user)  # built once: the fence is fixed here
     last_id = parse_id(request.args.get("after")) or 0
     config = current_app.config
@@ -94,7 +101,7 @@ def stream(ws: Any) -> None:
         db.session.rollback()  # a fresh snapshot each poll (MariaDB REPEATABLE READ)
         now = time.monotonic()
         if now >= next_check:
-            if not _session_live(session_id):
+            if not _still_allowed(session_id, role):
                 ws.close(reason=1008, message="session ended")
                 return
             server_names = dict(db.session.execute(select(Server.id, Server.name)).all())
