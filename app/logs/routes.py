@@ -9,7 +9,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 
 from app.extensions import db
-from app.logs.query import Filters, keyset_page, load_entry_or_404, parse_filters, parse_id
+from app.logs.query import keyset_page, load_entry_or_404, parse_filters, parse_id
 from app.models import ENTRY_LEVELS, LogEntry, Server
 from app.permissions import permission_required
 
@@ -31,7 +31,7 @@ def _explorer(template_live: bool) -> str:
     servers = db.session.execute(select(Server.id, Server.name).order_by(Server.name)).all()
     stream_url = None
     if template_live and page is not None:
-        newest = page.entries[0].id if page.entries else _newest_id(filters)
+        newest = page.entries[0].id if page.entries else _newest_id()
         # A path, not the ws:// URL url_for builds for WebSocket rules: the page's own scheme decides.
         parts = urlsplit(url_for("logs.stream", **filters.args, after=newest))
         stream_url = f"{parts.path}?{parts.query}"
@@ -40,7 +40,7 @@ def _explorer(template_live: bool) -> str:
                            live=template_live, stream_url=stream_url)
 
 
-def _newest_id(filters: Filters) -> int:
+def _newest_id() -> int:
     """Where the stream starts on an empty page: after the newest entry of any kind (one query)."""
     return db.session.scalar(select(LogEntry.id).order_by(LogEntry.id.desc()).limit(1)) or 0
 
