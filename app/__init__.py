@@ -86,7 +86,7 @@ def _register_blueprints(app: Flask) -> None:
     # Areas whose views span several modules: import every module so its views land on `bp`.
     from app.account import keys  # noqa: F401
     from app.account.routes import bp as account_bp
-    from app.admin import dashboard  # noqa: F401
+    from app.admin import audit_export, dashboard  # noqa: F401
     from app.admin.routes import bp as admin_bp
     from app.admin.security_routes import bp as security_admin_bp
     from app.admin.workspace_routes import bp as workspace_admin_bp
@@ -119,7 +119,7 @@ def _register_blueprints(app: Flask) -> None:
 
     app.register_blueprint(images_bp)
 
-    from app.logs import rule_routes  # noqa: F401
+    from app.logs import alert_routes, exports, rule_routes, stream  # noqa: F401
     from app.logs.routes import bp as logs_bp
 
     app.register_blueprint(logs_bp)

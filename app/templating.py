@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Flask, request, url_for
 
 
@@ -19,3 +21,14 @@ def init_templating(app: Flask) -> None:
 
     app.jinja_env.globals.update(can=can, page_url=page_url)
     app.jinja_env.globals.update(nav_groups=nav_groups, top_links=top_links)
+    app.jinja_env.globals.update(open_alerts_badge=open_alerts_badge)
+
+
+def open_alerts_badge(user: Any) -> int:
+    """The open-alert count shown in an admin's navbar (one count query; 0 and no query for others)."""
+    from app.logs.query import open_alert_count
+    from app.permissions import can
+
+    if not getattr(user, "is_authenticated", False) or not can(user, "manage_rules"):
+        return 0
+    return open_alert_count(user)

@@ -9,9 +9,11 @@ from typing import Any
 
 from app.extensions import db
 from app.models import (
+    Alert,
     AlertRule,
     BannedIP,
     BuildTemplate,
+    LogEntry,
     Registry,
     Server,
     Task,
@@ -148,6 +150,23 @@ def make_build_template(name: str = "base", dockerfile: str = "FROM slipway/test
 def make_alert_rule(name: str = "matrix rule", *, category: str = "test.event") -> AlertRule:
     """An enabled, non-builtin alert rule."""
     row = AlertRule(name=name, category=category, risk_score=40, severity="medium")
+    db.session.add(row)
+    db.session.commit()
+    return row
+
+
+def make_log_entry(username: str | None = None, *, category: str = "test.event") -> LogEntry:
+    """One log entry (about `username`'s doings when given)."""
+    row = LogEntry(source="test", category=category, level="info", username=username, message="an event")
+    db.session.add(row)
+    db.session.commit()
+    return row
+
+
+def make_alert(username: str | None = None, *, severity: str = "medium") -> Alert:
+    """An open alert (about `username` when given)."""
+    row = Alert(rule_name="matrix rule", group_value=username or "", open_key=f"0:{username}",
+                severity=severity, username=username, message="something happened")
     db.session.add(row)
     db.session.commit()
     return row

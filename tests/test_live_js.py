@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from sqlalchemy import update
 
@@ -14,23 +12,14 @@ from app.timeutil import utcnow
 from tests.builders import PASSWORD, make_user
 from tests.fakes import noop_handler  # noqa: F401  - registers the fake_noop kind
 from tests.livesrv import serve
+from tests.page_helpers import CHROMIUM, CHROMIUM_ARGS, browser_available
 from tests.support import require_service
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 pytestmark = pytest.mark.integration
 
 
-def _browser_available() -> bool:
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return False
-    return Path(CHROMIUM).exists()
-
-
 def test_task_page_appends_streamed_events_and_moves_the_progress_bar(app):
-    require_service("Chromium + playwright", _browser_available())
+    require_service("Chromium + playwright", browser_available())
     from playwright.sync_api import sync_playwright
 
     app.config["STREAM_POLL_SECONDS"] = 0.1

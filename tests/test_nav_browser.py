@@ -8,6 +8,7 @@ import pytest
 
 from tests.builders import PASSWORD, make_user
 from tests.livesrv import serve
+from tests.logkit import add_alert
 from tests.support import require_service
 
 CHROMIUM = "/usr/bin/chromium"
@@ -18,8 +19,9 @@ pytestmark = pytest.mark.integration
 USERS = {"admin": "administrator-on-call-tonight", "qvp": "quality-vp-of-platforms"}
 AREAS = {
     "admin": ["My workspace", "Dashboard", "Approvals", "Users", "Audit", "Security", "Servers",
-              "Workspaces", "Images", "Tasks", "My security"],
-    "qvp": ["My workspace", "Dashboard", "Servers", "Images", "Tasks", "My security"],
+              "Workspaces", "Images", "Tasks", "Explorer", "Live", "Alerts", "My security"],
+    "qvp": ["My workspace", "Dashboard", "Servers", "Images", "Tasks", "Explorer", "Live", "Alerts",
+            "My security"],
 }
 NOT_FOR_QVP = ["Approvals", "Users", "Audit", "Workspaces"]
 
@@ -69,6 +71,8 @@ def test_navbar_one_line_when_wide_collapsed_on_a_phone(app, tmp_path, role):
 
     with app.app_context():
         make_user(USERS[role], role=role)
+    for i in range(12):  # the admin's Logs group carries an open-alerts badge, and still fits
+        add_alert(app, group_value=f"g{i}")
     problems: list[str] = []
     with serve(app) as base_url, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -82,8 +86,10 @@ def test_navbar_one_line_when_wide_collapsed_on_a_phone(app, tmp_path, role):
                 assert not layout["collapsed"] and not layout["toggler"], layout
                 assert len(set(layout["tops"])) == 1, layout  # every item on the same line
                 assert layout["height"] < 70, layout
-                groups = ["People", "Infrastructure"] if role == "admin" else ["Infrastructure"]
-                assert layout["labels"][2:-1] == groups, layout
+                groups = ["Infrastructure", "Logs"]
+                groups = ["People", *groups] if role == "admin" else groups
+                badge = " 12" if role == "admin" else ""
+                assert layout["labels"][2:-1] == groups[:-1] + [f"Logs{badge}"], layout
                 # Bootstrap's JS (served by the app) opens the group in place.
                 page.click("text=Infrastructure")
                 page.wait_for_selector(".nav-group-infrastructure .dropdown-menu.show")

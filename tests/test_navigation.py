@@ -13,11 +13,12 @@ def nav_hrefs(page: str) -> set[str]:
     return set(re.findall(r'href="([^"#]*)', nav))
 
 
+LOGS = {"/logs/", "/logs/live", "/logs/alerts"}
 EVERY_AREA = {"/admin/approvals", "/admin/users", "/admin/audit", "/admin/security/", "/servers/",
-              "/admin/workspaces/", "/images/", "/tasks/", "/admin/", "/workspaces/", "/account/"}
+              "/admin/workspaces/", "/images/", "/tasks/", "/admin/", "/workspaces/", "/account/"} | LOGS
 NAV_BY_ROLE = {
     "admin": EVERY_AREA,
-    "qvp": {"/admin/", "/servers/", "/images/", "/tasks/", "/workspaces/", "/account/"},
+    "qvp": {"/admin/", "/servers/", "/images/", "/tasks/", "/workspaces/", "/account/"} | LOGS,
     "regular": {"/workspaces/", "/account/"},
 }
 
@@ -41,7 +42,7 @@ def test_navbar_groups_admin_areas_under_people_and_infrastructure(client, auth)
     auth.as_role("admin")
     page = client.get("/admin/").get_data(as_text=True)
     groups = re.findall(r'href="/menu#(\w+)"[^>]*data-bs-toggle="dropdown"[^>]*>([^<]+)<', page)
-    assert [label for _, label in groups] == ["People", "Infrastructure"]
+    assert [label for _, label in groups] == ["People", "Infrastructure", "Logs"]
     people = page[page.index("nav-group-people"):page.index("nav-group-infrastructure")]
     assert [h for h in re.findall(r'href="(/[^"#]*)"', people)] == [
         "/admin/approvals", "/admin/users", "/admin/audit", "/admin/security/"]

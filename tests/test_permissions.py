@@ -23,10 +23,12 @@ from app.extensions import db
 from app.models import User
 from app.permissions import PERMISSIONS, can, permission_required
 from tests.builders import (
+    make_alert,
     make_alert_rule,
     make_api_key,
     make_ban,
     make_build_template,
+    make_log_entry,
     make_registry,
     make_server,
     make_session,
@@ -183,6 +185,17 @@ ROUTES: dict[tuple[str, str], Expect] = {
     ("logs.rule_toggle", "POST"): Expect(ADMIN, 302),
     ("logs.rule_delete", "POST"): Expect(ADMIN, 302),
     ("traffic.index", "GET"): Expect(ADMIN, 200),
+    ("logs.index", "GET"): Expect(STAFF, 200),
+    ("logs.live", "GET"): Expect(STAFF, 200),
+    ("logs.entry", "GET"): Expect(USERS, 200, others_get_404=True),  # one's own entries, or view_logs
+    ("logs.export_csv", "GET"): Expect(STAFF, 200),
+    ("logs.export_ndjson", "GET"): Expect(STAFF, 200),
+    ("logs.stream", "GET"): Expect(STAFF, 101, headers=HANDSHAKE, over_real_socket=True),
+    ("logs.alerts_index", "GET"): Expect(STAFF, 200),
+    ("logs.alert_detail", "GET"): Expect(STAFF, 200),
+    ("logs.alert_acknowledge", "POST"): Expect(ADMIN, 302),
+    ("logs.alert_resolve", "POST"): Expect(ADMIN, 302),
+    ("admin.audit_export_csv", "GET"): Expect(ADMIN, 200),
     ("metrics.metrics", "GET"): Expect(EVERYONE, 404),  # no token or allow-list configured
     ("metrics.ready", "GET"): Expect(EVERYONE, 503),  # no worker heartbeat in the matrix app
     ("api.index", "GET"): Expect(EVERYONE | API, 200),
@@ -241,8 +254,10 @@ def _world(app: Flask, me_id: int | None, owner_name: str | None) -> dict[str, i
             ids["task_id"] = make_task(owner.username).id
             ids["session_id"] = make_session(owner).id
             ids["key_id"] = make_api_key(owner, scope="write")[0].id
+            ids["entry_id"] = make_log_entry(owner.username).id
+            ids["alert_id"] = make_alert(owner.username).id
         else:
-            ids.update(task_id=99999, session_id=99999, key_id=99999)
+            ids.update(task_id=99999, session_id=99999, key_id=99999, entry_id=99999, alert_id=99999)
         return ids
 
 

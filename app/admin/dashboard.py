@@ -11,7 +11,8 @@ from sqlalchemy import and_, func, or_, select
 
 from app.admin.routes import bp
 from app.extensions import db
-from app.models import Server, Task, User
+from app.logs.query import visible_alerts
+from app.models import ALERT_SEVERITIES, Alert, Server, Task, User
 from app.models.workspace import Workspace
 from app.permissions import can, permission_required
 from app.timeutil import utcnow
@@ -120,11 +121,26 @@ def _images_card(tasks: dict[tuple[str, str], int]) -> Card:
     return Card("images", "Images", counts, links)
 
 
+def _alerts_card() -> Card:
+    """Open alerts by severity (one grouped query), each count opening the alerts list so filtered."""
+    stmt = (visible_alerts(current_user).where(Alert.state == "open")
+            .with_only_columns(Alert.severity, func.count(Alert.id)).group_by(Alert.severity))
+    by_severity = {severity: value for severity, value in db.session.execute(stmt)}
+    counts = [Count(severity, severity.capitalize(), by_severity.get(severity, 0),
+                    url_for("logs.alerts_index", state="open", severity=severity),
+                    alarm=severity in ("high", "critical"))
+              for severity in reversed(ALERT_SEVERITIES)]
+    links = [("All unresolved alerts", url_for("logs.alerts_index", state="unresolved"))]
+    return Card("alerts", "Open alerts", counts, links)
+
+
 @bp.route("/")
 @permission_required("view_dashboard")
 def dashboard() -> str:
-    """The cards the user's role acts on: approvals, servers, workspaces, tasks, image work."""
+    """The cards the user's role acts on: open alerts, approvals, servers, workspaces, tasks, image work."""
     cards: list[Card] = []
+    if can(current_user, "view_logs"):
+        cards.append(_alerts_card())
     if can(current_user, "manage_users"):
         cards.append(_people_card())
     if can(current_user, "view_servers"):
@@ -136,5 +152,4 @@ def dashboard() -> str:
         cards.append(_tasks_card(tasks))
         if can(current_user, "view_images"):
             cards.append(_images_card(tasks))
-    # Open alerts join here as one more card once the logs area exists.
     return render_template("admin/dashboard.html", cards=cards)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, time, timedelta
 from functools import partial
 
 from flask import (
@@ -20,6 +19,7 @@ from flask_login import current_user
 from sqlalchemy import func, or_, select
 from werkzeug.wrappers import Response
 
+from app.admin.audit_query import audit_filtered
 from app.admin.forms import (
     AuditFilterForm,
     RejectForm,
@@ -183,17 +183,8 @@ def delete_user(user_id: int) -> Response:
 def audit_log() -> str:
     """The audit log, newest first, filtered by user, action and dates."""
     form = AuditFilterForm(request.args)
-    stmt = select(AuditLog).order_by(AuditLog.created_at.desc(), AuditLog.id.desc())
-    if form.validate():
-        if form.user.data:
-            stmt = stmt.where(AuditLog.username == form.user.data.strip())
-        if form.action.data:
-            stmt = stmt.where(AuditLog.action_type == form.action.data.strip())
-        if form.date_from.data:
-            stmt = stmt.where(AuditLog.created_at >= datetime.combine(form.date_from.data, time.min))
-        if form.date_to.data:
-            end = datetime.combine(form.date_to.data, time.min) + timedelta(days=1)
-            stmt = stmt.where(AuditLog.created_at < end)
+    stmt = audit_filtered(form) if form.validate() else select(AuditLog)
+    stmt = stmt.order_by(AuditLog.created_at.desc(), AuditLog.id.desc())
     page = db.paginate(stmt, per_page=50, error_out=False)
     return render_template("admin/audit.html", form=form, page=page)
 

@@ -13,6 +13,7 @@ from werkzeug.wrappers import Response
 
 from app.extensions import db
 from app.forms_common import ConfirmForm
+from app.logs.query import Filters, recent_entries, unresolved_alerts_of_server
 from app.models import SERVER_STATUSES, Server, ServerMetric, Task
 from app.permissions import permission_required
 from app.security.crypto import encrypt_secret
@@ -80,7 +81,9 @@ def detail(server_id: int) -> str:
     containers: list[dict[str, Any]] = list((server.stats or {}).get("managed_containers") or [])
     return render_template("servers/detail.html", server=server, charts=charts, containers=containers,
                            now=now, ttl=current_app.config["SERVER_STATS_TTL_SECONDS"],
-                           confirm=ConfirmForm(), workspaces=workspaces_on(server))
+                           confirm=ConfirmForm(), workspaces=workspaces_on(server),
+                           events=recent_entries(Filters(server=server.id), current_user),
+                           alerts=unresolved_alerts_of_server(server.id, current_user))
 
 
 @bp.route("/new", methods=["GET", "POST"])

@@ -7,7 +7,8 @@
 
   function socketUrl(path) {
     var url = new URL(path, window.location.href);
-    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    // The page's own scheme decides (a ws:// URL built behind a TLS proxy must still become wss:).
+    url.protocol = window.location.protocol === "https:" ? "wss:" : "ws:";
     return url.toString();
   }
 
@@ -55,7 +56,92 @@
     });
   }
 
+  // Log streams: the page lists entries newest first and the stream adds new ones at the top. The
+  // URL carries the filters and `after`; after a drop the client reconnects after the last id it
+  // showed, so nothing is missed and nothing shown twice. Every value is inserted as text.
+  var LOG_ROWS_KEPT = 500;
+  var LOG_CELLS = ["ts", "level", "source", "category", "server", "user", "risk", "message"];
+  var CELL_CLASS = {ts: "text-nowrap", risk: "text-end", message: "log-message"};
+
+  function logRow(entry) {
+    var row = document.createElement("tr");
+    row.className = "log-entry level-" + String(entry.level || "info").replace(/[^a-z]/g, "");
+    row.setAttribute("data-entry-id", String(entry.id));
+    LOG_CELLS.forEach(function (name) {
+      var cell = document.createElement("td");
+      var value = entry[name] === undefined || entry[name] === null ? "" : String(entry[name]);
+      if (CELL_CLASS[name]) { cell.className = CELL_CLASS[name]; }
+      if (name === "ts" && typeof entry.url === "string") {
+        var link = document.createElement("a");
+        link.href = entry.url;
+        link.textContent = value;
+        cell.appendChild(link);
+      } else {
+        cell.textContent = value;
+      }
+      row.appendChild(cell);
+    });
+    return row;
+  }
+
+  function skippedRow(count) {
+    var row = document.createElement("tr");
+    var cell = document.createElement("td");
+    row.className = "log-skipped";
+    cell.colSpan = LOG_CELLS.length;
+    cell.className = "text-muted small";
+    cell.textContent = count + " entries skipped (too many at once); the explorer has them all.";
+    row.appendChild(cell);
+    return row;
+  }
+
+  function followLogs(root) {
+    var body = part(root, "entries");
+    var url = new URL(root.getAttribute("data-log-stream-url"), window.location.href);
+    var lastId = Number(url.searchParams.get("after") || 0);
+    var failures = 0;
+
+    function show(data) {
+      if (typeof data.skipped === "number" && data.skipped > 0) {
+        body.insertBefore(skippedRow(data.skipped), body.firstChild);
+      }
+      (Array.isArray(data.entries) ? data.entries : []).forEach(function (entry) {
+        if (typeof entry.id !== "number" || entry.id <= lastId) { return; }  // never the same twice
+        body.insertBefore(logRow(entry), body.firstChild);
+        lastId = entry.id;
+      });
+      while (body.rows.length > LOG_ROWS_KEPT) { body.deleteRow(-1); }
+      if (body.rows.length) {
+        root.querySelectorAll(".logs-empty").forEach(function (node) { node.remove(); });
+      }
+      root.setAttribute("data-last-id", String(lastId));
+    }
+
+    function open() {
+      url.searchParams.set("after", String(lastId));
+      var socket = new WebSocket(socketUrl(url.toString()));
+      socket.addEventListener("open", function () {
+        failures = 0;
+        root.classList.add("live-connected");
+      });
+      socket.addEventListener("message", function (msg) {
+        var data;
+        try { data = JSON.parse(msg.data); } catch (err) { return; /* ignore a malformed frame */ }
+        show(data);
+      });
+      socket.addEventListener("close", function (event) {
+        root.classList.remove("live-connected");
+        // 1008: the session ended or the stream was refused; reload to log in again.
+        if (event.code === 1008 || failures >= 20) { return; }
+        failures += 1;
+        window.setTimeout(open, Math.min(10000, 250 * Math.pow(2, failures - 1)));
+      });
+    }
+    open();
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("[data-stream-url]").forEach(connect);
+    document.querySelectorAll("[data-log-stream-url]").forEach(followLogs);
   });
 }());

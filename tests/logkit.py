@@ -1,0 +1,55 @@
+"""Helpers for the logs tests: entries written the one real way (add_entries), alerts, a statement counter."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import event, func, select
+
+from app.extensions import db
+from app.logs.store import add_entries
+from app.models import Alert, AlertEntry, LogEntry
+
+
+def add_logs(app: Flask, *entries: dict[str, Any]) -> list[int]:
+    """Write `entries` through add_entries and commit; returns their ids in order."""
+    with app.app_context():
+        before = db.session.scalar(select(func.max(LogEntry.id))) or 0
+        add_entries(entries)
+        db.session.commit()
+        return list(db.session.scalars(select(LogEntry.id).where(LogEntry.id > before).order_by(LogEntry.id)))
+
+
+def add_alert(app: Flask, entry_ids: list[int] = (), **values: Any) -> int:  # type: ignore[assignment]
+    """An open alert (defaults: medium, rule "test rule") linked to `entry_ids`; returns its id."""
+    with app.app_context():
+        fields = {"rule_name": "test rule", "group_value": "g", "severity": "medium", "state": "open",
+                  "message": "something happened", "risk_score": 40}
+        fields.update(values)
+        fields.setdefault("open_key", f"0:{fields['group_value']}:{fields['rule_name']}"
+                          if fields["state"] != "resolved" else None)
+        alert = Alert(**fields)
+        db.session.add(alert)
+        db.session.flush()
+        db.session.add_all(AlertEntry(alert_id=alert.id, entry_id=entry_id) for entry_id in entry_ids)
+        db.session.commit()
+        return alert.id
+
+
+class StatementCounter:
+    """Counts the SQL statements the engine sends while active."""
+
+    def __init__(self, engine: object) -> None:
+        self.engine = engine
+        self.count = 0
+
+    def _count(self, *args: object) -> None:
+        self.count += 1
+
+    def __enter__(self) -> StatementCounter:
+        event.listen(self.engine, "before_cursor_execute", self._count)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._count)
