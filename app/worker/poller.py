@@ -136,8 +136,8 @@ class Poller:
                         self._maybe_apply_retention()
             except Exception:  # boundary: a database outage must not kill the poller
                 log.exception("poll round failed")
-            delay = self.interval * random.uniform(0.9, 1.1) - (time.monotonic() - started)
-            self._wait_for_next_round(stop, started + max(delay, 0.05))
+            period = self.interval * random.uniform(0.9, 1.1)
+            self._wait_for_next_round(stop, max(started + period, time.monotonic() + 0.05))
         try:
             with self.app.app_context():
                 self.release_lease()
