@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import event, func, select
+from sqlalchemy import delete, event, func, select
 
 from app.extensions import db
 from app.logs.store import add_entries
@@ -13,8 +13,13 @@ from app.models import Alert, AlertEntry, LogEntry
 
 
 def add_logs(app: Flask, *entries: dict[str, Any]) -> list[int]:
-    """Write `entries` through add_entries and commit; returns their ids in order."""
+    """Write `entries` through add_entries and commit; returns their ids in order.
+
+    The audit feed's own entries (logging the test's user in writes one) are removed first, so
+    a page shows exactly what the test wrote; tests/test_logs_engine.py covers that feed.
+    """
     with app.app_context():
+        db.session.execute(delete(LogEntry).where(LogEntry.source == "audit"))
         before = db.session.scalar(select(func.max(LogEntry.id))) or 0
         add_entries(entries)
         db.session.commit()
