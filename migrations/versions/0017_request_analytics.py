@@ -1,12 +1,12 @@
 """request analytics: raw request rows, per-minute rollups by route and by user
 
-Revision ID: 0014
+Revision ID: 0017
 Revises: 0016
 """
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0014"
+revision = "0017"
 down_revision = "0016"
 branch_labels = None
 depends_on = None
