@@ -27,13 +27,20 @@ from app.extensions import db
 from app.models import LogEntry, PollerLease, Server, Workspace
 from app.security.crypto import encrypt_secret
 from app.worker.poller import Poller
-from tests.agent.helpers import RUN_ID, TEST_LABEL, docker_available, run_agent, unique
+from tests.agent.helpers import (
+    GATE_SECRET,
+    RUN_ID,
+    TEST_IMAGE,
+    TEST_LABEL,
+    docker_available,
+    run_agent,
+    unique,
+)
 from tests.builders import make_user
 from tests.support import require_service
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[1]
-TEST_IMAGE = "slipway/test-workspace:latest"
 MEMORY_MB = 64
 ALLOCATE = "dd if=/dev/zero bs=1M count=300 2>/dev/null | tail > /dev/null"
 NETWORK = f"slipway-test-{RUN_ID}-events"  # its own, so removing it never pulls one from another test
@@ -45,7 +52,8 @@ def docker_client():
     require_service("Docker", docker_available())
     import docker
 
-    subprocess.run(["bash", str(ROOT / "docker/images/build-test-image.sh")], check=True, capture_output=True)
+    subprocess.run(["bash", str(ROOT / "docker/images/build-test-image.sh")], check=True, capture_output=True,
+                   env={**os.environ, "TEST_IMAGE": TEST_IMAGE})
     client = docker.from_env(timeout=120)
     yield client
     for container in client.containers.list(all=True, filters={"label": f"{TEST_LABEL}={RUN_ID}"}):
@@ -82,7 +90,8 @@ def workspace_for(app, server_id: int, username: str) -> int:
         spec = ContainerSpec(name=ws.container_name, image=TEST_IMAGE, cpu=0.5, memory_mb=MEMORY_MB,
                              ports={"vscode": 8080, "jupyter": 8888}, workspace_dir=username,
                              labels={"slipway.user": username, "slipway.workspace_id": str(ws.id),
-                                     TEST_LABEL: RUN_ID})
+                                     TEST_LABEL: RUN_ID},
+                             env={"SLIPWAY_GATE_SECRET": GATE_SECRET})
         info = backend_for(db.session.get(Server, server_id)).create(spec)
         ws.container_id, ws.status = info.id, "running"
         db.session.commit()
