@@ -52,15 +52,17 @@ def _process(command: list[str], env: dict[str, str] | None, log: Path) -> Itera
 
 
 def _wait_until_up(url: str, process: subprocess.Popen, log: Path, seconds: float = 60) -> None:
+    """Wait for a 200 from `url` (Prometheus answers 503 on /-/ready and its API while starting)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
             break
         try:
-            requests.get(url, timeout=5)
-            return
+            if requests.get(url, timeout=5).status_code == 200:
+                return
         except (requests.ConnectionError, requests.Timeout):
-            time.sleep(0.1)
+            pass
+        time.sleep(0.1)
     raise AssertionError(f"{url} did not come up: {log.read_text()[-3000:]}")
 
 
