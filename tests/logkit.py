@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import delete, event, func, select
+from sqlalchemy import delete, func, select
 
 from app.extensions import db
 from app.logs.store import add_entries
@@ -40,21 +40,3 @@ def add_alert(app: Flask, entry_ids: list[int] = (), **values: Any) -> int:  # t
         db.session.add_all(AlertEntry(alert_id=alert.id, entry_id=entry_id) for entry_id in entry_ids)
         db.session.commit()
         return alert.id
-
-
-class StatementCounter:
-    """Counts the SQL statements the engine sends while active."""
-
-    def __init__(self, engine: object) -> None:
-        self.engine = engine
-        self.count = 0
-
-    def _count(self, *args: object) -> None:
-        self.count += 1
-
-    def __enter__(self) -> StatementCounter:
-        event.listen(self.engine, "before_cursor_execute", self._count)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        event.remove(self.engine, "before_cursor_execute", self._count)

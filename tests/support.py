@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from app import create_app
 from app.extensions import db
@@ -124,3 +124,21 @@ def create_key(client: FlaskClient, name: str = "ci", scope: str = "read",
 def bearer(key: str) -> dict[str, str]:
     """The Authorization header for an API key."""
     return {"Authorization": f"Bearer {key}"}
+
+
+class StatementCounter:
+    """Counts the SQL statements the engine sends while active."""
+
+    def __init__(self, engine: object) -> None:
+        self.engine = engine
+        self.count = 0
+
+    def _count(self, *args: object) -> None:
+        self.count += 1
+
+    def __enter__(self) -> StatementCounter:
+        event.listen(self.engine, "before_cursor_execute", self._count)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._count)

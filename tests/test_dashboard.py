@@ -6,7 +6,6 @@ import re
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event
 
 from app.extensions import db
 from app.models import Server, Task, User
@@ -14,6 +13,7 @@ from app.models.workspace import Workspace
 from app.timeutil import utcnow
 from tests.builders import make_user
 from tests.page_helpers import count_of, href_of
+from tests.support import StatementCounter
 
 SERVER_STATES = ("online", "offline", "degraded")
 WORKSPACE_STATES = ("running", "stopped", "error")
@@ -98,24 +98,6 @@ def test_filtered_lists_ignore_unknown_filter_values(client, auth):
     for hours in ("abc", "-1", "0", "99999999"):
         page = client.get(f"/tasks/?state=failed&hours={hours}").get_data(as_text=True)
         assert "created in the last" not in page
-
-
-class StatementCounter:
-    """Counts the SQL statements the engine sends while active."""
-
-    def __init__(self, engine: object) -> None:
-        self.engine = engine
-        self.count = 0
-
-    def _count(self, *args: object) -> None:
-        self.count += 1
-
-    def __enter__(self) -> StatementCounter:
-        event.listen(self.engine, "before_cursor_execute", self._count)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        event.remove(self.engine, "before_cursor_execute", self._count)
 
 
 @pytest.mark.parametrize("role", ["admin", "qvp"])

@@ -13,7 +13,8 @@ from app.extensions import db
 from app.logs import exports
 from app.models import AuditLog
 from app.services import audit
-from tests.logkit import StatementCounter, add_logs
+from tests.logkit import add_logs
+from tests.support import StatementCounter
 
 HOSTILE = ["=HYPERLINK(\"http://evil\")", "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\tTAB", "\rCR",
            "<script>alert(1)</script>", "plain"]

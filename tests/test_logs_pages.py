@@ -9,7 +9,8 @@ import pytest
 
 from app.extensions import db
 from tests.builders import make_server, make_user
-from tests.logkit import StatementCounter, add_logs
+from tests.logkit import add_logs
+from tests.support import StatementCounter
 
 
 def shown_ids(page: str) -> list[int]:
