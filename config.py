@@ -95,6 +95,8 @@ class _EnvReader:
 
 
 LOG_RETENTION_DEFAULT = "debug=3,info=30,warning=90,error=180,critical=365"
+LDAP_USER_FILTER_DEFAULT = "(&(objectClass=inetOrgPerson)(uid={login}))"
+LDAP_GROUP_FILTER_DEFAULT = "(&(objectClass=groupOfNames)(member={dn}))"
 
 
 def parse_retention(raw: str) -> tuple[dict[str, int], list[str]]:
@@ -203,6 +205,22 @@ class Config:
             "IP_BAN_WINDOW_SECONDS": env.integer("SLIPWAY_IP_BAN_WINDOW_SECONDS", 900),
             "IP_BAN_SECONDS": env.integer("SLIPWAY_IP_BAN_SECONDS", 3600),
             "PASSWORD_HISTORY": env.integer("SLIPWAY_PASSWORD_HISTORY", 5),
+            # Directory (LDAP / Active Directory) login: off while SLIPWAY_LDAP_URL is unset.
+            "LDAP_URL": env.text("SLIPWAY_LDAP_URL", None),
+            "LDAP_START_TLS": env.boolean("SLIPWAY_LDAP_START_TLS", False),
+            "LDAP_CA_FILE": env.text("SLIPWAY_LDAP_CA_FILE", None),
+            "LDAP_BIND_DN": env.text("SLIPWAY_LDAP_BIND_DN", None),
+            "LDAP_BIND_PASSWORD": env.text("SLIPWAY_LDAP_BIND_PASSWORD", None),
+            "LDAP_USER_BASE": env.text("SLIPWAY_LDAP_USER_BASE", None),
+            "LDAP_USER_FILTER": env.text("SLIPWAY_LDAP_USER_FILTER", LDAP_USER_FILTER_DEFAULT),
+            "LDAP_USERNAME_ATTRIBUTE": env.text("SLIPWAY_LDAP_USERNAME_ATTRIBUTE", "uid"),
+            "LDAP_EMAIL_ATTRIBUTE": env.text("SLIPWAY_LDAP_EMAIL_ATTRIBUTE", "mail"),
+            "LDAP_GROUP_BASE": env.text("SLIPWAY_LDAP_GROUP_BASE", None),
+            "LDAP_GROUP_FILTER": env.text("SLIPWAY_LDAP_GROUP_FILTER", LDAP_GROUP_FILTER_DEFAULT),
+            "LDAP_GROUP_ROLES": env.text("SLIPWAY_LDAP_GROUP_ROLES", ""),
+            "LDAP_AUTO_APPROVE_GROUPS": env.text("SLIPWAY_LDAP_AUTO_APPROVE_GROUPS", ""),
+            "LDAP_CONNECT_TIMEOUT": env.number("SLIPWAY_LDAP_CONNECT_TIMEOUT", 3.0),
+            "LDAP_TIMEOUT": env.number("SLIPWAY_LDAP_TIMEOUT", 5.0),
             "EMAIL_STRICT_DOMAINS": env.boolean("SLIPWAY_EMAIL_STRICT_DOMAINS", False),
             "RATELIMIT_LOGIN": env.text("SLIPWAY_RATELIMIT_LOGIN", "10 per minute;100 per hour"),
             "RATELIMIT_REGISTER": env.text("SLIPWAY_RATELIMIT_REGISTER", "5 per minute;20 per hour"),
@@ -421,6 +439,42 @@ def _check_metrics(problems: list[str], settings: Mapping[str, Any]) -> None:
         problems.append("SLIPWAY_WORKER_HEARTBEAT_STALE_SECONDS must be positive")
 
 
+def _check_directory(problems: list[str], settings: Mapping[str, Any]) -> None:
+    from app.directory.mapping import parse_dn_list, parse_group_roles
+
+    url = settings.get("LDAP_URL")
+    if not url:
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in ("ldap", "ldaps") or not parts.hostname:
+        problems.append("SLIPWAY_LDAP_URL must be an ldap:// or ldaps:// URL with a host")
+    if settings.get("LDAP_START_TLS") and parts.scheme == "ldaps":
+        problems.append("SLIPWAY_LDAP_START_TLS is for ldap:// URLs; ldaps:// is already encrypted")
+    ca_file = settings.get("LDAP_CA_FILE")
+    if ca_file and not Path(ca_file).is_file():
+        problems.append(f"SLIPWAY_LDAP_CA_FILE ({ca_file}) is not a readable file")
+    if bool(settings.get("LDAP_BIND_DN")) != bool(settings.get("LDAP_BIND_PASSWORD")):
+        problems.append("SLIPWAY_LDAP_BIND_DN and SLIPWAY_LDAP_BIND_PASSWORD are set together (or neither, "
+                        "for an anonymous search)")
+    if not settings.get("LDAP_USER_BASE"):
+        problems.append("SLIPWAY_LDAP_USER_BASE must be set when SLIPWAY_LDAP_URL is")
+    for name, placeholder in (("LDAP_USER_FILTER", "{login}"), ("LDAP_GROUP_FILTER", "{dn}")):
+        template = settings.get(name) or ""
+        if placeholder not in template or not (template.startswith("(") and template.endswith(")")):
+            problems.append(f"SLIPWAY_{name} must be an LDAP filter in parentheses containing {placeholder}")
+    for name in ("LDAP_USERNAME_ATTRIBUTE", "LDAP_EMAIL_ATTRIBUTE"):
+        value = settings.get(name) or ""
+        if not (value.isascii() and value.replace("-", "").isalnum() and value[:1].isalpha()):
+            problems.append(f"SLIPWAY_{name} must be an attribute name such as uid or mail, got {value!r}")
+    problems.extend(f"SLIPWAY_LDAP_GROUP_ROLES: {p}"
+                    for p in parse_group_roles(settings.get("LDAP_GROUP_ROLES"))[1])
+    problems.extend(f"SLIPWAY_LDAP_AUTO_APPROVE_GROUPS: {p}"
+                    for p in parse_dn_list(settings.get("LDAP_AUTO_APPROVE_GROUPS"))[1])
+    for name in ("LDAP_CONNECT_TIMEOUT", "LDAP_TIMEOUT"):
+        if not 0 < settings.get(name, 1) <= 60:
+            problems.append(f"SLIPWAY_{name} must be more than 0 and at most 60 seconds")
+
+
 def validate(settings: Mapping[str, Any]) -> list[str]:
     """Return every problem with a parsed settings dict (empty when all is well)."""
     problems: list[str] = []
@@ -462,6 +516,7 @@ def validate(settings: Mapping[str, Any]) -> list[str]:
     _check_poller(problems, settings)
     _check_outbound(problems, settings)
     _check_metrics(problems, settings)
+    _check_directory(problems, settings)
     for name in ("ANALYTICS_BUFFER_MAX", "ANALYTICS_BATCH_ROWS", "ANALYTICS_FLUSH_SECONDS",
                  "ANALYTICS_RAW_DAYS", "ANALYTICS_ROLLUP_DAYS", "ANALYTICS_ROLLUP_SECONDS"):
         if settings.get(name, 1) <= 0:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, session, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import select
 from werkzeug.wrappers import Response
@@ -11,9 +11,10 @@ from app.account.forms import ChangePasswordForm, DisableMfaForm, RegenerateCode
 from app.analytics.trail import recent_activity
 from app.auth.forms import MfaSetupForm
 from app.auth.second_step import setup_page, setup_secret
+from app.directory.login import DirectoryUnavailable, password_matches
 from app.extensions import db
 from app.forms_common import ConfirmForm
-from app.models import UserSession
+from app.models import User, UserSession
 from app.security import clock, mfa
 from app.security.passwords import check_password, recently_used, set_password
 from app.security.ratelimit import rate_limit
@@ -37,6 +38,15 @@ def live_sessions() -> list[UserSession]:
     )
 
 
+def _password_ok(user: User, password: str) -> bool:
+    """The password check for MFA changes: the directory's for directory accounts (down counts as no)."""
+    try:
+        return password_matches(user, password)
+    except DirectoryUnavailable:
+        flash("The directory (LDAP) cannot be reached to check your password; try again later.", "warning")
+        return False
+
+
 @bp.route("/")
 @login_required
 def overview() -> str:
@@ -57,6 +67,13 @@ def overview() -> str:
 @rate_limit("RATELIMIT_PASSWORD")
 def change_password() -> str | Response:
     """Change your password; every other session of yours ends."""
+    if current_user.auth_source == "ldap":
+        if request.method == "POST":
+            audit.record("password_change_refused", current_user.username, {"reason": "directory account"},
+                         level="warning")
+            db.session.commit()
+            flash("Your password is managed in your organisation's directory; change it there.", "warning")
+        return render_template("account/password.html", form=None, directory=True)
     form = ChangePasswordForm()
     key_count = accounts.live_api_key_count(current_user)
     form.revoke_api_keys.label.text = f"Also revoke my API keys ({key_count} active)"
@@ -115,7 +132,7 @@ def mfa_disable() -> Response:
         flash("Enter your password and a code.", "danger")
     elif mfa.mfa_required_for(user):
         flash(f"Two-factor authentication is required for the {user.role} role.", "danger")
-    elif not check_password(form.password.data, user.password_hash):
+    elif not _password_ok(user, form.password.data):
         flash("That is not your password.", "danger")
     elif mfa.verify_second_factor(user, form.code.data) is None:
         db.session.rollback()
@@ -136,7 +153,7 @@ def regenerate_codes() -> str | Response:
     if not current_user.mfa_enabled:
         flash("Turn on two-factor authentication first.", "danger")
         return redirect(url_for("account.overview"))
-    if not form.validate_on_submit() or not check_password(form.password.data, current_user.password_hash):
+    if not form.validate_on_submit() or not _password_ok(current_user, form.password.data):
         flash("That is not your password.", "danger")
         return redirect(url_for("account.overview"))
     codes = mfa.new_backup_codes(current_user)

@@ -10,6 +10,7 @@ from werkzeug.wrappers import Response
 
 from app.auth.forms import LoginForm, RegisterForm
 from app.auth.sessions import end_session, start_session
+from app.directory.login import DirectoryLoginRefused, DirectoryUnavailable, check_credentials
 from app.errors import error_response
 from app.extensions import db
 from app.forms_common import ConfirmForm
@@ -141,8 +142,20 @@ def login() -> str | Response:
             db.session.commit()
             flash(f"Too many failed attempts. This account is locked until {until:%H:%M:%S} UTC.", "danger")
             return render_template("auth/login.html", form=form)
-        if check_password(form.password.data, user.password_hash if user else None):
-            assert user is not None
+        try:
+            known = check_credentials(user, form.username.data, form.password.data)
+        except DirectoryUnavailable as exc:
+            audit.record("directory_unavailable", user.username if user else None, {"error": str(exc)},
+                         level="error")
+            db.session.commit()
+            flash("The directory (LDAP) cannot be reached, so directory accounts cannot log in right now. "
+                  "Local accounts still can. Try again later or tell an administrator.", "danger")
+            return render_template("auth/login.html", form=form)
+        except DirectoryLoginRefused as exc:
+            flash(str(exc), "danger")
+            return render_template("auth/login.html", form=form)
+        if known is not None:
+            user = known
             # With MFA to follow, nothing is counted as a success yet: wrong codes keep growing the lock.
             if user.is_approved and (user.mfa_enabled or mfa.mfa_required_for(user)):
                 return begin_second_step(user, request.args.get("next"))

@@ -42,6 +42,10 @@ class User(UserMixin, db.Model):
     failed_logins: Mapped[int] = mapped_column(default=0)
     locked_until: Mapped[datetime | None]
     lock_cleared_at: Mapped[datetime | None]  # an admin unlock: earlier failures stop counting
+    # "local": the password hash above is checked; "ldap": the directory checks the password
+    # (bind as `directory_dn`), and the hash is of a random secret nobody knows.
+    auth_source: Mapped[str] = mapped_column(String(16), default="local", server_default="local")
+    directory_dn: Mapped[str | None] = mapped_column(String(512))
 
     sessions: Mapped[list[UserSession]] = relationship(back_populates="user", cascade="all, delete-orphan")
 

@@ -112,6 +112,8 @@ def end_all_sessions(user: User, *, except_id: int | None = None) -> int:
 
 def reset_password(user: User, password: str, actor: User, *, revoke_keys: bool = False) -> None:
     """Set a new password chosen by an admin, end the user's sessions and, if asked, revoke their API keys."""
+    if user.auth_source == "ldap":
+        raise AccountError(f"{user.username}'s password is managed in the directory; reset it there.")
     problem = password_problem(password, [user.username, user.email])
     if problem:
         raise AccountError(problem)

@@ -1,0 +1,1 @@
+"""Directory (LDAP / Active Directory) login: settings, the LDAP client and account creation."""
