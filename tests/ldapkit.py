@@ -126,17 +126,19 @@ def running_slapd(timeout: float = 15.0) -> Iterator[Slapd]:
         (folder / "data").mkdir()
         (folder / "slapd.conf").write_text(_conf(folder))
         (folder / "directory.ldif").write_text(_ldif())
-        subprocess.run([SLAPADD, "-q", "-f", str(folder / "slapd.conf"), "-l", str(folder / "directory.ldif")],
+        conf = str(folder / "slapd.conf")
+        subprocess.run([SLAPADD, "-q", "-f", conf, "-l", str(folder / "directory.ldif")],
                        check=True, capture_output=True, timeout=30)
         port = free_port()
         url = f"ldap://127.0.0.1:{port}"
         log = open(folder / "slapd.log", "wb")  # noqa: SIM115 - closed with the folder below
-        process = subprocess.Popen([SLAPD, "-d", "0", "-h", f"{url}/", "-f", str(folder / "slapd.conf")],
+        process = subprocess.Popen([SLAPD, "-d", "0", "-h", f"{url}/", "-f", conf],
                                    stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while not _answers(port):
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"slapd did not start: {(folder / 'slapd.log').read_text(errors='replace')}")
+                output = (folder / "slapd.log").read_text(errors="replace")
+                raise RuntimeError(f"slapd did not start: {output}")
             time.sleep(0.05)
         yield Slapd(url=url, port=port)
     finally:
