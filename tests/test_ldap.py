@@ -242,3 +242,21 @@ def test_mfa_policy_applies_to_directory_accounts(ldap_app, client):
     ldap_app.config["MFA_REQUIRED_ROLES"] = "admin"
     response = login(client, "ada")
     assert response.status_code == 302 and response.headers["Location"].endswith("/login/mfa/setup")
+
+
+def test_backup_codes_ask_for_the_directory_password(ldap_app, client):
+    from app.security import mfa
+    from tests.support import form_post
+
+    login(client, "bob")
+    with ldap_app.app_context():
+        bob = db.session.scalar(select(User).where(User.username == "bob"))
+        mfa.enable(bob, mfa.new_secret())
+        db.session.commit()
+    wrong = form_post(client, "/account/mfa/backup-codes", {"password": "not-bobs-pw"}, page="/account/",
+                      follow_redirects=True).get_data(as_text=True)
+    assert "That is not your password." in wrong
+    right = form_post(client, "/account/mfa/backup-codes", {"password": ldapkit.PASSWORD}, page="/account/",
+                      follow_redirects=True).get_data(as_text=True)
+    assert "That is not your password." not in right and "backup" in right.lower()
+    assert audit_rows(ldap_app, "mfa_backup_codes_regenerated")
