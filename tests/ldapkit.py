@@ -92,8 +92,47 @@ def _ldif() -> str:
     return "\n\n".join(blocks) + "\n"
 
 
-def _conf(folder: Path) -> str:
-    return f"""include /etc/ldap/schema/core.schema
+def write_certificates(folder: Path) -> Path:
+    """A test CA and a server certificate for 127.0.0.1 / localhost signed by it; returns the CA file."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def cert(subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name, signer: object,
+             ca: bool) -> x509.Certificate:
+        builder = (x509.CertificateBuilder()
+                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+                   .issuer_name(issuer).public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(minutes=5))
+                   .not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if not ca:
+            names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Slipway test CA")])
+    ca_cert = cert("Slipway test CA", ca_key, ca_name, ca_key, True)
+    server_cert = cert("127.0.0.1", server_key, ca_name, ca_key, False)
+    (folder / "ca.pem").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "server.pem").write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "server.key").write_bytes(server_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption()))
+    return folder / "ca.pem"
+
+
+def _conf(folder: Path, tls: bool) -> str:
+    certificates = (f"TLSCACertificateFile {folder}/ca.pem\nTLSCertificateFile {folder}/server.pem\n"
+                    f"TLSCertificateKeyFile {folder}/server.key\n") if tls else ""
+    return certificates + f"""include /etc/ldap/schema/core.schema
 include /etc/ldap/schema/cosine.schema
 include /etc/ldap/schema/inetorgperson.schema
 modulepath /usr/lib/ldap
@@ -111,20 +150,22 @@ access to * by users read by * none
 
 @dataclass(frozen=True)
 class Slapd:
-    """A running test directory."""
+    """A running test directory; `ca_file` is set when it offers StartTLS."""
 
     url: str
     port: int
+    ca_file: Path | None = None
 
 
 @contextmanager
-def running_slapd(timeout: float = 15.0) -> Iterator[Slapd]:
-    """Start a private slapd with the test directory on 127.0.0.1 and stop it afterwards."""
+def running_slapd(timeout: float = 15.0, *, tls: bool = False) -> Iterator[Slapd]:
+    """Start a private slapd with the test directory on 127.0.0.1 (StartTLS too, if asked); stop it after."""
     folder = Path(tempfile.mkdtemp(prefix="slipway-slapd-"))
     process = None
     try:
         (folder / "data").mkdir()
-        (folder / "slapd.conf").write_text(_conf(folder))
+        ca_file = write_certificates(folder) if tls else None
+        (folder / "slapd.conf").write_text(_conf(folder, tls))
         (folder / "directory.ldif").write_text(_ldif())
         conf = str(folder / "slapd.conf")
         subprocess.run([SLAPADD, "-q", "-f", conf, "-l", str(folder / "directory.ldif")],
@@ -140,7 +181,7 @@ def running_slapd(timeout: float = 15.0) -> Iterator[Slapd]:
                 output = (folder / "slapd.log").read_text(errors="replace")
                 raise RuntimeError(f"slapd did not start: {output}")
             time.sleep(0.05)
-        yield Slapd(url=url, port=port)
+        yield Slapd(url=url, port=port, ca_file=ca_file)
     finally:
         if process is not None:
             process.terminate()

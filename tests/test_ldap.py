@@ -260,3 +260,26 @@ def test_backup_codes_ask_for_the_directory_password(ldap_app, client):
                       follow_redirects=True).get_data(as_text=True)
     assert "That is not your password." not in right and "backup" in right.lower()
     assert audit_rows(ldap_app, "mfa_backup_codes_regenerated")
+
+
+@pytest.fixture(scope="module")
+def tls_slapd() -> Iterator[ldapkit.Slapd]:
+    """A directory that offers StartTLS with a certificate from a test CA."""
+    require_service("slapd", ldapkit.slapd_available())
+    with ldapkit.running_slapd(tls=True) as server:
+        yield server
+
+
+def test_start_tls_logs_in_with_the_directory_ca(app, client, tls_slapd):
+    app.config.update(directory_settings(tls_slapd.url), LDAP_START_TLS=True,
+                      LDAP_CA_FILE=str(tls_slapd.ca_file))
+    assert login(client, "alice").headers["Location"].endswith("/pending")
+
+
+def test_start_tls_refuses_a_certificate_it_cannot_verify(app, client, tls_slapd):
+    app.config.update(directory_settings(tls_slapd.url), LDAP_START_TLS=True)  # system CAs: test CA unknown
+    page = login(client, "alice").get_data(as_text=True)
+    assert "The directory (LDAP) cannot be reached" in page
+    assert user_named(app, "alice") is None
+    [row] = audit_rows(app, "directory_unavailable")
+    assert "certificate" in row.details["error"].lower() or "tls" in row.details["error"].lower()

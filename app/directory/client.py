@@ -65,10 +65,18 @@ def _bind(server: Server, user: str | None, password: str | None) -> Connection 
         if conn.bind():
             return conn
     except LDAPException as exc:
-        conn.unbind()
+        _close(conn)
         raise DirectoryUnavailable(f"{type(exc).__name__}: {exc}") from exc
-    conn.unbind()
+    _close(conn)
     return None
+
+
+def _close(conn: Connection) -> None:
+    """Unbind, ignoring a socket that a failed StartTLS or a dropped connection already broke."""
+    try:
+        conn.unbind()
+    except LDAPException:
+        log.debug("closing a broken directory connection", exc_info=True)
 
 
 def _seconds(value: float) -> int:
@@ -133,10 +141,10 @@ def authenticate(login: str, password: str) -> DirectoryEntry | None:
         user_conn = _bind(server, dn, password)
         if user_conn is None:
             return None
-        user_conn.unbind()
+        _close(user_conn)
         return DirectoryEntry(dn=dn, username=username, email=_first(attributes, mail_attr),
                               groups=_groups(service, dn, attributes))
     except LDAPException as exc:
         raise DirectoryUnavailable(f"{type(exc).__name__}: {exc}") from exc
     finally:
-        service.unbind()
+        _close(service)
