@@ -13,6 +13,7 @@ from app.auth.forms import MfaSetupForm
 from app.auth.second_step import setup_page, setup_secret
 from app.extensions import db
 from app.forms_common import ConfirmForm
+from app.mail import notify
 from app.models import UserSession
 from app.security import clock, mfa
 from app.security.passwords import check_password, recently_used, set_password
@@ -75,6 +76,7 @@ def change_password() -> str | Response:
             revoked = accounts.revoke_api_keys(user) if form.revoke_api_keys.data else 0
             audit.record("password_changed", user.username,
                          {"sessions_ended": ended, "api_keys_revoked": revoked})
+            notify.password_changed(user, by_admin=False)
             db.session.commit()
             flash(f"Password changed. {ended} other session(s) ended, {revoked} API key(s) revoked.",
                   "success")
