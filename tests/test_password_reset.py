@@ -123,7 +123,7 @@ def test_unknown_address_gets_the_same_answer_and_no_mail(app: Flask, client: Fl
     assert [t.kind for t in tasks] == ["password_reset_mail", "password_reset_mail"]
     assert all(t.state == "succeeded" for t in tasks)
     assert inbox.to("nobody@example.com") == [] and len(inbox.to("anna@example.com")) == 1
-    assert "password_reset_unknown_address" in actions(app)
+    assert "password_reset_ignored" in actions(app)
 
 
 def test_a_used_link_does_not_work_twice(app: Flask, client: FlaskClient, inbox: SmtpInbox) -> None:

@@ -47,7 +47,7 @@ def issue_for(email: str, task_id: int, ip: str | None) -> Issued:
     """Create a token for the approved account with address `email` (the caller commits)."""
     user = db.session.scalar(select(User).where(func.lower(User.email) == email.strip().lower()))
     if user is None:
-        audit.record("password_reset_unknown_address", None, {"email": email[:255], "ip": ip},
+        audit.record("password_reset_ignored", None, {"email": email[:255], "ip": ip},
                      source="worker")
         db.session.commit()
         return Issued(None, reason="no account has this address; nothing sent")
