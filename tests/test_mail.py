@@ -13,9 +13,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from app.extensions import db
+from app.logs.evaluate import evaluate_pending
+from app.logs.store import add_entries
 from app.mail import notify
 from app.mail.message import MessageError, compose
-from app.models import Task, User
+from app.models import AlertRule, Task, User
 from app.services import accounts, workspaces
 from app.timeutil import utcnow
 from config import TestingConfig, validate
@@ -300,3 +302,15 @@ def test_mail_settings_are_validated() -> None:
     assert "SLIPWAY_SMTP_PORT must be a port number" in found
     assert "SLIPWAY_SMTP_USERNAME and SLIPWAY_SMTP_PASSWORD must be set together" in found
     assert "SLIPWAY_MAIL_FROM must be one e-mail address" in found
+
+
+def test_an_alert_opened_by_the_rule_engine_mails_admins(app: Flask, inbox: SmtpInbox) -> None:
+    with app.app_context():
+        make_user("boss", role="admin")
+        db.session.add(AlertRule(name="oom", category="container.oom", risk_score=70, severity="high"))
+        add_entries([{"source": "agent", "category": "container.oom", "message": "killed"}])
+        db.session.commit()
+    evaluate_pending(app, settle_seconds=0)
+    run_tasks(app)
+    message = _only(inbox, "boss@example.com")
+    assert message["Subject"] == "[Slipway] High alert: oom"
