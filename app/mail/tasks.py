@@ -70,7 +70,7 @@ def send_mail(ctx: TaskContext) -> dict[str, Any]:
 
 def queue_reset(email: str, ip: str | None) -> None:
     """Queue the reset mail for whatever account `email` names, if any (the caller commits)."""
-    enqueue(RESET_KIND, target="mail:password_reset", requested_by="anonymous",
+    enqueue(RESET_KIND, target="mail:password_reset", requested_by="system",
             payload={"email": email, "ip": ip}, priority=PRIORITY_INTERACTIVE)
 
 
