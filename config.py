@@ -254,6 +254,16 @@ class Config:
             "LOG_RETENTION_DAYS": env.retention("SLIPWAY_LOG_RETENTION", LOG_RETENTION_DEFAULT),
             "ALERT_WEBHOOK_URL": env.text("SLIPWAY_ALERT_WEBHOOK_URL", None),
             "ALERT_WEBHOOK_SECRET": env.text("SLIPWAY_ALERT_WEBHOOK_SECRET", None),
+            # Outgoing mail (README, "E-mail"): no host means no mail is sent.
+            "SMTP_HOST": env.text("SLIPWAY_SMTP_HOST", None),
+            "SMTP_PORT": env.integer("SLIPWAY_SMTP_PORT", 587),
+            "SMTP_SECURITY": env.text("SLIPWAY_SMTP_SECURITY", "starttls"),
+            "SMTP_USERNAME": env.text("SLIPWAY_SMTP_USERNAME", None),
+            "SMTP_PASSWORD": env.text("SLIPWAY_SMTP_PASSWORD", None),
+            "SMTP_TIMEOUT": env.number("SLIPWAY_SMTP_TIMEOUT", 10.0),
+            "MAIL_FROM": env.text("SLIPWAY_MAIL_FROM", "slipway@localhost"),
+            "RATELIMIT_RESET": env.text("SLIPWAY_RATELIMIT_RESET", "5 per minute;30 per hour"),
+            "RATELIMIT_RESET_ADDRESS": env.text("SLIPWAY_RATELIMIT_RESET_ADDRESS", "3 per hour"),
             # Prometheus: /metrics answers a bearer token or an allowed address (README, "Metrics").
             "METRICS_TOKEN": env.text("SLIPWAY_METRICS_TOKEN", None),
             "METRICS_ALLOW": env.networks("SLIPWAY_METRICS_ALLOW", "none"),
@@ -398,7 +408,7 @@ def _check_security(problems: list[str], settings: Mapping[str, Any]) -> None:
             problems.append(f"SLIPWAY_{name} must be positive")
     if settings.get("LOGS_INGEST_FIELD_MAX_BYTES", 0) > 4000:
         problems.append("SLIPWAY_LOGS_INGEST_FIELD_MAX_BYTES must be at most 4000 (a message's stored size)")
-    for name in ("LOGIN", "REGISTER", "MFA", "PASSWORD", "API", "API_KEYS"):
+    for name in ("LOGIN", "REGISTER", "MFA", "PASSWORD", "API", "API_KEYS", "RESET", "RESET_ADDRESS"):
         try:
             parse_many(settings.get(f"RATELIMIT_{name}") or "")
         except ValueError:
@@ -423,6 +433,33 @@ def _check_outbound(problems: list[str], settings: Mapping[str, Any]) -> None:
     if url and len(settings.get("ALERT_WEBHOOK_SECRET") or "") < 16:
         problems.append("SLIPWAY_ALERT_WEBHOOK_SECRET must be set (16+ characters) "
                         "when SLIPWAY_ALERT_WEBHOOK_URL is")
+
+
+SMTP_SECURITY_MODES = ("none", "starttls", "tls")
+
+
+def _check_mail(problems: list[str], settings: Mapping[str, Any]) -> None:
+    from email.headerregistry import Address
+
+    if settings.get("SMTP_SECURITY") not in SMTP_SECURITY_MODES:
+        problems.append(f"SLIPWAY_SMTP_SECURITY must be one of {', '.join(SMTP_SECURITY_MODES)}, "
+                        f"got {settings.get('SMTP_SECURITY')!r}")
+    _check_port(problems, "SLIPWAY_SMTP_PORT", settings.get("SMTP_PORT"))
+    if not 0 < settings.get("SMTP_TIMEOUT", 10.0) <= 300:
+        problems.append("SLIPWAY_SMTP_TIMEOUT must be a number of seconds from 0 to 300")
+    if bool(settings.get("SMTP_USERNAME")) != bool(settings.get("SMTP_PASSWORD")):
+        problems.append("SLIPWAY_SMTP_USERNAME and SLIPWAY_SMTP_PASSWORD must be set together")
+    sender = settings.get("MAIL_FROM") or ""
+    try:
+        if any(ch in sender for ch in "\r\n") or "@" not in sender:
+            raise ValueError(sender)
+        Address(addr_spec=sender)
+    except (ValueError, IndexError):
+        problems.append(f"SLIPWAY_MAIL_FROM must be one e-mail address such as slipway@example.org, "
+                        f"got {sender!r}")
+    public = urlsplit(settings.get("PUBLIC_URL") or "")
+    if public.scheme not in ("http", "https") or not public.hostname:
+        problems.append("SLIPWAY_PUBLIC_URL must be an http:// or https:// URL (links in e-mail use it)")
 
 
 def _check_metrics(problems: list[str], settings: Mapping[str, Any]) -> None:
@@ -517,6 +554,7 @@ def validate(settings: Mapping[str, Any]) -> list[str]:
     _check_outbound(problems, settings)
     _check_metrics(problems, settings)
     _check_directory(problems, settings)
+    _check_mail(problems, settings)
     for name in ("ANALYTICS_BUFFER_MAX", "ANALYTICS_BATCH_ROWS", "ANALYTICS_FLUSH_SECONDS",
                  "ANALYTICS_RAW_DAYS", "ANALYTICS_ROLLUP_DAYS", "ANALYTICS_ROLLUP_SECONDS"):
         if settings.get(name, 1) <= 0:

@@ -84,7 +84,7 @@ def _init_extensions(app: Flask) -> None:
 
 def _register_blueprints(app: Flask) -> None:
     # Areas whose views span several modules: import every module so its views land on `bp`.
-    from app.account import keys  # noqa: F401
+    from app.account import keys, mail_prefs  # noqa: F401
     from app.account.routes import bp as account_bp
     from app.admin import audit_export, dashboard  # noqa: F401
     from app.admin.routes import bp as admin_bp
@@ -92,7 +92,7 @@ def _register_blueprints(app: Flask) -> None:
     from app.admin.workspace_routes import bp as workspace_admin_bp
     from app.api import logs as api_logs  # noqa: F401
     from app.api.routes import bp as api_bp
-    from app.auth import second_step  # noqa: F401
+    from app.auth import reset, second_step  # noqa: F401
     from app.auth.routes import bp as auth_bp
     from app.main import bp as main_bp
     from app.servers.routes import bp as servers_bp

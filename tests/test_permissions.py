@@ -78,6 +78,10 @@ ROUTES: dict[tuple[str, str], Expect] = {
     ("auth.login", "POST"): Expect(EVERYONE, 200, signed_in=302),
     ("auth.register", "GET"): Expect(EVERYONE, 200, signed_in=302),
     ("auth.register", "POST"): Expect(EVERYONE, 200, signed_in=302),
+    ("auth.forgot_password", "GET"): Expect(EVERYONE, 200),
+    ("auth.forgot_password", "POST"): Expect(EVERYONE, 200),
+    ("auth.reset_password", "GET"): Expect(EVERYONE, 404),
+    ("auth.reset_password", "POST"): Expect(EVERYONE, 404),
     ("auth.mfa_verify", "GET"): Expect(EVERYONE, 302),
     ("auth.mfa_verify", "POST"): Expect(EVERYONE, 302),
     ("auth.mfa_setup", "GET"): Expect(EVERYONE, 302),
@@ -99,6 +103,8 @@ ROUTES: dict[tuple[str, str], Expect] = {
     ("account.api_keys", "GET"): Expect(USERS, 200),
     ("account.api_keys", "POST"): Expect(USERS, 200),
     ("account.revoke_api_key", "POST"): Expect(USERS, 302, others_get_404=True),
+    ("account.mail_preferences", "GET"): Expect(USERS, 200),
+    ("account.mail_preferences", "POST"): Expect(USERS, 302),
     ("workspaces.home", "GET"): Expect(USERS, 200),
     ("workspaces.lifecycle", "POST"): Expect(USERS, 302),
     ("workspaces.open_app", "GET"): Expect(USERS, 302),
@@ -212,6 +218,7 @@ PLAIN_VALUES = {
     ("workspaces.lifecycle", "action"): "stop",
     ("workspace_admin.lifecycle", "action"): "stop",
     ("workspaces.open_app", "app"): "vscode",
+    ("auth.reset_password", "token"): "no-such-token",
 }
 
 

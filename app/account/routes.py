@@ -14,6 +14,7 @@ from app.auth.second_step import setup_page, setup_secret
 from app.directory.login import DirectoryUnavailable, password_matches
 from app.extensions import db
 from app.forms_common import ConfirmForm
+from app.mail import notify
 from app.models import User, UserSession
 from app.security import clock, mfa
 from app.security.passwords import check_password, recently_used, set_password
@@ -92,6 +93,7 @@ def change_password() -> str | Response:
             revoked = accounts.revoke_api_keys(user) if form.revoke_api_keys.data else 0
             audit.record("password_changed", user.username,
                          {"sessions_ended": ended, "api_keys_revoked": revoked})
+            notify.password_changed(user, by_admin=False)
             db.session.commit()
             flash(f"Password changed. {ended} other session(s) ended, {revoked} API key(s) revoked.",
                   "success")

@@ -19,6 +19,9 @@ LAST_SEEN_RESOLUTION = timedelta(minutes=1)
 
 def start_session(user: User) -> UserSession:
     """Record a new login for `user`, renew the Flask session and log them in."""
+    from app.mail import notify
+
+    notify.new_login(user, request.remote_addr, request.user_agent.string or "")
     token = secrets.token_urlsafe(32)
     now = clock.now()
     row = UserSession(

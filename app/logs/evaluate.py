@@ -222,6 +222,7 @@ def evaluate_batch(limit: int = BATCH, settle_seconds: float = SETTLE_SECONDS,
                    counters: Counters | None = None) -> int:
     """Evaluate one batch after the cursor and commit; returns how many entries it covered."""
     from app.logs.webhook import queue_delivery
+    from app.mail import notify
 
     counters = counters or Counters()
     after = lock_cursor()
@@ -241,6 +242,7 @@ def evaluate_batch(limit: int = BATCH, settle_seconds: float = SETTLE_SECONDS,
         alert = fold(firing)
         if alert is not None:
             queue_delivery(alert, firing.rule)
+            notify.alert_opened(alert)
     db.session.execute(update(LogCursor).where(LogCursor.name == CURSOR).values(value=batch[-1]["id"]))
     db.session.commit()
     counters.cursor = batch[-1]["id"]

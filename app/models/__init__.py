@@ -14,6 +14,7 @@ from app.models.logs import (
     LogCursor,
     LogEntry,
 )
+from app.models.mail import MAIL_KINDS, MailOptOut, PasswordResetToken
 from app.models.security import (
     API_SCOPES,
     ApiKey,
@@ -30,6 +31,9 @@ from app.models.user import ROLES, STATUSES, User, UserSession
 from app.models.workspace import WORKSPACE_STATUSES, UsedHandoffToken, Workspace
 
 __all__ = [
+    "MAIL_KINDS",
+    "MailOptOut",
+    "PasswordResetToken",
     "ALERT_SEVERITIES",
     "ALERT_STATES",
     "ENTRY_LEVELS",

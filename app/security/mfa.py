@@ -182,3 +182,6 @@ def disable(user: User, actor: str) -> None:
     user.mfa_last_timestep = None
     db.session.execute(delete(MfaBackupCode).where(MfaBackupCode.user_id == user.id))
     audit.record("mfa_disabled", actor, {"user": user.username}, level="warning")
+    from app.mail import notify
+
+    notify.mfa_disabled(user, actor)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from sqlalchemy import func, or_, select, update
 
 from app.extensions import db
+from app.mail import notify
 from app.models import ROLES, ApiKey, Task, User, UserSession, Workspace
 from app.security import clock
 from app.security.passwords import hash_password, password_problem, set_password
@@ -46,6 +47,7 @@ def register(username: str, email: str, password: str) -> User:
     user = User(username=username, email=email.lower(), password_hash=hash_password(password))
     db.session.add(user)
     audit.record("user_registered", username, {"email": user.email})
+    notify.registration(user)
     db.session.commit()
     return user
 
@@ -73,6 +75,7 @@ def reject(user: User, actor: User, reason: str) -> None:
     user.status = "rejected"
     user.meta = {**(user.meta or {}), "rejection_reason": reason}
     audit.record("user_rejected", actor.username, {"user": user.username, "reason": reason})
+    notify.rejected(user, reason)
     db.session.commit()
 
 
@@ -123,6 +126,7 @@ def reset_password(user: User, password: str, actor: User, *, revoke_keys: bool 
     revoked = revoke_api_keys(user) if revoke_keys else 0
     audit.record("user_password_reset", actor.username,
                  {"user": user.username, "sessions_ended": ended, "api_keys_revoked": revoked})
+    notify.password_changed(user, by_admin=True)
     db.session.commit()
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
+from app.mail import notify
 from app.models import Task, User
 from app.models.server import Server
 from app.models.workspace import Workspace
@@ -79,6 +80,7 @@ def approve_user(user: User, actor: User, plan: Plan | None) -> Task | None:
     locked.status = "approved"
     locked.meta = {**(locked.meta or {}), "rejection_reason": None}
     audit.record("user_approved", actor.username, {"user": locked.username, "workspace": plan is not None})
+    notify.approved(locked, workspace_queued=plan is not None)
     if plan is None:
         db.session.commit()
         return None

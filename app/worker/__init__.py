@@ -24,6 +24,7 @@ KIND_MODULES: tuple[str, ...] = (
     "app.images.handlers",
     "app.worker.workspace_image",
     "app.logs.webhook",
+    "app.mail.tasks",
 )
 
 

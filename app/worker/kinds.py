@@ -20,7 +20,7 @@ from app.models import Task
 from app.models.task import PRIORITY_BACKGROUND, PRIORITY_INTERACTIVE, PRIORITY_NORMAL
 
 __all__ = ["PRIORITY_BACKGROUND", "PRIORITY_INTERACTIVE", "PRIORITY_NORMAL", "TaskContext", "TaskFailed",
-           "TaskCancelled", "TaskKind", "task_kind", "HANDLERS", "readable"]
+           "TaskCancelled", "TaskKind", "task_kind", "HANDLERS", "readable", "FINISH_HOOKS", "on_finish"]
 
 
 def readable(value: Any) -> str:
@@ -51,6 +51,15 @@ class TaskKind:
 
 
 HANDLERS: dict[str, TaskKind] = {}
+# Called as hook(task, state) when a task ends, inside the commit that records its end.
+FINISH_HOOKS: list[Callable[[Task, str], None]] = []
+
+
+def on_finish(fn: Callable[[Task, str], None]) -> Callable[[Task, str], None]:
+    """Register `fn` to run whenever a task ends (succeeded, failed or cancelled)."""
+    if fn not in FINISH_HOOKS:
+        FINISH_HOOKS.append(fn)
+    return fn
 
 
 def task_kind(

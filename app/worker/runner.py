@@ -30,7 +30,7 @@ from app.logs.feed import add_task_outcome
 from app.metrics.heartbeat import beat
 from app.models import Task, TaskEvent
 from app.timeutil import utcnow
-from app.worker.kinds import HANDLERS, TaskCancelled, TaskContext, TaskFailed
+from app.worker.kinds import FINISH_HOOKS, HANDLERS, TaskCancelled, TaskContext, TaskFailed
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +265,17 @@ class Runner:
             db.session.add(TaskEvent(task_id=task_id, level="error" if state == "failed" else "info",
                                      message=f"{state}: {message}"))
             add_task_outcome(db.session.get(Task, task_id), state, message)
+            self._run_finish_hooks(task_id, state)
         db.session.commit()
+
+    def _run_finish_hooks(self, task_id: int, state: str) -> None:
+        task = db.session.get(Task, task_id)
+        for hook in FINISH_HOOKS:
+            try:
+                with db.session.begin_nested():
+                    hook(task, state)
+            except Exception:  # boundary: a hook (e.g. queueing a mail) must never keep a task unfinished
+                log.exception("finish hook %s failed for task %s", getattr(hook, "__name__", hook), task_id)
 
     def _retry_or_fail(self, task_id: int, message: str) -> None:
         task = db.session.get(Task, task_id)

@@ -7,7 +7,7 @@ from alembic import op
 import sqlalchemy as sa
 
 revision = "0021_directory"
-down_revision = "0017"
+down_revision = "0020_mail"
 branch_labels = None
 depends_on = None
 
