@@ -223,3 +223,20 @@ def test_without_mail_the_page_says_to_ask_an_admin(database_url: str, tmp_path:
             assert db.session.scalars(select(Task)).all() == []
     finally:
         _clean(app)
+
+
+def test_a_directory_account_gets_no_reset_link(app: Flask, client: FlaskClient, inbox: SmtpInbox) -> None:
+    """The directory owns such a password: a reset must not give the account a local one."""
+    with app.app_context():
+        user = make_user("dora")
+        user.auth_source = "ldap"
+        user.directory_dn = "uid=dora,ou=people,dc=example,dc=org"
+        db.session.commit()
+    answer = _ask(client, "dora@example.com")
+    assert (answer.status_code, answer.headers["Location"]) == (302, "/login")
+    tasks = run_tasks(app)
+    assert [t.state for t in tasks] == ["succeeded"]
+    assert inbox.to("dora@example.com") == []
+    with app.app_context():
+        assert db.session.scalar(select(PasswordResetToken.id)) is None
+    assert "password_reset_refused" in actions(app)

@@ -56,6 +56,12 @@ def issue_for(email: str, task_id: int, ip: str | None) -> Issued:
                      source="worker")
         db.session.commit()
         return Issued(None, reason=f"the account is {user.status}; nothing sent")
+    if user.auth_source != "local":
+        # the directory owns this password; a reset here would give the account a local one
+        audit.record("password_reset_refused", user.username, {"reason": "directory account", "ip": ip},
+                     source="worker")
+        db.session.commit()
+        return Issued(None, reason="the password is managed in the directory; nothing sent")
     # a retry of this task replaces the token it made before rather than counting twice
     db.session.execute(delete(PasswordResetToken).where(PasswordResetToken.task_id == task_id,
                                                         PasswordResetToken.used_at.is_(None)))
@@ -83,7 +89,7 @@ def find_valid(token: str) -> PasswordResetToken | None:
     if row is None or row.used_at is not None or row.expires_at <= clock.now():
         return None
     user = db.session.get(User, row.user_id)
-    if user is None or user.status != "approved" or not secrets.compare_digest(
+    if user is None or user.status != "approved" or user.auth_source != "local" or not secrets.compare_digest(
             row.password_fingerprint, fingerprint(user)):
         return None
     return row
