@@ -53,9 +53,11 @@ def index() -> str:
     user, workspace = _name("user", problems), _name("workspace", problems)
     since, until = _when("since", problems), _when("until", problems)
     stmt = select(ConnectionSession).order_by(ConnectionSession.last_at.desc(), ConnectionSession.id.desc())
-    if not admin:
+    if not admin:  # their own workspace's sessions and their own visits; the filters are for admins
         mine = current_user.username
         stmt = stmt.where(or_(ConnectionSession.owner == mine, ConnectionSession.username == mine))
+        user = workspace = ""
+        since = until = None
     if user:
         stmt = stmt.where(ConnectionSession.username == user)
     if workspace:
