@@ -252,7 +252,7 @@ class Config:
             "ANALYTICS_ROLLUP_SECONDS": env.number("SLIPWAY_ANALYTICS_ROLLUP_SECONDS", 60.0),
             # The edge's JSON access log, tailed by the worker into the connection log; idle stop.
             "EDGE_ACCESS_LOG": env.text("SLIPWAY_EDGE_ACCESS_LOG", None),  # None: EDGE_DIR/logs/access.json
-            "CONNECTION_TAIL_SECONDS": env.number("SLIPWAY_CONNECTION_TAIL_SECONDS", 2.0),
+            "CONNECTION_TAIL_SECONDS": env.number("SLIPWAY_CONNECTION_TAIL_SECONDS", 1.0),
             "CONNECTION_SESSION_GAP_MINUTES": env.integer("SLIPWAY_CONNECTION_SESSION_GAP_MINUTES", 30),
             "CONNECTION_KEEP_DAYS": env.integer("SLIPWAY_CONNECTION_KEEP_DAYS", 90),
             "IDLE_STOP_MINUTES": env.integer("SLIPWAY_IDLE_STOP_MINUTES", 0),

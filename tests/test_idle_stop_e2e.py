@@ -1,4 +1,4 @@
-"""Idle stop against the real agent, Docker and the edge nginx, with the worker's tailer reading the edge's log.
+"""Idle stop against the real agent, Docker and the edge nginx; the worker's tailer reads the edge's log.
 
 Two running workspaces: alice's gets requests through the edge (the owner's cookie, the real
 owner check), bob's none. Both are then made to look started long ago: bob's is stopped by the
@@ -82,11 +82,13 @@ def test_idle_workspace_is_stopped_and_a_used_one_stays_up(stack: Stack) -> None
     assert (seen.app, seen.username, seen.requests) == ("vscode", "alice", 3)
     with stack.app.app_context():
         assert db.session.scalar(select(Workspace.last_activity_at).where(Workspace.username == "alice"))
-        assert db.session.scalar(select(Workspace.last_activity_at).where(Workspace.username == "bob")) is None
+        bob_seen = select(Workspace.last_activity_at).where(Workspace.username == "bob")
+        assert db.session.scalar(bob_seen) is None
         # Both started "long ago": only traffic can keep one up now.
         long_ago = utcnow() - timedelta(minutes=10)
         db.session.execute(update(Workspace).values(running_since=long_ago))
-        db.session.execute(update(Task).where(Task.kind.in_(("provision", "start"))).values(finished_at=long_ago))
+        starts = update(Task).where(Task.kind.in_(("provision", "start")))
+        db.session.execute(starts.values(finished_at=long_ago))
         db.session.commit()
 
     wait_until(lambda: _status(stack, "bob") == "stopped", 60)

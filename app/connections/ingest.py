@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from operator import attrgetter
+from typing import NamedTuple
 
 from sqlalchemy import or_, select, update
 
@@ -26,22 +28,23 @@ from app.validators import is_username_shape
 CURSOR_NAME = "edge"
 EDGE_PAGES = "/_slipway/"  # the web app's own pages on a workspace host: not use of the workspace
 OWNER_CHUNK = 500  # owners per IN list when loading open sessions
+_decode = json.JSONDecoder().decode
+MAX_TIMESTAMP = 4_102_444_800  # 2100-01-01: a later `ts` is garbage, not a date to store
 
 
 class Garbled(ValueError):
     """An access-log line that is not the JSON object the edge writes."""
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
-    """One request to a workspace app: who, from where, when it started and ended, what it moved."""
+class Hit(NamedTuple):
+    """One request to a workspace app: who, from where, when it started and ended (epoch s), what it moved."""
 
     owner: str
     app: str
     username: str
     client: str
-    start: datetime
-    end: datetime
+    start: float
+    end: float
     status: int
     sent: int
     received: int
@@ -52,15 +55,10 @@ def _time(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
 
 
-def _number(record: dict, name: str, kind: type) -> float:
-    value = record.get(name)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise Garbled(f"{name} is not a number")
-    return kind(value)
-
-
-def _client(value: object) -> str:
-    if not isinstance(value, str) or len(value) > ADDRESS_LENGTH:
+# A handful of distinct hosts, users and addresses cover thousands of lines: validate each once.
+@lru_cache(maxsize=4096)
+def _client(value: str) -> str:
+    if len(value) > ADDRESS_LENGTH:
         return ""
     try:
         return ipaddress.ip_address(value).compressed
@@ -68,38 +66,55 @@ def _client(value: object) -> str:
         return ""
 
 
+@lru_cache(maxsize=4096)
+def _username(value: str) -> str:
+    return value if is_username_shape(value) else ""
+
+
+@lru_cache(maxsize=4096)
+def _workspace(host: str, workspace_domain: str) -> tuple[str, str] | None:
+    try:
+        return parse_workspace_host(host, workspace_domain)
+    except RouteError:
+        return None
+
+
+def _number(value: object, name: str) -> float:
+    if value.__class__ not in (int, float) or value < 0:  # type: ignore[operator]  # bool is refused too
+        raise Garbled(f"{name} is not a number")
+    return value  # type: ignore[return-value]
+
+
 def parse_line(raw: bytes, workspace_domain: str) -> Hit | None:
     """The Hit of one line; None for a line that is not use of a workspace app; Garbled when unreadable."""
     try:
-        record = json.loads(raw)
+        record = _decode(raw.decode())
     except (UnicodeDecodeError, ValueError) as exc:
         raise Garbled("not JSON") from exc
-    if not isinstance(record, dict) or not isinstance(record.get("host"), str):
+    if record.__class__ is not dict or record.get("host").__class__ is not str:
         raise Garbled("not an access-log record")
-    ts = _number(record, "ts", float)
-    status = int(_number(record, "status", int))
-    duration = _number(record, "request_time", float)
-    sent, received = int(_number(record, "bytes", int)), int(_number(record, "received", int))
-    uri = record.get("uri")
-    if isinstance(uri, str) and uri.startswith(EDGE_PAGES):
+    get = record.get
+    ts = _number(get("ts"), "ts")
+    status = _number(get("status"), "status")
+    duration = _number(get("request_time"), "request_time")
+    sent, received = _number(get("bytes"), "bytes"), _number(get("received"), "received")
+    if status.__class__ is not int or ts > MAX_TIMESTAMP:
+        raise Garbled("status or time out of range")
+    uri = get("uri")
+    if uri.__class__ is str and uri.startswith(EDGE_PAGES):
         return None
-    try:
-        parsed = parse_workspace_host(record["host"][:300], workspace_domain)
-        end = _time(ts)
-    except (RouteError, OverflowError, OSError, ValueError):
-        parsed = None
+    parsed = _workspace(record["host"][:300], workspace_domain)
     if parsed is None:
         return None
-    owner, app = parsed
-    user = record.get("user")
-    username = user if isinstance(user, str) and is_username_shape(user) else ""
-    return Hit(owner, app, username, _client(record.get("client")), end - timedelta(seconds=duration), end,
-               status, sent, received, status == 101)
+    user, client = get("user"), get("client")
+    return Hit(parsed[0], parsed[1], _username(user) if user.__class__ is str else "",
+               _client(client) if client.__class__ is str else "", ts - duration, ts,
+               status, int(sent), int(received), status == 101)
 
 
 def _open_sessions(hits: list[Hit], gap: timedelta) -> dict[tuple, ConnectionSession]:
     """The newest session of each (owner, app, user, client) that the earliest hit could continue."""
-    since = min(hit.start for hit in hits) - gap
+    since = _time(min(hit.start for hit in hits)) - gap
     owners = sorted({hit.owner for hit in hits})
     found: dict[tuple, ConnectionSession] = {}
     for first in range(0, len(owners), OWNER_CHUNK):
@@ -114,36 +129,66 @@ def _open_sessions(hits: list[Hit], gap: timedelta) -> dict[tuple, ConnectionSes
     return found
 
 
-def apply_hits(hits: Iterable[Hit], gap: timedelta) -> int:
+class _Segment:
+    """Hits of one key with no gap longer than the session gap, summed in plain Python first."""
+
+    __slots__ = ("start", "end", "requests", "websockets", "errors", "sent", "received")
+
+    def __init__(self, start: float, end: float) -> None:
+        self.start, self.end = start, end
+        self.requests = self.websockets = self.errors = self.sent = self.received = 0
+
+
+def _segments(hits: list[Hit], gap_seconds: float) -> dict[tuple, list[_Segment]]:
+    by_key: dict[tuple, list[_Segment]] = {}
+    for hit in sorted(hits, key=attrgetter("start")):
+        key = (hit.owner, hit.app, hit.username, hit.client)
+        runs = by_key.get(key)
+        if runs is None:
+            runs = by_key[key] = []
+        if not runs or hit.start > runs[-1].end + gap_seconds:
+            runs.append(_Segment(hit.start, hit.end))
+        run = runs[-1]
+        if hit.end > run.end:
+            run.end = hit.end
+        run.requests += 1
+        run.websockets += hit.websocket
+        run.errors += hit.status >= 400
+        run.sent += hit.sent
+        run.received += hit.received
+    return by_key
+
+
+def apply_hits(hits: list[Hit], gap: timedelta) -> int:
     """Add `hits` to the sessions (a gap longer than `gap` starts a new one) and to last activity.
 
     Adds to the session (the caller commits); returns how many sessions were opened.
     """
-    ordered = sorted(hits, key=lambda hit: hit.start)
-    if not ordered:
+    if not hits:
         return 0
-    open_rows = _open_sessions(ordered, gap)
+    open_rows = _open_sessions(hits, gap)
     opened = 0
-    last: dict[str, datetime] = {}
-    for hit in ordered:
-        key = (hit.owner, hit.app, hit.username, hit.client)
+    last: dict[str, float] = {}
+    for key, runs in _segments(hits, gap.total_seconds()).items():
         row = open_rows.get(key)
-        if row is None or hit.start > row.last_at + gap:
-            row = ConnectionSession(owner=hit.owner, app=hit.app, username=hit.username,
-                                    client_addr=hit.client, started_at=hit.start, last_at=hit.end,
-                                    requests=0, websockets=0, errors=0, bytes_sent=0, bytes_received=0)
-            db.session.add(row)
-            open_rows[key] = row
-            opened += 1
-        row.started_at = min(row.started_at, hit.start)
-        row.last_at = max(row.last_at, hit.end)
-        row.requests += 1
-        row.websockets += hit.websocket
-        row.errors += hit.status >= 400
-        row.bytes_sent += hit.sent
-        row.bytes_received += hit.received
-        last[hit.owner] = max(last.get(hit.owner, hit.end), hit.end)
-    for owner, at in last.items():
+        for run in runs:
+            start, end = _time(run.start), _time(run.end)
+            if row is None or start > row.last_at + gap:
+                row = ConnectionSession(owner=key[0], app=key[1], username=key[2], client_addr=key[3],
+                                        started_at=start, last_at=end, requests=0, websockets=0, errors=0,
+                                        bytes_sent=0, bytes_received=0)
+                db.session.add(row)
+                opened += 1
+            row.started_at = min(row.started_at, start)
+            row.last_at = max(row.last_at, end)
+            row.requests += run.requests
+            row.websockets += run.websockets
+            row.errors += run.errors
+            row.bytes_sent += run.sent
+            row.bytes_received += run.received
+            last[key[0]] = max(last.get(key[0], run.end), run.end)
+    for owner, seconds in last.items():
+        at = _time(seconds)
         db.session.execute(
             update(Workspace)
             .where(Workspace.username == owner,
