@@ -182,3 +182,16 @@ def test_a_user_sees_only_their_own(app: Flask, client: FlaskClient, auth: AuthA
     table = page.split('id="connections"')[1]
     assert page.count('class="connection"') == 1 and "alice" not in table
     assert 'id="garbled"' not in page
+
+
+def test_the_admin_workspace_list_links_each_history_and_shows_last_activity(
+    app: Flask, client: FlaskClient, auth: AuthActions
+) -> None:
+    with app.app_context():
+        ws = make_workspace(make_user("alice"), make_server())
+        ws.last_activity_at = utcnow().replace(year=2026, month=1, day=2, hour=3, minute=4)
+        db.session.commit()
+    auth.as_role("admin")
+    page = client.get("/admin/workspaces/").get_data(as_text=True)
+    assert 'href="/logs/connections?workspace=alice"' in page
+    assert "last activity 2026-01-02 03:04" in page
