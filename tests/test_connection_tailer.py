@@ -108,3 +108,17 @@ def test_truncation_starts_again_at_zero(tmp_path: Path) -> None:
 def test_a_missing_file_reads_nothing(tmp_path: Path) -> None:
     chunk = Tailer(tmp_path / "absent.json").read(Position())
     assert chunk.lines == [] and chunk.position == Position()
+
+
+def test_lines_the_writer_adds_to_the_old_file_before_reopening_are_not_lost(tmp_path: Path) -> None:
+    log = tmp_path / "access.json"
+    _append(log, "a\n")
+    tailer = Tailer(log)
+    position = tailer.read(Position()).position
+    os.rename(log, tmp_path / "access.json.1")
+    _append(log, "new\n")
+    first = tailer.read(position)  # the old file's end, the new file present: one more round for the old
+    assert first.lines == []
+    _append(tmp_path / "access.json.1", "late\n")  # nginx writes here until it gets USR1
+    lines, _, dropped = _drain(tailer, first.position)
+    assert lines == [b"late", b"new"] and dropped == 0
