@@ -221,6 +221,9 @@ def ingest_round(tailer: Tailer, workspace_domain: str, gap: timedelta) -> Round
     """Read one chunk from the tailer and commit its sessions, last activity and the new position."""
     cursor = _cursor()
     chunk = tailer.read(Position(cursor.inode, cursor.offset))
+    if not chunk.lines and not chunk.dropped and chunk.position == Position(cursor.inode, cursor.offset):
+        db.session.rollback()  # nothing new: no write every second on an idle edge
+        return RoundResult(0, 0, False)
     hits: list[Hit] = []
     garbled = chunk.dropped
     for raw in chunk.lines:
