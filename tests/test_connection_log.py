@@ -26,7 +26,7 @@ T0 = 1_800_000_000.0  # 2027-01-15 08:00 UTC
 def line(owner: str = "alice", app: str = "vscode", *, ts: float = T0, status: int = 200, user: str = "alice",
          request_time: float = 0.01, size: int = 100, uri: str = "/", client: str = "192.0.2.5") -> str:
     """One access-log line as the edge's log_format writes it."""
-    return json.dumps({"ts": ts, "host": f"{owner}-{app}.ws.localhost", "app": app, "status": status,
+    return json.dumps({"ts": ts, "host": f"{owner}-{app}.ws.localhost", "app": app, "status": f"{status:03d}",
                        "bytes": size, "received": 50, "request_time": request_time, "upstream_time": "0.004",
                        "upgrade": "websocket" if status == 101 else "", "client": client, "user": user,
                        "uri": uri})
@@ -56,11 +56,17 @@ def test_a_line_parses_into_who_what_when() -> None:
     assert hit.end - hit.start == 600  # a WebSocket counts for its whole duration
 
 
+def test_a_client_that_left_before_the_answer_is_a_request_with_an_error() -> None:
+    hit = parse_line(line(status=0).encode(), DOMAIN)  # nginx writes "000"
+    assert hit is not None and hit.status == 0
+
+
 def test_lines_that_are_not_workspace_use_are_ignored_and_garbage_is_refused() -> None:
     assert parse_line(line(uri="/_slipway/login").encode(), DOMAIN) is None
     assert parse_line(json.dumps({**json.loads(line()), "host": "evil.example"}).encode(), DOMAIN) is None
     for bad in (b'{"ts": 1, "host": "alice-vscode.ws.localhost", "sta', b"\xff\xfe", b"[1,2]",
-                json.dumps({**json.loads(line()), "status": "200"}).encode(),
+                json.dumps({**json.loads(line()), "status": "2000"}).encode(),
+                json.dumps({**json.loads(line()), "status": True}).encode(),
                 json.dumps({**json.loads(line()), "ts": -5}).encode()):
         try:
             parse_line(bad, DOMAIN)

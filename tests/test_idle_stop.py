@@ -118,3 +118,20 @@ def test_keep_running_only_where_allowed_and_audited(
         assert db.session.scalar(select(Workspace.keep_running)) is True
         assert db.session.scalar(select(AuditLog.action_type).where(
             AuditLog.action_type.like("workspace_keep_running%"))) == "workspace_keep_running_set"
+
+
+def test_idle_settings_parse_and_refuse_bad_values(tmp_path) -> None:
+    from config import DevelopmentConfig, validate
+
+    settings, problems = DevelopmentConfig.load({
+        "SLIPWAY_DATA_DIR": str(tmp_path), "SLIPWAY_IDLE_STOP_MINUTES": "45",
+        "SLIPWAY_IDLE_STOP_IMAGE_MINUTES": "slipway/workspace:latest=120, registry:5000/big:1=0"})
+    assert problems == []
+    assert settings["IDLE_STOP_MINUTES"] == 45
+    assert settings["IDLE_STOP_IMAGE_MINUTES"] == {"slipway/workspace:latest": 120, "registry:5000/big:1": 0}
+    bad, problems = DevelopmentConfig.load({
+        "SLIPWAY_DATA_DIR": str(tmp_path), "SLIPWAY_IDLE_STOP_MINUTES": "-1",
+        "SLIPWAY_IDLE_STOP_IMAGE_MINUTES": "slipway/workspace:latest"})
+    problems += validate(bad)
+    assert any("SLIPWAY_IDLE_STOP_MINUTES" in p for p in problems)
+    assert any("SLIPWAY_IDLE_STOP_IMAGE_MINUTES" in p for p in problems)

@@ -85,6 +85,15 @@ def _number(value: object, name: str) -> float:
     return value  # type: ignore[return-value]
 
 
+def _status(value: object) -> int:
+    """The HTTP status: a quoted three-digit string as the edge writes it (000: the client left first)."""
+    if value.__class__ is str and len(value) == 3 and value.isdigit():  # type: ignore[attr-defined]
+        return int(value)  # type: ignore[arg-type]
+    if value.__class__ is int and 0 <= value < 1000:  # type: ignore[operator]
+        return value  # type: ignore[return-value]
+    raise Garbled("status is not an HTTP status")
+
+
 def parse_line(raw: bytes, workspace_domain: str) -> Hit | None:
     """The Hit of one line; None for a line that is not use of a workspace app; Garbled when unreadable."""
     try:
@@ -95,11 +104,11 @@ def parse_line(raw: bytes, workspace_domain: str) -> Hit | None:
         raise Garbled("not an access-log record")
     get = record.get
     ts = _number(get("ts"), "ts")
-    status = _number(get("status"), "status")
+    status = _status(get("status"))
     duration = _number(get("request_time"), "request_time")
     sent, received = _number(get("bytes"), "bytes"), _number(get("received"), "received")
-    if status.__class__ is not int or ts > MAX_TIMESTAMP:
-        raise Garbled("status or time out of range")
+    if ts > MAX_TIMESTAMP:
+        raise Garbled("time out of range")
     uri = get("uri")
     if uri.__class__ is str and uri.startswith(EDGE_PAGES):
         return None
@@ -153,7 +162,7 @@ def _segments(hits: list[Hit], gap_seconds: float) -> dict[tuple, list[_Segment]
             run.end = hit.end
         run.requests += 1
         run.websockets += hit.websocket
-        run.errors += hit.status >= 400
+        run.errors += hit.status >= 400 or hit.status == 0
         run.sent += hit.sent
         run.received += hit.received
     return by_key
