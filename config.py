@@ -278,6 +278,15 @@ class Config:
             "ANALYTICS_RAW_DAYS": env.integer("SLIPWAY_ANALYTICS_RAW_DAYS", 7),
             "ANALYTICS_ROLLUP_DAYS": env.integer("SLIPWAY_ANALYTICS_ROLLUP_DAYS", 90),
             "ANALYTICS_ROLLUP_SECONDS": env.number("SLIPWAY_ANALYTICS_ROLLUP_SECONDS", 60.0),
+            # The edge's JSON access log, tailed by the worker into the connection log; idle stop.
+            "EDGE_ACCESS_LOG": env.text("SLIPWAY_EDGE_ACCESS_LOG", None),  # None: EDGE_DIR/logs/access.json
+            "CONNECTION_TAIL_SECONDS": env.number("SLIPWAY_CONNECTION_TAIL_SECONDS", 1.0),
+            "CONNECTION_SESSION_GAP_MINUTES": env.integer("SLIPWAY_CONNECTION_SESSION_GAP_MINUTES", 30),
+            "CONNECTION_KEEP_DAYS": env.integer("SLIPWAY_CONNECTION_KEEP_DAYS", 90),
+            "IDLE_STOP_MINUTES": env.integer("SLIPWAY_IDLE_STOP_MINUTES", 0),
+            "IDLE_STOP_IMAGE_MINUTES": _image_minutes(env, "SLIPWAY_IDLE_STOP_IMAGE_MINUTES"),
+            "IDLE_CHECK_SECONDS": env.number("SLIPWAY_IDLE_CHECK_SECONDS", 60.0),
+            "IDLE_KEEP_RUNNING_ALLOWED": env.boolean("SLIPWAY_IDLE_KEEP_RUNNING_ALLOWED", False),
             "USERS_PER_PAGE": 25,
             "BOOTSTRAP_SERVE_LOCAL": True,
             "WTF_CSRF_TIME_LIMIT": None,
@@ -512,6 +521,28 @@ def _check_directory(problems: list[str], settings: Mapping[str, Any]) -> None:
             problems.append(f"SLIPWAY_{name} must be more than 0 and at most 60 seconds")
 
 
+def _image_minutes(env: Any, name: str) -> dict[str, int]:
+    """`ref=minutes,ref=minutes` (per-image idle stop; 0 = never for that image) as a dict."""
+    raw = env.text(name, "") or ""
+    minutes: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        ref, sep, value = item.rpartition("=")
+        if not sep or not ref.strip() or not value.strip().isdigit():
+            env.problems.append(f"{name} must be ref=minutes[,ref=minutes...], got {item!r}")
+            continue
+        minutes[ref.strip()] = int(value)
+    return minutes
+
+
+def _check_connections(problems: list[str], settings: Mapping[str, Any]) -> None:
+    for name in ("CONNECTION_TAIL_SECONDS", "CONNECTION_SESSION_GAP_MINUTES", "CONNECTION_KEEP_DAYS",
+                 "IDLE_CHECK_SECONDS"):
+        if settings.get(name, 1) <= 0:
+            problems.append(f"SLIPWAY_{name} must be positive")
+    if settings.get("IDLE_STOP_MINUTES", 0) < 0:
+        problems.append("SLIPWAY_IDLE_STOP_MINUTES must be 0 (off) or a number of minutes")
+
+
 def validate(settings: Mapping[str, Any]) -> list[str]:
     """Return every problem with a parsed settings dict (empty when all is well)."""
     problems: list[str] = []
@@ -555,6 +586,7 @@ def validate(settings: Mapping[str, Any]) -> list[str]:
     _check_metrics(problems, settings)
     _check_directory(problems, settings)
     _check_mail(problems, settings)
+    _check_connections(problems, settings)
     for name in ("ANALYTICS_BUFFER_MAX", "ANALYTICS_BATCH_ROWS", "ANALYTICS_FLUSH_SECONDS",
                  "ANALYTICS_RAW_DAYS", "ANALYTICS_ROLLUP_DAYS", "ANALYTICS_ROLLUP_SECONDS"):
         if settings.get(name, 1) <= 0:

@@ -126,3 +126,6 @@ def _register_blueprints(app: Flask) -> None:
     from app.analytics.routes import bp as traffic_bp
 
     app.register_blueprint(traffic_bp)
+    from app.connections.routes import bp as connections_bp
+
+    app.register_blueprint(connections_bp)

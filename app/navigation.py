@@ -54,6 +54,7 @@ GROUPS: tuple[NavGroup, ...] = (
         NavLink("Alerts", "logs.alerts_index", "view_logs"),
         NavLink("Rules", "logs.rules", "manage_rules"),
         NavLink("Traffic", "traffic.index", "view_traffic"),
+        NavLink("Connections", "connections.index", "view_traffic"),
     )),
 )
 

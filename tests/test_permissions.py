@@ -108,6 +108,8 @@ ROUTES: dict[tuple[str, str], Expect] = {
     ("workspaces.home", "GET"): Expect(USERS, 200),
     ("workspaces.lifecycle", "POST"): Expect(USERS, 302),
     ("workspaces.open_app", "GET"): Expect(USERS, 302),
+    ("connections.index", "GET"): Expect(USERS, 200),  # admins see everyone's, others their own
+    ("connections.keep_running", "POST"): Expect(USERS, 302, data={"keep": "on"}),
     ("workspace_edge.check", "GET"): Expect(EVERYONE, 401, host=WS_HOST),
     ("workspace_edge.exchange", "GET"): Expect(EVERYONE, 400, host=WS_HOST),
     ("workspace_edge.login", "GET"): Expect(EVERYONE, 302, host=WS_HOST),

@@ -2,6 +2,7 @@
 
 from app.models.analytics import RequestLog, RequestRollup, RequestUserRollup
 from app.models.audit import LOG_LEVELS, AuditLog
+from app.models.connection import ConnectionSession, ConnectionTail
 from app.models.heartbeat import WorkerHeartbeat
 from app.models.image import BuildPolicy, BuildTemplate, Registry, Upload, WorkspaceImage
 from app.models.logs import (
@@ -77,4 +78,6 @@ __all__ = [
     "RequestLog",
     "RequestRollup",
     "RequestUserRollup",
+    "ConnectionSession",
+    "ConnectionTail",
 ]

@@ -52,6 +52,12 @@ class Workspace(db.Model):
     error: Mapped[str] = mapped_column(String(1000), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Idle stop: the end of the last request through the edge (from the connection log), when the
+    # idle check first saw it running, when it was stopped for being idle, and the owner's opt-out.
+    last_activity_at: Mapped[datetime | None]
+    running_since: Mapped[datetime | None]
+    idle_stopped_at: Mapped[datetime | None]
+    keep_running: Mapped[bool] = mapped_column(default=False)
 
     server: Mapped[Server] = relationship()
 

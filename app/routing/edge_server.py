@@ -25,6 +25,12 @@ from app.routing.nginx import (
 )
 
 
+def access_log_path(settings: Mapping[str, Any]) -> Path:
+    """The edge's JSON access log: SLIPWAY_EDGE_ACCESS_LOG, or logs/access.json in the edge folder."""
+    configured = settings.get("EDGE_ACCESS_LOG")
+    return Path(configured) if configured else Path(settings["EDGE_DIR"]).resolve() / "logs" / "access.json"
+
+
 def write_main_config(settings: Mapping[str, Any], *, workers: int | str = "auto") -> EdgePaths:
     """Write nginx.conf and nginx.test.conf under EDGE_DIR (and empty routes if none yet)."""
     paths = EdgePaths(Path(settings["EDGE_DIR"]).resolve())
@@ -35,7 +41,7 @@ def write_main_config(settings: Mapping[str, Any], *, workers: int | str = "auto
         "workers": workers,
         "run_dir": paths.run_dir,
         "shutdown_timeout": 30,
-        "access_log": "off",
+        "access_log": f"{access_log_path(settings)} slipway_json buffer=64k flush=1s",
         "web_upstream": f"{settings['LISTEN_HOST']}:{settings['LISTEN_PORT']}",
     }
     paths.main_conf.write_text(template.render(routes_file=paths.routes, **common))

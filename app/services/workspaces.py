@@ -8,6 +8,7 @@ refused with a message naming the task in flight.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from flask import current_app
 from sqlalchemy import select
@@ -22,8 +23,10 @@ from app.services import audit
 from app.services.default_image import default_workspace_image
 from app.services.placement import pick_server
 from app.services.task_queue import TaskConflict, enqueue
+from app.timeutil import utcnow
 
 ACTIONS = {"start": "start", "stop": "stop", "restart": "start"}
+IDLE_STOP_ACTOR = "idle stop"  # requested_by of a stop queued because the workspace was idle
 
 
 class WorkspaceError(ValueError):
@@ -167,8 +170,29 @@ def queue(ws: Workspace, action: str, actor: User, *, remove_folder: bool = Fals
         raise WorkspaceError(f"Another operation on this workspace is in progress ({exc}).") from exc
     if action == "delete":
         ws.status = "deleting"
+    ws.idle_stopped_at = None  # the owner's page explains an idle stop only until the next action
     audit.record(f"workspace_{action}_requested", actor.username, {"user": ws.username, **payload},
                  server_id=ws.server_id)
+    return task
+
+
+def stop_idle(ws: Workspace, minutes: int, idle_since: datetime) -> Task:
+    """Queue the normal stop task for `ws`, idle since `idle_since`, audited `workspace_idle_stopped`.
+
+    Adds to the session (the caller commits); refused with WorkspaceError while another task
+    holds the workspace. The workspace is only ever stopped, never deleted.
+    """
+    if ws.status != "running":
+        raise WorkspaceError(f"The workspace is {ws.status}, not running.")
+    try:
+        task = enqueue("stop", target=f"workspace:{ws.username}", requested_by=IDLE_STOP_ACTOR,
+                       payload={"workspace_id": ws.id, "restart": False}, lock_key=ws.lock_key)
+    except TaskConflict as exc:
+        raise WorkspaceError(f"Another operation on this workspace is in progress ({exc}).") from exc
+    ws.idle_stopped_at = utcnow()
+    audit.record("workspace_idle_stopped", None,
+                 {"user": ws.username, "idle_minutes": minutes, "idle_since": idle_since.isoformat(" ")},
+                 source="worker", server_id=ws.server_id)
     return task
 
 

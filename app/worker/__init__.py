@@ -72,6 +72,12 @@ def start_worker(app: Flask, stop: threading.Event) -> list[threading.Thread]:
     )
     rolling.start()
     threads.append(rolling)
+    from app.connections.loops import idle_loop, tail_loop
+
+    for target, name in ((tail_loop, "slipway-connection-log"), (idle_loop, "slipway-idle-stop")):
+        connections_thread = threading.Thread(target=target, args=(app, stop), name=name, daemon=True)
+        connections_thread.start()
+        threads.append(connections_thread)
     if app.config["POLL_ENABLED"]:
         from app.worker.poller import Poller
 

@@ -44,7 +44,11 @@ def check() -> Response:
         audit.record("workspace_admin_requested", decision.user.username,
                      {"owner": decision.owner, "app": decision.app, "uri": uri}, level="warning")
         db.session.commit()
-    return Response(status=decision.status)
+    response = Response(status=decision.status)
+    if decision.status == 200 and decision.user is not None:
+        # nginx copies it into its access log: the connection log records who used the workspace.
+        response.headers["X-Slipway-User"] = decision.user.username
+    return response
 
 
 @bp.route("/edge/exchange")

@@ -7,6 +7,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
+from app.connections.idle import idle_note
 from app.extensions import db
 from app.forms_common import ConfirmForm
 from app.logs.plain import workspace_events
@@ -48,6 +49,7 @@ def home() -> str:
         ))
         events = workspace_events(ws.id, ws.username, RECENT_EVENTS)
     return render_template("workspaces/home.html", ws=ws, task=recent[0] if recent else None,
+                           idle=idle_note(ws, current_app.config) if ws is not None else None,
                            workspace_events=events,
                            recent=recent, apps=WORKSPACE_APPS, confirm=ConfirmForm(),
                            want_start=request.args.get("start") == "1")

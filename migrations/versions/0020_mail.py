@@ -7,7 +7,7 @@ from alembic import op
 import sqlalchemy as sa
 
 revision = "0020_mail"
-down_revision = "0017"
+down_revision = "0019_connection_log"
 branch_labels = None
 depends_on = None
 
