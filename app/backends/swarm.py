@@ -198,7 +198,8 @@ class SwarmBackend(ContainerBackend):
         return info
 
     def _engine_api(self) -> tuple[int, ...]:
-        text = str(self.conn.api.api_version)
+        with translated():
+            text = str(self.conn.api.version().get("ApiVersion", ""))
         return tuple(int(part) for part in text.split(".") if part.isdigit())
 
     def _scale(self, ref: str, replicas: int) -> dict[str, Any]:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 TLS_PURPOSE = "server.tls"
 PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----\s.*?-----END \1-----", re.S)
 MAX_BUNDLE_CHARS = 20_000
+API_VERSION = "1.41"  # fixed, so making a client asks nothing; newer engines serve older API versions
 
 
 class BundleError(ValueError):
@@ -82,7 +83,8 @@ class SwarmConnection:
             else:
                 tls = docker.tls.TLSConfig(verify=True)
         try:
-            self.client = docker.DockerClient(base_url=base_url, tls=tls, timeout=timeout, version="auto")
+            self.client = docker.DockerClient(base_url=base_url, tls=tls, timeout=timeout,
+                                              version=API_VERSION)
         except DockerException as exc:
             self.close()
             raise AgentUnavailable(f"cannot reach the Swarm manager at {url}: {_reason(exc)}") from exc
@@ -186,3 +188,42 @@ def swarm_stats(conn: SwarmConnection, services: list[dict[str, Any]] | None = N
         running = sum(1 for s in services if s.get("status") == "running")
         stats["containers"] = {"running": running, "total": len(services)}
     return stats
+
+
+def probe_swarm(conn: SwarmConnection, instance: str, max_services: int = 200) -> Any:
+    """Poll a Swarm like an agent: an `Outcome` with its nodes and workspace services; closes `conn`."""
+    from app.backends.swarm_status import service_state
+    from app.services.servers import Outcome
+
+    started = time.monotonic()
+    try:
+        with translated():
+            info = conn.api.info()
+        if (info.get("Swarm") or {}).get("ControlAvailable") is not True:
+            return Outcome("degraded", error="this engine is not a Swarm manager (docker swarm init / join "
+                                             "as a manager)", seconds=time.monotonic() - started)
+        with translated():
+            services = conn.api.services(filters={"label": ["slipway.managed=true",
+                                                            f"slipway.app.instance={instance}"]})
+            tasks = conn.api.tasks() if services else []
+        by_service: dict[str, list[dict[str, Any]]] = {}
+        for task in tasks:
+            by_service.setdefault(task.get("ServiceID", ""), []).append(task)
+        managed = []
+        for service in services[:max_services]:
+            status, detail = service_state(service, by_service.get(service["ID"], []))
+            spec = service["Spec"]
+            image = ((spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}).get("Image")
+            managed.append({"id": service["ID"], "name": spec["Name"], "status": status, "detail": detail,
+                            "image": image,
+                            "created": service.get("CreatedAt"), "ports": {}})
+        stats = swarm_stats(conn, managed)
+        stats["managed_containers"] = managed
+    except AgentUnavailable as exc:
+        kind = "timeout" if exc.timed_out else "unreachable"
+        return Outcome(kind, error=exc.message, seconds=time.monotonic() - started)
+    except AgentError as exc:
+        return Outcome("degraded", error=exc.message, seconds=time.monotonic() - started)
+    finally:
+        conn.close()
+    return Outcome("ok", stats=stats, seconds=time.monotonic() - started)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 MIB = 1024 * 1024
@@ -51,3 +52,17 @@ def service_state(service: dict[str, Any], tasks: list[dict[str, Any]]) -> tuple
     if ordered and (ordered[0].get("Status") or {}).get("State") in WAITING:
         return "starting", (ordered[0].get("Status") or {}).get("Message", "")
     return "starting", "no task yet"
+
+
+PLACEMENT_RE = re.compile(r"(node|engine)\.[A-Za-z0-9._-]{1,100}\s*(==|!=)\s*[A-Za-z0-9._:/-]{1,100}")
+SPREAD_RE = re.compile(r"spread=node\.labels\.[A-Za-z0-9._-]{1,100}")
+
+
+def placement_problem(text: str) -> str | None:
+    """Why the placement rules (one a line) are not usable, or None."""
+    for line in (text or "").splitlines():
+        line = line.strip()
+        if line and not (PLACEMENT_RE.fullmatch(line) or SPREAD_RE.fullmatch(line)):
+            return (f"{line!r} is neither a constraint (node.labels.name==value, node.role==worker, ...) "
+                    "nor spread=node.labels.name.")
+    return None
