@@ -38,10 +38,10 @@ class ServerForm(FlaskForm):
     token = PasswordField("Agent token",
                           description="The agent's AGENT_TOKEN. Stored encrypted and never shown again. "
                                       "Not used by a Swarm.")
-    tls_bundle = TextAreaField("Swarm TLS client certificate", validators=[Optional()],
+    tls_bundle = TextAreaField("Swarm TLS client certificate",
                                description="PEM: the client certificate, its key, then the CA certificate. "
                                            "Required for a tcp:// manager; stored encrypted, never shown.")
-    swarm_placement = TextAreaField("Swarm placement", validators=[Optional(), Length(max=500)],
+    swarm_placement = TextAreaField("Swarm placement", validators=[Length(max=500)],
                                     description="One rule a line: a constraint such as "
                                                 "node.labels.slipway==yes, or spread=node.labels.zone.")
     publish_host = StringField("Publish host", validators=[Optional(), Length(max=255)],
