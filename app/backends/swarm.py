@@ -20,7 +20,7 @@ from agent.gate_check import gate_problem
 from app.agent_client import AgentConflict, AgentError, AgentNotFound, AgentUnavailable
 from app.backends.base import ContainerBackend, ContainerInfo, ContainerSpec
 from app.backends.swarm_client import SwarmConnection, connect, translated
-from app.backends.swarm_status import service_state
+from app.backends.swarm_status import DRIVER_LABEL, NODE_LABEL, service_state
 from app.models.server import Server
 
 MANAGED_LABEL = "slipway.managed"
@@ -115,8 +115,11 @@ class SwarmBackend(ContainerBackend):
         spec = service["Spec"]
         labels = dict(spec.get("Labels") or {})
         status, detail = service_state(service, tasks)
-        published = {p.get("TargetPort"): p.get("PublishedPort")
-                     for p in _published_ports(service, tasks) if p.get("PublishedPort")}
+        published: dict[int, int] = {}
+        for item in _published_ports(service, tasks):
+            # Engines 20.10 may give IPv4 and IPv6 different host ports: the first one listed is IPv4.
+            if item.get("PublishedPort"):
+                published.setdefault(item.get("TargetPort"), item["PublishedPort"])
         ports = {app: published[port] for app, port in app_ports(labels).items() if port in published}
         return ContainerInfo(id=service["ID"], name=spec["Name"], status=status,
                              ports=ports if status == "running" else {}, labels=labels,
@@ -163,7 +166,8 @@ class SwarmBackend(ContainerBackend):
         if self._find(spec.name) is not None:
             raise AgentConflict(f"a service named {spec.name} exists already", 409)
         labels = {**spec.labels, MANAGED_LABEL: "true", INSTANCE_LABEL: self.instance,
-                  PORTS_LABEL: _ports_label(spec.ports), VOLUME_LABEL: self._volume_name(spec)}
+                  PORTS_LABEL: _ports_label(spec.ports), VOLUME_LABEL: self._volume_name(spec),
+                  DRIVER_LABEL: self.volume_driver}
         owned = {MANAGED_LABEL: "true", INSTANCE_LABEL: self.instance}
         network = self._network(spec.name + NETWORK_SUFFIX, owned)
         memory = spec.memory_mb * 1024 * 1024
@@ -190,12 +194,38 @@ class SwarmBackend(ContainerBackend):
                 template, name=spec.name, labels=labels, mode=dt.ServiceMode("replicated", 1),
                 networks=[network], endpoint_spec=endpoint)
         info = self._wait_running(created["ID"], remove_on_failure=True)
+        if self.volume_driver == "local":
+            info = self._pin_to_volume(created["ID"]) or info
         problem = gate_problem(self.server.publish_host, info.ports)
         if problem is not None:
             self.remove(created["ID"])
             raise AgentError(f"image {spec.image} does not run the Slipway gate: {problem}; images must keep "
                              "the workspace image's ENTRYPOINT (slipway-entrypoint)", 400)
         return info
+
+    def _pin_to_volume(self, service_id: str) -> ContainerInfo | None:
+        """On several nodes, keep a service with a local volume on the node that holds the volume.
+
+        Changing the placement restarts the task once, so a single-node Swarm is left alone.
+        """
+        with translated():
+            nodes = self.conn.api.nodes()
+            if len(nodes) < 2:
+                return None
+            service = self.conn.api.inspect_service(service_id)
+            tasks = self._tasks(service_id)
+            running = [t for t in tasks if (t.get("Status") or {}).get("State") == "running"]
+            if not running:
+                return None
+            node_id = running[0]["NodeID"]
+            template = service["Spec"]["TaskTemplate"]
+            placed = (template.get("Placement") or {}).get("Constraints") or []
+            constraints = [*placed, f"node.id=={node_id}"]
+            template.setdefault("Placement", {})["Constraints"] = constraints
+            labels = {**service["Spec"].get("Labels", {}), NODE_LABEL: node_id}
+            self.conn.api.update_service(service_id, version=service["Version"]["Index"],
+                                         task_template=template, labels=labels, fetch_current_spec=True)
+        return self._wait_running(service_id)
 
     def _engine_api(self) -> tuple[int, ...]:
         with translated():
@@ -285,18 +315,20 @@ class SwarmBackend(ContainerBackend):
         from docker.errors import APIError, NotFound
 
         api = self.conn.api
-        try:
-            for network in api.networks(names=[name]):
-                labels = network.get("Labels") or {}
-                if network.get("Name") == name and labels.get(INSTANCE_LABEL) == self.instance:
-                    api.remove_network(network["Id"])
-        except NotFound:
-            return True
-        except APIError as exc:
-            if "in use" in str(exc.explanation or "") or "active endpoints" in str(exc.explanation or ""):
-                return False
-            raise AgentError(str(exc.explanation or exc), exc.status_code) from exc
-        return True
+        mine = [n for n in api.networks(names=[name])
+                if n.get("Name") == name and (n.get("Labels") or {}).get(INSTANCE_LABEL) == self.instance]
+        # Done only once it is no longer listed: the manager drops it asynchronously, and a
+        # re-create in between would otherwise adopt the dying network.
+        for network in mine:
+            try:
+                api.remove_network(network["Id"])
+            except NotFound:
+                pass
+            except APIError as exc:
+                text = str(exc.explanation or exc)
+                if not any(words in text for words in ("in use", "active endpoints", "not found")):
+                    raise AgentError(text, exc.status_code) from exc
+        return not mine
 
     def _remove_volume(self, name: str) -> bool:
         from docker.errors import APIError, NotFound

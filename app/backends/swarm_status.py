@@ -6,6 +6,8 @@ import re
 from typing import Any
 
 MIB = 1024 * 1024
+DRIVER_LABEL = "slipway.volume_driver"
+NODE_LABEL = "slipway.volume_node"  # where a local volume lives, once known (several nodes only)
 WAITING = frozenset({"new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting"})
 
 
@@ -32,6 +34,19 @@ def no_room_message(service: dict[str, Any], scheduler_says: str) -> str:
     return f"no node has room: no node has {free} free ({scheduler_says})"
 
 
+def unplaceable_message(service: dict[str, Any], scheduler_says: str) -> str:
+    """A task no node takes (drained, down, constraints): why, and what that means for the files."""
+    labels = service["Spec"].get("Labels") or {}
+    text = f"no node can run it now ({scheduler_says})"
+    if labels.get(DRIVER_LABEL) == "local":
+        node = labels.get(NODE_LABEL)
+        where = f"node {node}" if node else "the node that first ran it"
+        text += (f"; its files are in a local volume on {where}, and the local driver cannot follow a "
+                 "workspace to another node: it waits for that node to be active again (or use a "
+                 "shared volume driver, see docs/swarm.md)")
+    return text
+
+
 def service_state(service: dict[str, Any], tasks: list[dict[str, Any]]) -> tuple[str, str]:
     """(status, detail): running | starting | no_room | failed | stopping | exited, and why."""
     replicas = ((service["Spec"].get("Mode") or {}).get("Replicated") or {}).get("Replicas", 0)
@@ -47,6 +62,8 @@ def service_state(service: dict[str, Any], tasks: list[dict[str, Any]]) -> tuple
         state, err = status.get("State", ""), status.get("Err") or status.get("Message") or ""
         if state == "pending" and "insufficient resources" in err:
             return "no_room", no_room_message(service, err)
+        if state == "pending" and "no suitable node" in err:
+            return "pending", unplaceable_message(service, err)
         if state in ("failed", "rejected") and _version(task) > since:
             return "failed", f"the task was {state}: {err}" if err else f"the task was {state}"
     if ordered and (ordered[0].get("Status") or {}).get("State") in WAITING:
