@@ -68,3 +68,37 @@ def task_container(service_id: str):
     found = client.containers.list(filters={"label": f"com.docker.swarm.service.id={service_id}"})
     assert found, "no running task container"
     return found[0]
+
+
+def workspace_cookie(app, user, host: str) -> str:
+    """A workspace cookie for `user` on `host`, backed by a live session row (as the login makes)."""
+    from datetime import timedelta
+
+    from app.extensions import db
+    from app.models import UserSession
+    from app.security.tokens import Grant, cookie_name, cookie_value
+    from app.timeutil import utcnow
+
+    row = UserSession(user_id=user.id, session_token=secrets.token_hex(32),
+                      expires_at=utcnow() + timedelta(hours=1))
+    db.session.add(row)
+    db.session.commit()
+    with app.test_request_context():
+        return f"{cookie_name()}={cookie_value(Grant(user.id, user.username, host, row.id))}"
+
+
+def wait_tasks(ids: list[int], timeout: float = 120) -> list:
+    """Wait until the tasks `ids` finished (bounded); returns them."""
+    from sqlalchemy import select
+
+    from app.extensions import db
+    from app.models import Task
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        db.session.expire_all()
+        tasks = db.session.scalars(select(Task).where(Task.id.in_(ids))).all()
+        if tasks and all(t.is_finished for t in tasks):
+            return tasks
+        time.sleep(0.05)
+    raise AssertionError(f"tasks {ids} did not finish within {timeout} s")
