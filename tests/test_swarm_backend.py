@@ -5,13 +5,17 @@ from __future__ import annotations
 import secrets
 import subprocess
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 import requests
+from sqlalchemy import select
 
 import docker
 from app.agent_client import AgentError, AgentNotFound
 from app.backends.swarm import SwarmBackend
+from app.extensions import db
+from app.models import Server
 from tests.agent.helpers import wait_http
 from tests.builders import make_server
 from tests.support import require_service
@@ -190,3 +194,40 @@ def test_a_drained_node_holds_the_task_and_says_why(backend):
     back = wait_until(lambda: _when(backend, info.id, "running"), timeout=60, every=0.3)
     result = task_container(back.id).exec_run(["cat", "/workspace/note.txt"])
     assert result.exit_code == 0 and result.output.strip() == b"kept"
+
+
+def test_the_poller_records_nodes_and_services_and_a_wrong_socket_is_unreachable(app, backend):
+    from app.worker.poller import Poller
+
+    info = backend.create(workspace_spec("polled"))
+    with app.app_context():
+        make_server("nowhere", agent_url="unix:///nonexistent/docker.sock", backend="swarm", status="unknown")
+        poller = Poller(app, holder="swarm-test")
+        assert poller.acquire_lease()
+        report = poller.poll_round()
+        assert report.outcomes == {"ok": 1, "unreachable": 1}
+        rows = {s.name: s for s in db.session.scalars(select(Server))}
+        stats = rows["swarm1"].stats
+        assert stats["backend"] == "swarm" and len(stats["nodes"]) == 1
+        node = stats["nodes"][0]
+        assert node["state"] == "ready" and node["role"] == "manager" and node["memory"] > 0
+        assert [(c["name"], c["status"]) for c in stats["managed_containers"]] == [(info.name, "running")]
+        assert rows["swarm1"].memory_total == node["memory"] and rows["swarm1"].containers_running == 1
+        assert rows["nowhere"].last_outcome == "unreachable"
+        poller.pool.shutdown(wait=True)
+
+
+def test_the_reconciler_removes_an_orphan_service(app, backend):
+    from app.workspaces.reconcile import _reconcile_server
+
+    orphan = backend.create(workspace_spec("orphan"))
+    app.config["ORPHAN_GRACE_SECONDS"] = 0
+
+    class Ctx:
+        def log(self, *args, **kwargs) -> None:
+            pass
+
+    with app.app_context():
+        server = db.session.scalar(select(Server).where(Server.name == "swarm1"))
+        assert _reconcile_server(Ctx(), server, timedelta(0)) == 1
+    assert backend.status(orphan.id) is None

@@ -30,7 +30,7 @@ VOLUME_LABEL = "slipway.volume"
 NETWORK_SUFFIX = "-net"
 WORKSPACE_MOUNT = "/workspace"
 PIDS_LIMIT = 512
-POLL_SECONDS = 0.25
+POLL_SECONDS = 0.1
 NO_ROOM_GRACE_SECONDS = 2.0  # the scheduler decides at once; wait a little for a node freeing up
 
 
