@@ -231,3 +231,36 @@ def test_the_reconciler_removes_an_orphan_service(app, backend):
         server = db.session.scalar(select(Server).where(Server.name == "swarm1"))
         assert _reconcile_server(Ctx(), server, timedelta(0)) == 1
     assert backend.status(orphan.id) is None
+
+
+def test_an_admin_adds_the_swarm_and_the_connection_check_reads_its_nodes(app, client, auth):
+    from app.models import Task, TaskEvent
+    from app.worker.runner import Runner
+    from tests.builders import add_form
+    from tests.support import form_post
+    from tests.wsstack import wait_until
+
+    require_service("docker swarm", swarm_available())
+    auth.as_role("admin")
+    data = add_form(name="cluster", backend="swarm", agent_url=SOCKET_URL, token="")
+    response = form_post(client, "/servers/new", data, page="/servers/new")
+    assert response.status_code == 302, response.get_data(as_text=True)
+    runner = Runner(app, concurrency=1)
+    assert runner.run_once() == 1
+
+    def finished():
+        with app.app_context():
+            task = db.session.scalar(select(Task).where(Task.kind == "refresh_server"))
+            return task if task.is_finished else None
+
+    task = wait_until(finished, timeout=30, every=0.1)
+    assert task.state == "succeeded", task.message
+    with app.app_context():
+        events = db.session.scalars(select(TaskEvent.message).where(TaskEvent.task_id == task.id)).all()
+        assert any("1 nodes, 1 ready" in message for message in events), events
+        server = db.session.scalar(select(Server).where(Server.name == "cluster"))
+        assert server.status == "online" and server.stats["nodes"][0]["state"] == "ready"
+        server_id = server.id
+    page = client.get(f"/servers/{server_id}").get_data(as_text=True)
+    assert "Swarm nodes" in page and "manager" in page and "ready" in page
+    runner.shutdown(5)
