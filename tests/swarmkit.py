@@ -96,7 +96,7 @@ def wait_tasks(ids: list[int], timeout: float = 120) -> list:
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        db.session.expire_all()
+        db.session.rollback()  # a fresh snapshot: MariaDB's repeatable read would show the old rows
         tasks = db.session.scalars(select(Task).where(Task.id.in_(ids))).all()
         if tasks and all(t.is_finished for t in tasks):
             return tasks

@@ -264,3 +264,10 @@ def test_an_admin_adds_the_swarm_and_the_connection_check_reads_its_nodes(app, c
     page = client.get(f"/servers/{server_id}").get_data(as_text=True)
     assert "Swarm nodes" in page and "manager" in page and "ready" in page
     runner.shutdown(5)
+
+
+def test_a_refused_service_leaves_no_network_behind(backend):
+    spec = workspace_spec("badref", image="Not A Valid Reference!")
+    with pytest.raises(AgentError):
+        backend.create(spec)
+    assert not backend.conn.api.networks(names=[f"{spec.name}-net"])

@@ -189,10 +189,14 @@ class SwarmBackend(ContainerBackend):
         endpoint = dt.EndpointSpec(mode="vip", ports=[
             {"Protocol": "tcp", "TargetPort": port, "PublishMode": self.publish_mode}
             for port in spec.ports.values()])
-        with translated():
-            created = self.conn.api.create_service(
-                template, name=spec.name, labels=labels, mode=dt.ServiceMode("replicated", 1),
-                networks=[network], endpoint_spec=endpoint)
+        try:
+            with translated():
+                created = self.conn.api.create_service(
+                    template, name=spec.name, labels=labels, mode=dt.ServiceMode("replicated", 1),
+                    networks=[network], endpoint_spec=endpoint)
+        except AgentError:
+            self._remove_network(spec.name + NETWORK_SUFFIX)  # nothing uses it; a retry makes it again
+            raise
         info = self._wait_running(created["ID"], remove_on_failure=True)
         if self.volume_driver == "local":
             info = self._pin_to_volume(created["ID"]) or info
