@@ -30,7 +30,8 @@ images: test-image
 	@bash docker/images/build-workspace-image.sh
 
 test: $(STAMP) images
-	@bash scripts/test.sh "$(TEST_DATABASE_URL)" $(PYTEST_ARGS)
+	@bash scripts/test.sh "$(TEST_DATABASE_URL)" $(PYTEST_ARGS); status=$$?; \
+	  bash scripts/services.sh swarm-restore; exit $$status
 
 test-sqlite: $(STAMP)
 	@bash scripts/test.sh "" $(PYTEST_ARGS)

@@ -84,6 +84,18 @@ class _EnvReader:
                                      f"(host bits zero), or 'none'; got {item!r}")
         return tuple(networks)
 
+    def options(self, name: str, default: str) -> dict[str, str]:
+        """`key=value` pairs separated by semicolons (values may hold commas and equals signs)."""
+        raw = self.environ.get(name, default)
+        found: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in raw.split(";"))):
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                self.problems.append(f"{name} must be key=value pairs separated by semicolons, got {item!r}")
+                continue
+            found[key.strip()] = value.strip()
+        return found
+
     def retention(self, name: str, default: str) -> dict[str, int]:
         """Days to keep log entries per level: `level=days` pairs; levels left out keep the default."""
         days = parse_retention(default)[0]
@@ -193,6 +205,11 @@ class Config:
             "RECONCILE_INTERVAL_SECONDS": env.integer("SLIPWAY_RECONCILE_INTERVAL_SECONDS", 120),
             # Containers carry slipway.app.instance=<this>; the reconciler only ever touches its own.
             "INSTANCE_NAME": env.text("SLIPWAY_INSTANCE", "slipway"),
+            # Swarm servers: each workspace's folder is a named volume of this driver (see docs/swarm.md).
+            "SWARM_VOLUME_DRIVER": env.text("SLIPWAY_SWARM_VOLUME_DRIVER", "local"),
+            "SWARM_VOLUME_OPTIONS": env.options("SLIPWAY_SWARM_VOLUME_OPTIONS", ""),
+            "SWARM_START_TIMEOUT": env.number("SLIPWAY_SWARM_START_TIMEOUT", 90.0),
+            "SWARM_PUBLISH_MODE": env.text("SLIPWAY_SWARM_PUBLISH_MODE", "host"),
             "TRUSTED_PROXIES": env.text("SLIPWAY_TRUSTED_PROXIES", "127.0.0.1,::1"),
             "MFA_REQUIRED_ROLES": env.text("SLIPWAY_MFA_REQUIRED_ROLES", cls.DEFAULT_MFA_REQUIRED_ROLES),
             "MFA_ISSUER": env.text("SLIPWAY_MFA_ISSUER", "Slipway"),
@@ -582,6 +599,8 @@ def validate(settings: Mapping[str, Any]) -> list[str]:
         if settings.get(name, 0) <= 0:
             problems.append(f"SLIPWAY_{name} must be positive")
     _check_poller(problems, settings)
+    if settings.get("SWARM_PUBLISH_MODE") not in ("host", "ingress"):
+        problems.append("SLIPWAY_SWARM_PUBLISH_MODE must be host or ingress")
     _check_outbound(problems, settings)
     _check_metrics(problems, settings)
     _check_directory(problems, settings)

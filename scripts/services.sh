@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Start the services the tests (and `make run`) use, if they are not already running.
-# Usage: scripts/services.sh [run|test]
+# Usage: scripts/services.sh [run|test|swarm-restore]
 # Everything listens on loopback only.
 set -euo pipefail
 mode=${1:-test}
@@ -98,10 +98,30 @@ YAML
   wait_for "docker-registry" 30 curl -sf -o /dev/null -u "$user:$password" "$url"
 }
 
+# A single-node Swarm on loopback for the Swarm backend's tests. When this script created it, it
+# says so in $logdir/swarm-created, and `services.sh swarm-restore` (run after `make test`) leaves it.
+start_swarm() {
+  local state
+  state=$(docker info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null || echo unknown)
+  if [ "$state" = inactive ]; then
+    docker swarm init --advertise-addr 127.0.0.1 >/dev/null
+    echo "created $(date -u +%FT%TZ)" >"$logdir/swarm-created"
+  fi
+}
+
+restore_swarm() {
+  if [ -f "$logdir/swarm-created" ]; then
+    docker swarm leave --force >/dev/null && rm -f "$logdir/swarm-created"
+  fi
+}
+
+if [ "$mode" = swarm-restore ]; then restore_swarm; exit 0; fi
+
 if command -v dockerd >/dev/null; then start_docker; elif [ "$mode" = test ]; then
   echo "dockerd is not installed" >&2; exit 1
 fi
 if [ "$mode" = test ]; then
+  start_swarm
   start_mariadb
   start_redis
   start_registry

@@ -16,9 +16,15 @@ def _agent() -> type[ContainerBackend]:
     return AgentBackend
 
 
-BACKENDS = {"agent": _agent}
+def _swarm() -> type[ContainerBackend]:
+    from app.backends.swarm import SwarmBackend
+
+    return SwarmBackend
+
+
+BACKENDS = {"agent": _agent, "swarm": _swarm}
 
 
 def backend_for(server: Server) -> ContainerBackend:
     """The backend instance that runs containers on `server`."""
-    return BACKENDS["agent"]()(server)  # type: ignore[call-arg]
+    return BACKENDS[server.backend or "agent"]()(server)  # type: ignore[call-arg]

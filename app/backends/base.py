@@ -38,6 +38,7 @@ class ContainerInfo:
     ports: dict[str, int]
     labels: dict[str, str] = field(default_factory=dict)
     created: str | None = None
+    detail: str = ""  # why it is not running, in words (e.g. "no node has room: ..."), when known
 
     @property
     def running(self) -> bool:

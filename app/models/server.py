@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, String
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
 from app.timeutil import utcnow
 
 SERVER_STATUSES = ("unknown", "online", "degraded", "offline")
+SERVER_BACKENDS = ("agent", "swarm")
 
 
 class Server(db.Model):
@@ -48,6 +49,12 @@ class Server(db.Model):
     # (an agent restart starts a new epoch, and the poller records the gap).
     events_cursor: Mapped[int] = mapped_column(BigInteger, default=0)
     events_epoch: Mapped[str] = mapped_column(String(64), default="")
+    # "agent" (one Docker host behind its agent) or "swarm": then `agent_url` is the manager's
+    # Engine API URL, `tls_encrypted` its client certificate bundle (purpose "server.tls", None on a
+    # socket), `token_encrypted` unused, and `swarm_placement` the admin's placement rules.
+    backend: Mapped[str] = mapped_column(String(16), default="agent", server_default="agent")
+    tls_encrypted: Mapped[str | None] = mapped_column(Text)
+    swarm_placement: Mapped[str] = mapped_column(String(500), default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     def stats_fresh(self, ttl_seconds: int, now: datetime | None = None) -> bool:

@@ -11,6 +11,7 @@ from sqlalchemy import delete as sql_delete
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
+from app.backends.swarm_client import TLS_PURPOSE, is_socket_url
 from app.extensions import db
 from app.forms_common import ConfirmForm
 from app.logs.query import Filters, recent_entries, unresolved_alerts_of_server
@@ -92,13 +93,18 @@ def add() -> str | Response:
     """Register a server by its agent URL and token (stored encrypted)."""
     form = ServerForm()
     if form.validate_on_submit():
-        server = Server(name=form.name.data, agent_url=form.agent_url.data,
-                        token_encrypted=encrypt_secret(form.token.data, "server.token"),
+        swarm = form.is_swarm()
+        server = Server(name=form.name.data, agent_url=form.agent_url.data, backend=form.backend.data,
+                        token_encrypted="" if swarm else encrypt_secret(form.token.data, "server.token"),
+                        tls_encrypted=encrypt_secret(form.tls_bundle.data, TLS_PURPOSE)
+                        if swarm and form.tls_bundle.data else None,
+                        swarm_placement=form.swarm_placement.data or "",
                         publish_host=form.resolved_publish_host(), status="unknown")
         db.session.add(server)
         db.session.flush()
         audit.record("server_added", current_user.username,
-                     {"server": server.name, "agent_url": server.agent_url}, server_id=server.id)
+                     {"server": server.name, "agent_url": server.agent_url, "backend": server.backend},
+                     server_id=server.id)
         task = queue_refresh(server)
         db.session.commit()
         flash(f"Server {server.name} added; testing the connection now.", "success")
@@ -122,6 +128,14 @@ def edit(server_id: int) -> str | Response:
         if form.token.data:
             server.token_encrypted = encrypt_secret(form.token.data, "server.token")
             changed.append("token")
+        if form.tls_bundle.data:
+            server.tls_encrypted = encrypt_secret(form.tls_bundle.data, TLS_PURPOSE)
+            changed.append("token")
+        elif server.backend == "swarm" and is_socket_url(server.agent_url):
+            server.tls_encrypted = None
+        if server.swarm_placement != (form.swarm_placement.data or ""):
+            server.swarm_placement = form.swarm_placement.data or ""
+            changed.append("swarm_placement")
         audit.record("server_updated", current_user.username, {"server": server.name, "changed": changed},
                      server_id=server.id)
         if {"agent_url", "token"} & set(changed):
@@ -134,7 +148,7 @@ def edit(server_id: int) -> str | Response:
         db.session.commit()
         flash(f"Server {server.name} saved.", "success")
         return redirect(url_for("servers.detail", server_id=server.id))
-    form.token.data = ""
+    form.token.data = form.tls_bundle.data = ""
     return render_template("servers/form.html", form=form, server=server)
 
 

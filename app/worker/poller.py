@@ -34,7 +34,8 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
-from app.agent_client import AgentClient
+from app.agent_client import AgentClient, AgentError
+from app.backends.swarm_client import SwarmConnection, connect, probe_swarm
 from app.extensions import db
 from app.logs.agent_events import EventBatch, batch_entries, fetch_events, offline_entry
 from app.logs.store import add_entries
@@ -49,6 +50,11 @@ log = logging.getLogger(__name__)
 LEASE_NAME = "poller"
 RETENTION_EVERY_SECONDS = 600
 NEW_SERVER_CHECK_SECONDS = 1.0  # how soon a just-registered server gets its first poll
+
+
+def poll_swarm(conn: SwarmConnection, instance: str) -> tuple[Outcome, EventBatch | None]:
+    """Probe one Swarm manager (nodes and workspace services); Swarms have no event buffer."""
+    return probe_swarm(conn, instance), None
 
 
 def poll_server(
@@ -176,6 +182,15 @@ class Poller:
             previous = self._in_flight.get(server.id)
             if previous is not None and not previous.done():
                 continue  # last probe still running: skip rather than stack another thread
+            if server.backend == "swarm":
+                try:
+                    conn = connect(server, timeout=config["AGENT_READ_TIMEOUT"])
+                except (SecretDecryptError, AgentError) as exc:
+                    outcomes[server.id] = Outcome("degraded", error=f"cannot connect: {exc}")
+                    continue
+                futures[server.id] = self._in_flight[server.id] = self.pool.submit(
+                    poll_swarm, conn, config["INSTANCE_NAME"])
+                continue
             try:
                 client = AgentClient.for_server(server, retries=0)
             except SecretDecryptError:
