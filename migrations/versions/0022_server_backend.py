@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0022_server_backend"
-down_revision = "0017"
+down_revision = "0021_directory"
 branch_labels = None
 depends_on = None
 
