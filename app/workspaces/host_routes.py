@@ -12,6 +12,9 @@ from werkzeug.wrappers import Response
 
 from app.extensions import db
 from app.models import User
+from app.routing.edge_server import key_file
+from app.routing.signing import SIGNATURE_HEADER, SignatureError, load_keys, verify
+from app.routing.sync import table_text
 from app.security.tokens import TokenError, cookie_name, cookie_value, redeem_handoff
 from app.services import audit
 from app.workspaces.access import decide, live_user, may_enter, owner_of, request_host
@@ -45,6 +48,20 @@ def check() -> Response:
                      {"owner": decision.owner, "app": decision.app, "uri": uri}, level="warning")
         db.session.commit()
     return Response(status=decision.status)
+
+
+@bp.route("/_edge/routes")
+def edge_routes() -> Response:
+    """The full route table for an edge that starts or re-checks: signed requests only (the key file)."""
+    try:
+        verify(load_keys(key_file(current_app.config)), request.headers.get(SIGNATURE_HEADER), "GET",
+               "/workspaces/_edge/routes")
+    except SignatureError as exc:
+        current_app.logger.warning("edge table request refused from %s: %s", request.remote_addr, exc)
+        return Response(f"refused: {exc}\n", status=401, mimetype="text/plain")
+    response = Response(table_text(), mimetype="text/plain")
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.route("/edge/exchange")

@@ -1,0 +1,58 @@
+"""Push route lines to every edge's admin listener, signed; an edge that is down heals by its pull."""
+
+from __future__ import annotations
+
+import http.client
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from app.routing.signing import SIGNATURE_HEADER, load_keys, sign
+
+log = logging.getLogger(__name__)
+PUSH_TIMEOUT_SECONDS = 5
+ADMIN_PATH = "/routes"
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """What each edge answered: changes applied, refusals (bad input) and unreachable edges."""
+
+    changed: int
+    refused: list[str]
+    unreachable: list[str]
+
+
+def _post(url: str, body: bytes, keys: list[str]) -> tuple[int, str]:
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80,
+                                      timeout=PUSH_TIMEOUT_SECONDS)
+    try:
+        conn.request("POST", ADMIN_PATH, body=body, headers={
+            SIGNATURE_HEADER: sign(keys, "POST", ADMIN_PATH, body), "Content-Type": "text/plain"})
+        response = conn.getresponse()
+        return response.status, response.read(2000).decode(errors="replace").strip()
+    finally:
+        conn.close()
+
+
+def push(lines: Sequence[str], urls: Sequence[str], key_file: Path) -> PushResult:
+    """POST `lines` (a `replace` first line makes it the full table) to every edge admin URL."""
+    body = ("\n".join(lines) + "\n").encode()
+    keys = load_keys(key_file)
+    changed, refused, unreachable = 0, [], []
+    for url in urls:
+        try:
+            status, text = _post(url, body, keys)
+        except OSError as exc:
+            # Not fatal: the edge loads the full table from the web app when it starts and every few seconds.
+            log.warning("edge %s unreachable: %s", url, exc)
+            unreachable.append(url)
+            continue
+        if status == 200 and text.startswith("ok "):
+            changed += int(text.split()[1])
+        else:
+            refused.append(f"{url}: {status} {text[:200]}")
+    return PushResult(changed, refused, unreachable)
