@@ -187,6 +187,7 @@ class Config:
             "EDGE_ADMIN_URLS": env.text("SLIPWAY_EDGE_ADMIN_URLS", ""),  # "" = this host's edge only
             "EDGE_KEY_FILE": env.text("SLIPWAY_EDGE_KEY_FILE", None),  # None: $EDGE_DIR/edge.key
             "EDGE_SYNC_SECONDS": env.integer("SLIPWAY_EDGE_SYNC_SECONDS", 10),
+            "EDGE_COOKIE_MINUTES": env.integer("SLIPWAY_EDGE_COOKIE_MINUTES", 10),
             "WORKSPACE_ADMIN_ACCESS": env.boolean("SLIPWAY_WORKSPACE_ADMIN_ACCESS", False),
             "DEFAULT_IMAGE": env.text("SLIPWAY_DEFAULT_IMAGE", "slipway/test-workspace:latest"),
             "DEFAULT_CPU": float(env.integer("SLIPWAY_DEFAULT_CPU_MILLI", 1000)) / 1000,

@@ -14,6 +14,7 @@ from app.auth.second_step import setup_page, setup_secret
 from app.extensions import db
 from app.forms_common import ConfirmForm
 from app.models import UserSession
+from app.routing.sync import revoke_sessions
 from app.security import clock, mfa
 from app.security.passwords import check_password, recently_used, set_password
 from app.security.ratelimit import rate_limit
@@ -169,6 +170,7 @@ def revoke_session(session_id: int) -> Response:
     row.is_active = False
     audit.record("session_revoked", current_user.username, {"session_id": row.id})
     db.session.commit()
+    revoke_sessions(current_user.username, [row.id])
     flash("Session ended.", "success")
     if row.id == current_user.current_session.id:
         return redirect(url_for("auth.login"))

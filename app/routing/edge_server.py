@@ -38,6 +38,7 @@ MODULES_DIR = "/usr/share/nginx/modules"  # Debian's libnginx-mod-http-lua and i
 ROUTES_ZONE = "64m"  # ~200 bytes a workspace: room for 300,000
 DEFAULT_ADMIN_PORT = 8079
 DEFAULT_SYNC_SECONDS = 10
+DEFAULT_COOKIE_MINUTES = 10
 
 
 def _listen(bind: object, port: object, what: str) -> str:
@@ -59,6 +60,16 @@ def key_file(settings: Mapping[str, Any]) -> Path:
     return Path(settings.get("EDGE_KEY_FILE") or Path(settings["EDGE_DIR"]) / "edge.key").resolve()
 
 
+def edge_cookie_name(settings: Mapping[str, Any]) -> str:
+    """The signed edge cookie's name (`__Host-` prefixed over HTTPS, like the workspace cookie)."""
+    return "__Host-slipway_edge" if settings.get("HTTPS") else "slipway_edge"
+
+
+def cookie_seconds(settings: Mapping[str, Any]) -> int:
+    """How long an edge cookie is valid: minutes, so a missed revocation push still ends soon."""
+    return max(1, int(settings.get("EDGE_COOKIE_MINUTES", DEFAULT_COOKIE_MINUTES))) * 60
+
+
 def edge_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     """Every value the edge configuration needs, whitelisted (RouteError otherwise)."""
     admin_port = settings.get("EDGE_ADMIN_PORT", DEFAULT_ADMIN_PORT)
@@ -77,6 +88,10 @@ def edge_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
         "web_port": int(settings["LISTEN_PORT"]),
         "key_file": _plain_path(key_file(settings)),
         "sync_seconds": max(1, int(settings.get("EDGE_SYNC_SECONDS", DEFAULT_SYNC_SECONDS))),
+        "edge_cookie": edge_cookie_name(settings),
+        "cookie_seconds": cookie_seconds(settings),
+        # Renewed (one call to the web app) in its last third, so an active user never sees it lapse.
+        "renew_seconds": cookie_seconds(settings) // 3,
     }
 
 

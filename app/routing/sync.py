@@ -100,3 +100,19 @@ def regenerate(actor: str | None = None, *, only_if_changed: bool = False,
         db.session.commit()
         raise NginxError(message)
     return result.changed > 0
+
+
+def revoke_sessions(username: str, session_ids: Collection[int]) -> None:
+    """Tell every edge these login sessions ended: their edge cookies are refused at once.
+
+    Best effort by design: an edge that misses it still refuses the cookie when it expires
+    (SLIPWAY_EDGE_COOKIE_MINUTES), and the web app's own check already refuses the session.
+    """
+    lines = [f"revoke {username} {int(sid)}" for sid in session_ids]
+    if not lines:
+        return
+    path = key_file(current_app.config)
+    ensure_key_file(path)
+    result = push(lines, admin_urls(), path)
+    if result.refused:
+        current_app.logger.warning("edge refused a revocation: %s", "; ".join(result.refused))

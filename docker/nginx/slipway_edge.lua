@@ -26,11 +26,8 @@ local byte, fmt, sub = string.byte, string.format, string.sub
 local _M = { conf = {} }
 
 local SIGNATURE_WINDOW = 60 -- seconds a signed request stays valid (its nonce is kept twice as long)
-local USER_RE = [[^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$]]
 local IPV4_RE = [[^(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}$]]
 local IPV6_RE = [[^\[[0-9a-f:.]{2,45}\]$]]
-local PORT_RE = [[^[1-9][0-9]{0,4}$]]
-local GATE_RE = [[^(?:-|[A-Za-z0-9_-]{16,128})$]]
 
 
 local function hex(raw)
@@ -117,40 +114,55 @@ function _M.verify(header, method, path, body)
     return false, "bad signature"
 end
 
-local function valid_value(parts)
-    local address, vscode, jupyter, gate = parts[2], parts[3], parts[4], parts[5]
-    if not (re_find(address, IPV4_RE, "jo") or re_find(address, IPV6_RE, "jo")) then
-        return false
-    end
-    for _, port in ipairs({ vscode, jupyter }) do
-        if not re_find(port, PORT_RE, "jo") or tonumber(port) > 65535 then
-            return false
-        end
-    end
-    return re_find(gate, GATE_RE, "jo") ~= nil
+local function valid_port(port)
+    local number = tonumber(port)
+    return number ~= nil and port:find("^[1-9]%d*$") ~= nil and number <= 65535
+end
+
+local function valid_user(user)
+    -- A DNS label of at most 32, no "--": what the web app's usernames are.
+    return #user <= 32 and user:find("^[a-z0-9][a-z0-9-]*$") ~= nil and sub(user, -1) ~= "-"
+        and not user:find("--", 1, true)
+end
+
+local function valid_gate(gate)
+    return gate == "-" or (#gate >= 16 and #gate <= 128 and gate:find("^[A-Za-z0-9_-]+$") ~= nil)
 end
 
 --- Parse and whitelist every line; nil and the first bad line's number unless all are good.
+--- 100,000 lines per full table: plain Lua patterns, and each distinct address checked once.
 local function parse(body)
     local ops, replace = {}, false
+    local addresses = {}
     local number = 0
     for line in body:gmatch("[^\n]+") do
         number = number + 1
         if number == 1 and line == "replace" then
             replace = true
         else
-            local parts = {}
-            for word in line:gmatch("%S+") do
-                parts[#parts + 1] = word
-            end
-            local verb, user = parts[1], parts[2]
-            if type(user) ~= "string" or not re_find(user, USER_RE, "jo") or user:find("--", 1, true) then
+            local verb, user, rest = line:match("^(%l+) (%S+)(.*)$")
+            if not verb or not valid_user(user) then
                 return nil, number
             end
-            if verb == "put" and #parts == 6 and valid_value({ user, parts[3], parts[4], parts[5], parts[6] }) then
-                ops[#ops + 1] = { user, parts[3] .. " " .. parts[4] .. " " .. parts[5] .. " " .. parts[6] }
-            elseif (verb == "stop" or verb == "del") and #parts == 2 then
+            if verb == "put" then
+                local address, vscode, jupyter, gate = rest:match("^ (%S+) (%S+) (%S+) (%S+)$")
+                if not address then
+                    return nil, number
+                end
+                local known = addresses[address]
+                if known == nil then
+                    known = (re_find(address, IPV4_RE, "jo") or re_find(address, IPV6_RE, "jo")) ~= nil
+                    addresses[address] = known
+                end
+                if not (known and valid_port(vscode) and valid_port(jupyter) and valid_gate(gate)) then
+                    return nil, number
+                end
+                ops[#ops + 1] = { user, sub(rest, 2) }
+            elseif (verb == "stop" or verb == "del") and rest == "" then
                 ops[#ops + 1] = { user, verb == "stop" and "-" or false }
+            elseif verb == "revoke" and (rest == " *" or rest:find("^ [1-9]%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?$")) then
+                -- "revoke user session_id": that session's edge cookies; "revoke user *": all of the user's so far
+                ops[#ops + 1] = { user, nil, sub(rest, 2) }
             else
                 return nil, number
             end
@@ -164,8 +176,12 @@ local function apply(ops, replace)
     local changed = 0
     local seen = replace and {} or nil
     for i = 1, #ops do
-        local user, value = ops[i][1], ops[i][2]
-        if value then
+        local user, value, revoked = ops[i][1], ops[i][2], ops[i][3]
+        if revoked then
+            local key = revoked == "*" and "ru:" .. user or "rs:" .. revoked
+            state:set(key, ngx.time(), _M.conf.cookie_seconds + SIGNATURE_WINDOW)
+            changed = changed + 1
+        elseif value then
             if routes:get(user) ~= value then
                 local ok, err = routes:safe_set(user, value)
                 if not ok then
@@ -342,7 +358,99 @@ function _M.route()
     local ctx = ngx.ctx
     ctx.peer = address
     ctx.port = tonumber(app == "vscode" and vscode or jupyter)
+    ctx.owner = user
     ngx.var.slipway_gate = gate == "-" and "" or gate
+end
+
+local MAX_COOKIE = 300 -- an edge cookie is ~150 bytes; anything longer is refused unread
+local MAX_CANDIDATES = 8 -- a request stuffed with copies costs at most this many checks
+
+--- "ok", "renew" (valid, near expiry), "revoked", or nil: one edge cookie for this host and owner.
+local function check_cookie(candidate, host, owner, now)
+    if #candidate > MAX_COOKIE then
+        return nil
+    end
+    local user, sid, issued, expires, mac = candidate:match("^v1%.([a-z0-9-]+)%.(%d+)%.(%d+)%.(%d+)%.(%x+)$")
+    if not user or user ~= owner then
+        return nil -- an admin let in by the config flag goes through the web app's (audited) check
+    end
+    local message = "v1|" .. host .. "|" .. user .. "|" .. sid .. "|" .. issued .. "|" .. expires
+    local good = false
+    for _, key in ipairs(keys()) do
+        if same(hex(hmac_sha256(key, message)), mac) then
+            good = true
+            break
+        end
+    end
+    expires, issued = tonumber(expires), tonumber(issued)
+    if not good or expires <= now then
+        return nil
+    end
+    local all_before = state:get("ru:" .. user)
+    if state:get("rs:" .. sid) or (all_before and issued <= all_before) then
+        return "revoked"
+    end
+    if expires - now < _M.conf.renew_seconds then
+        return "renew"
+    end
+    return "ok"
+end
+
+--- The owner check in the edge: a valid signed edge cookie passes with no call to the web app.
+--- Otherwise (none, near expiry, another user, an admin) one sub-request to the web app decides and
+--- may hand back a fresh cookie; a revoked session is refused at once.
+function _M.access()
+    local ctx = ngx.ctx
+    local header = ngx.var.http_cookie
+    local prefix = _M.conf.cookie .. "="
+    local verdict
+    if header and ctx.owner then
+        local now, seen = ngx.time(), 0
+        for part in header:gmatch("[^;]+") do
+            part = part:match("^%s*(.-)%s*$")
+            if sub(part, 1, #prefix) == prefix then
+                seen = seen + 1
+                if seen > MAX_CANDIDATES then
+                    break
+                end
+                local found = check_cookie(sub(part, #prefix + 1), ngx.var.host, ctx.owner, now)
+                if found == "ok" then
+                    return
+                end
+                verdict = verdict or found
+            end
+        end
+    end
+    if verdict == "revoked" then
+        return ngx.exit(401)
+    end
+    local answer = ngx.location.capture("/_slipway/auth")
+    local status = answer.status
+    if status == 200 then
+        ctx.set_cookie = answer.header["X-Slipway-Edge-Cookie"]
+        return
+    end
+    if status == 401 or status == 403 then
+        return ngx.exit(status)
+    end
+    return ngx.exit(503)
+end
+
+--- header_filter_by_lua: hand a fresh edge cookie to the browser beside the workspace's own.
+function _M.header_filter()
+    local fresh = ngx.ctx.set_cookie
+    if type(fresh) ~= "string" then
+        return
+    end
+    local existing = ngx.header["Set-Cookie"]
+    if existing == nil then
+        ngx.header["Set-Cookie"] = fresh
+    elseif type(existing) == "table" then
+        existing[#existing + 1] = fresh
+        ngx.header["Set-Cookie"] = existing
+    else
+        ngx.header["Set-Cookie"] = { existing, fresh }
+    end
 end
 
 --- balancer_by_lua: the peer route() chose; keep-alive connections are pooled per peer.
