@@ -54,3 +54,43 @@ def test_one_workspace_change_pushes_only_its_line(app, monkeypatch):
     [(lines, urls)] = pushed
     assert urls == ["http://127.0.0.1:9001", "http://10.0.0.2:9001"]
     assert len(lines) == 2 and lines[0].startswith("put carol ") and lines[1] == "del gone"
+
+
+def test_the_hand_off_sets_a_signed_edge_cookie_and_the_check_renews_it(app, client, auth):
+    from app.routing.signing import edge_cookie_value
+    from tests.workspace_helpers import HOST, cookie_of, exchange, open_app
+
+    with app.app_context():
+        make_workspace(make_user("alice"), make_server())
+    auth.login("alice")
+    _, token, _ = open_app(client)
+    done = exchange(app, HOST.format("alice"), token)
+    cookies = done.headers.getlist("Set-Cookie")
+    [edge] = [c for c in cookies if c.startswith("slipway_edge=")]
+    assert "HttpOnly" in edge and "Max-Age=600" in edge and "Domain" not in edge
+    value = edge.split(";", 1)[0].split("=", 1)[1]
+    user, sid, issued, expires = value.split(".")[1:5]
+    assert user == "alice" and int(expires) - int(issued) == 600
+    keys = load_keys(key_file(app.config))
+    host = HOST.format("alice")
+    # The same fields signed with the shared key for this host: what the edge recomputes.
+    assert edge_cookie_value(keys, host, "alice", int(sid), 600).split(".")[1:3] == ["alice", sid]
+    workspace_cookie = cookie_of(done)[0]
+    checked = app.test_client(use_cookies=False).get(
+        "/workspaces/_auth", headers={"Host": host, "Cookie": workspace_cookie})
+    assert checked.status_code == 200
+    assert checked.headers["X-Slipway-Edge-Cookie"].startswith("slipway_edge=v1.alice." + sid + ".")
+    refused = app.test_client(use_cookies=False).get("/workspaces/_auth", headers={"Host": host})
+    assert refused.status_code == 401 and "X-Slipway-Edge-Cookie" not in refused.headers
+
+
+def test_logout_pushes_the_session_revocation_to_every_edge(app, client, auth, monkeypatch):
+    pushed = []
+    monkeypatch.setattr(sync, "push", lambda lines, urls, path: pushed.append(lines) or PushResult(1, [], []))
+    with app.app_context():
+        make_user("alice")
+    auth.login("alice")
+    auth.logout()
+    assert len(pushed) == 1 and len(pushed[0]) == 1
+    verb, user, sid = pushed[0][0].split()
+    assert (verb, user) == ("revoke", "alice") and sid.isdigit()

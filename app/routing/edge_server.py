@@ -31,7 +31,7 @@ from app.routing.nginx import (
     master_pid,
     write_private,
 )
-from app.routing.signing import ensure_key_file
+from app.routing.signing import ensure_key_file, load_keys
 from app.validators import is_plain_ip, is_port
 
 MODULES_DIR = "/usr/share/nginx/modules"  # Debian's libnginx-mod-http-lua and its NDK
@@ -58,6 +58,13 @@ def _plain_path(path: Path) -> str:
 def key_file(settings: Mapping[str, Any]) -> Path:
     """The key shared by the web app, the worker and the edges (default: in the edge's run folder)."""
     return Path(settings.get("EDGE_KEY_FILE") or Path(settings["EDGE_DIR"]) / "edge.key").resolve()
+
+
+def shared_keys(settings: Mapping[str, Any]) -> list[str]:
+    """The shared keys, current first (the key file is created, mode 0600, when missing)."""
+    path = key_file(settings)
+    ensure_key_file(path)
+    return load_keys(path)
 
 
 def edge_cookie_name(settings: Mapping[str, Any]) -> str:

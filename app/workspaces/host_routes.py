@@ -12,8 +12,8 @@ from werkzeug.wrappers import Response
 
 from app.extensions import db
 from app.models import User
-from app.routing.edge_server import cookie_seconds, edge_cookie_name, key_file
-from app.routing.signing import SIGNATURE_HEADER, SignatureError, edge_cookie_value, load_keys, verify
+from app.routing.edge_server import cookie_seconds, edge_cookie_name, shared_keys
+from app.routing.signing import SIGNATURE_HEADER, SignatureError, edge_cookie_value, verify
 from app.routing.sync import table_text
 from app.security.tokens import TokenError, cookie_name, cookie_value, read_cookie, redeem_handoff
 from app.services import audit
@@ -60,7 +60,7 @@ def check() -> Response:
 def _edge_cookie_header(username: str) -> str | None:
     """A Set-Cookie value for the signed edge cookie of this host, user and login session."""
     config = current_app.config
-    keys = load_keys(key_file(config))
+    keys = shared_keys(config)
     if not keys:
         return None
     lifetime = cookie_seconds(config)
@@ -82,7 +82,7 @@ def _session_id() -> int:
 def edge_routes() -> Response:
     """The full route table for an edge that starts or re-checks: signed requests only (the key file)."""
     try:
-        verify(load_keys(key_file(current_app.config)), request.headers.get(SIGNATURE_HEADER), "GET",
+        verify(shared_keys(current_app.config), request.headers.get(SIGNATURE_HEADER), "GET",
                "/workspaces/_edge/routes")
     except SignatureError as exc:
         current_app.logger.warning("edge table request refused from %s: %s", request.remote_addr, exc)
@@ -124,7 +124,7 @@ def exchange() -> Response:
         samesite="Lax",
     )
     lifetime = cookie_seconds(current_app.config)
-    keys = load_keys(key_file(current_app.config))
+    keys = shared_keys(current_app.config)
     if keys and user.username == owner:
         response.set_cookie(
             edge_cookie_name(current_app.config),

@@ -238,6 +238,7 @@ function _M.admin()
             body = ""
         end
     end
+    local started = ngx.now()
     local ok, why = _M.verify(ngx.var.http_x_slipway_signature, "POST", "/routes", body)
     if not ok then
         ngx.log(ngx.WARN, "slipway edge: refused a push from ", ngx.var.remote_addr, ": ", why)
@@ -259,7 +260,8 @@ function _M.admin()
         ngx.say("refused: ", err)
         return ngx.exit(507)
     end
-    ngx.say("ok ", changed)
+    ngx.update_time()
+    ngx.say("ok ", changed, " ", fmt("%.1f", (ngx.now() - started) * 1000), "ms")
 end
 
 --- GET the full table from the web app over a cosocket (timers have no subrequests).
