@@ -198,3 +198,24 @@ def test_a_rotated_key_is_accepted_with_the_previous_one_during_the_overlap(worl
             assert _post(edge, stop, sign(old, "POST", "/routes", stop))[0] == 200
             assert _post(edge, stop, sign([new], "POST", "/routes", stop))[0] == 200
             assert _post(edge, stop, sign(["c" * 64], "POST", "/routes", stop))[0] == 401
+
+
+def test_a_reload_of_the_edge_itself_keeps_the_table(world: dict[str, Any]) -> None:
+    from app.routing.edge_server import reload_edge
+
+    with text_server("still here") as up:
+        with running_edge(world["folder"] / "edge", world["web_port"], world["key_file"], 60) as edge:
+            # Only the push knows this route (after the edge's first pull): the table must survive the reload.
+            deadline = time.monotonic() + 5
+            while world["web"].table_requests == 0:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            time.sleep(0.3)  # the pull's answer applied
+            result = push([f"put alice 127.0.0.1 {up} {up} -"], [edge["admin_url"]], world["key_file"])
+            assert result.changed == 1
+            _until(edge, "alice-vscode.ws.localhost", (200, "still here"))
+            assert reload_edge({**edge, "NGINX_BIN": NGINX_BIN}) is True
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:  # old and new workers both answer from the same zone
+                assert _body(edge, "alice-vscode.ws.localhost") == (200, "still here")
+                time.sleep(0.05)

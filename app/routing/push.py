@@ -25,6 +25,7 @@ class PushResult:
     refused: list[str]
     unreachable: list[str]
     edge_ms: list[float] = field(default_factory=list)  # each edge's own time to apply the push
+    edge_cpu_ms: list[float] = field(default_factory=list)  # of which CPU (the rest: waiting on a busy host)
 
 
 def _post(url: str, body: bytes, keys: list[str], timeout: float) -> tuple[int, str]:
@@ -44,7 +45,7 @@ def push(lines: Sequence[str], urls: Sequence[str], key_file: Path) -> PushResul
     body = ("\n".join(lines) + "\n").encode()
     keys = load_keys(key_file)
     timeout = TABLE_TIMEOUT_SECONDS if lines and lines[0] == "replace" else PUSH_TIMEOUT_SECONDS
-    changed, refused, unreachable, edge_ms = 0, [], [], []
+    changed, refused, unreachable, edge_ms, edge_cpu_ms = 0, [], [], [], []
     for url in urls:
         try:
             status, text = _post(url, body, keys, timeout)
@@ -56,8 +57,9 @@ def push(lines: Sequence[str], urls: Sequence[str], key_file: Path) -> PushResul
         if status == 200 and text.startswith("ok "):
             words = text.split()
             changed += int(words[1])
-            if len(words) > 2 and words[2].endswith("ms"):
+            if len(words) > 3 and words[2].endswith("ms") and words[3].endswith("ms-cpu"):
                 edge_ms.append(float(words[2][:-2]))
+                edge_cpu_ms.append(float(words[3][:-6]))
         else:
             refused.append(f"{url}: {status} {text[:200]}")
-    return PushResult(changed, refused, unreachable, edge_ms)
+    return PushResult(changed, refused, unreachable, edge_ms, edge_cpu_ms)
