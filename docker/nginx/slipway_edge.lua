@@ -8,6 +8,7 @@
 
 local ffi = require("ffi")
 local balancer = require("ngx.balancer")
+local lrucache = require("resty.lrucache")
 
 ffi.cdef [[
 const void *EVP_sha256(void);
@@ -19,6 +20,7 @@ local C = ffi.C
 local digest = ffi.new("unsigned char[32]")
 local digest_len = ffi.new("unsigned int[1]")
 local routes = ngx.shared.slipway_routes
+local verified = lrucache.new(20000) -- per worker: cookies whose signature was already checked
 local state = ngx.shared.slipway_state
 local re_find = ngx.re.find
 local byte, fmt, sub = string.byte, string.format, string.sub
@@ -246,6 +248,7 @@ function _M.admin()
         ngx.say("refused: bad line ", replace)
         return ngx.exit(400)
     end
+    state:set("pushed_at", ngx.now())
     local changed, err = apply(ops, replace)
     if not changed then
         ngx.log(ngx.ERR, "slipway edge: ", err)
@@ -289,7 +292,14 @@ local function fetch()
 end
 
 local function pull()
+    local asked = ngx.now()
     local body, err = fetch()
+    -- A push that landed while the table was in flight may be newer than it: keep the push and
+    -- pull again at the next tick (loaded_at is left as it was).
+    if body and (state:get("pushed_at") or 0) >= asked then
+        ngx.log(ngx.NOTICE, "slipway edge: a push arrived during the pull; pulling again")
+        return false
+    end
     if body then
         local changed
         changed, err = _M.load_table(body)
@@ -367,21 +377,35 @@ local function check_cookie(candidate, host, owner, now)
     if #candidate > MAX_COOKIE then
         return nil
     end
-    local user, sid, issued, expires, mac = candidate:match("^v1%.([a-z0-9-]+)%.(%d+)%.(%d+)%.(%d+)%.(%x+)$")
-    if not user or user ~= owner then
-        return nil -- an admin let in by the config flag goes through the web app's (audited) check
-    end
-    local message = "v1|" .. host .. "|" .. user .. "|" .. sid .. "|" .. issued .. "|" .. expires
-    local good = false
-    for _, key in ipairs(keys()) do
-        if same(hex(hmac_sha256(key, message)), mac) then
-            good = true
-            break
+    -- A cookie's signature is checked once per worker, then remembered (revocation and expiry
+    -- are still checked on every request): the HMAC would otherwise cost more than the proxying.
+    local cache_key = host .. " " .. candidate
+    local known = verified:get(cache_key)
+    local user, sid, issued, expires
+    if known then
+        user, sid, issued, expires = known[1], known[2], known[3], known[4]
+    else
+        local mac
+        user, sid, issued, expires, mac = candidate:match("^v1%.([a-z0-9-]+)%.(%d+)%.(%d+)%.(%d+)%.(%x+)$")
+        if not user then
+            return nil
         end
+        local message = "v1|" .. host .. "|" .. user .. "|" .. sid .. "|" .. issued .. "|" .. expires
+        local good = false
+        for _, key in ipairs(keys()) do
+            if same(hex(hmac_sha256(key, message)), mac) then
+                good = true
+                break
+            end
+        end
+        if not good then
+            return nil
+        end
+        issued, expires = tonumber(issued), tonumber(expires)
+        verified:set(cache_key, { user, sid, issued, expires }, expires - now + 1)
     end
-    expires, issued = tonumber(expires), tonumber(issued)
-    if not good or expires <= now then
-        return nil
+    if user ~= owner or expires <= now then
+        return nil -- an admin let in by the config flag goes through the web app's (audited) check
     end
     local all_before = state:get("ru:" .. user)
     if state:get("rs:" .. sid) or (all_before and issued <= all_before) then
@@ -403,8 +427,7 @@ function _M.access()
     local verdict
     if header and ctx.owner then
         local now, seen = ngx.time(), 0
-        for part in header:gmatch("[^;]+") do
-            part = part:match("^%s*(.-)%s*$")
+        for part in header:gmatch("[^;%s]+") do
             if sub(part, 1, #prefix) == prefix then
                 seen = seen + 1
                 if seen > MAX_CANDIDATES then
