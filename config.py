@@ -197,6 +197,11 @@ class Config:
             "EDGE_BIND": env.text("SLIPWAY_EDGE_BIND", "127.0.0.1"),
             "EDGE_PORT": env.integer("SLIPWAY_EDGE_PORT", 8080),
             "NGINX_BIN": env.text("SLIPWAY_NGINX_BIN", "/usr/sbin/nginx"),
+            "EDGE_ADMIN_PORT": env.integer("SLIPWAY_EDGE_ADMIN_PORT", 8079),
+            "EDGE_ADMIN_URLS": env.text("SLIPWAY_EDGE_ADMIN_URLS", ""),  # "" = this host's edge only
+            "EDGE_KEY_FILE": env.text("SLIPWAY_EDGE_KEY_FILE", None),  # None: $EDGE_DIR/edge.key
+            "EDGE_SYNC_SECONDS": env.integer("SLIPWAY_EDGE_SYNC_SECONDS", 10),
+            "EDGE_COOKIE_MINUTES": env.integer("SLIPWAY_EDGE_COOKIE_MINUTES", 10),
             "WORKSPACE_ADMIN_ACCESS": env.boolean("SLIPWAY_WORKSPACE_ADMIN_ACCESS", False),
             "DEFAULT_IMAGE": env.text("SLIPWAY_DEFAULT_IMAGE", "slipway/test-workspace:latest"),
             "DEFAULT_CPU": float(env.integer("SLIPWAY_DEFAULT_CPU_MILLI", 1000)) / 1000,
@@ -576,6 +581,12 @@ def validate(settings: Mapping[str, Any]) -> list[str]:
     _check_secrets_key(problems, settings)
     _check_port(problems, "SLIPWAY_LISTEN_PORT", settings.get("LISTEN_PORT"))
     _check_port(problems, "SLIPWAY_EDGE_PORT", settings.get("EDGE_PORT"))
+    _check_port(problems, "SLIPWAY_EDGE_ADMIN_PORT", settings.get("EDGE_ADMIN_PORT"))
+    if settings.get("EDGE_ADMIN_PORT") == settings.get("EDGE_PORT"):
+        problems.append("SLIPWAY_EDGE_ADMIN_PORT must differ from SLIPWAY_EDGE_PORT (never public)")
+    for url in str(settings.get("EDGE_ADMIN_URLS") or "").split(","):
+        if url.strip() and not url.strip().startswith("http://"):
+            problems.append(f"SLIPWAY_EDGE_ADMIN_URLS entries must be http:// URLs, got {url.strip()!r}")
     try:
         ipaddress.ip_address(settings.get("LISTEN_HOST") or "")
     except ValueError:

@@ -4,6 +4,7 @@
 set -euo pipefail
 mode=${1:-test}
 packages=(python3-venv docker.io nginx busybox-static gcc libc6-dev)  # gcc: the workspace gate in the test image
+packages+=(libnginx-mod-http-lua lua-resty-core lua-resty-lrucache)  # the edge's in-memory route table (docker/nginx/slipway_edge.lua)
 if [ "$mode" = test ]; then
   packages+=(mariadb-server redis-server docker-registry chromium chromium-driver debootstrap curl wrk prometheus
              iproute2 iptables  # ip netns + DOCKER-USER: the firewall test

@@ -45,6 +45,9 @@ def build_app(database_url: str, data_dir: Path, **overrides: object) -> Flask:
         "RATELIMIT_ENABLED": False,
         # Password-only logins for the suite; tests/test_mfa.py covers forced MFA for admin and qvp.
         "MFA_REQUIRED_ROLES": "",
+        # The edge's key under the test's folder; pushes go to a closed port unless a test runs an edge.
+        "EDGE_DIR": data_dir / "edge",
+        "EDGE_ADMIN_URLS": "http://127.0.0.1:9",
     }
     settings.update(overrides)
     return create_app(TestingConfig, settings)

@@ -1,4 +1,4 @@
-"""The real edge nginx: routes from one map, auth_request fail-closed, safe swaps."""
+"""The real edge nginx: routes in memory pushed at run time, auth_request fail-closed, bad pushes refused."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from app.routing.edge_server import start_edge, stop_edge
-from app.routing.nginx import EdgePaths, NginxError, WorkspaceRoutes, install, render_routes
+from app.routing.nginx import EdgePaths, WorkspaceRoutes, route_lines
+from app.routing.push import push
 from tests.agent.helpers import free_port
 from tests.edgekit import (
     NGINX_BIN,
@@ -55,15 +56,7 @@ def edge() -> Iterator[dict[str, Any]]:
     """A running edge nginx whose web app is the stub above."""
     require_service("nginx", nginx_available())
     with stub_server(_auth_answer) as web_port, edge_dir() as tmp_path:
-        settings = {
-            "EDGE_DIR": tmp_path / "edge",
-            "EDGE_BIND": "127.0.0.1",
-            "EDGE_PORT": free_port(),
-            "NGINX_BIN": NGINX_BIN,
-            "LISTEN_HOST": "127.0.0.1",
-            "LISTEN_PORT": web_port,
-            "WORKSPACE_DOMAIN": "ws.localhost:8080",
-        }
+        settings = _settings(tmp_path, web_port)
         process = start_edge(settings, workers=1)
         try:
             yield {**settings, "paths": EdgePaths((tmp_path / "edge").resolve()), "process": process}
@@ -71,8 +64,22 @@ def edge() -> Iterator[dict[str, Any]]:
             stop_edge(process)
 
 
+def _settings(tmp_path: Path, web_port: int) -> dict[str, Any]:
+    return {
+        "EDGE_DIR": tmp_path / "edge", "EDGE_BIND": "127.0.0.1", "EDGE_PORT": free_port(),
+        "EDGE_ADMIN_PORT": free_port(), "EDGE_KEY_FILE": tmp_path / "edge.key",
+        "NGINX_BIN": NGINX_BIN, "LISTEN_HOST": "127.0.0.1", "LISTEN_PORT": web_port,
+        "WORKSPACE_DOMAIN": "ws.localhost:8080",
+    }
+
+
+def _push(settings: dict[str, Any], lines: list[str]) -> Any:
+    return push(lines, [f"http://127.0.0.1:{settings['EDGE_ADMIN_PORT']}"], settings["EDGE_KEY_FILE"])
+
+
 def _apply(edge: dict[str, Any], routes: list[WorkspaceRoutes]) -> None:
-    install(render_routes(routes, edge), edge["paths"], NGINX_BIN)
+    result = _push(edge, ["replace", *route_lines(routes)])
+    assert not result.refused and not result.unreachable, result
 
 
 def _body(edge: dict[str, Any], host: str) -> str:
@@ -117,17 +124,11 @@ def test_web_app_down_fails_closed() -> None:
 
 
 def _check_fails_closed(tmp_path: Path) -> None:
-    settings = {
-        "EDGE_DIR": tmp_path / "edge", "EDGE_BIND": "127.0.0.1", "EDGE_PORT": free_port(),
-        "NGINX_BIN": NGINX_BIN, "LISTEN_HOST": "127.0.0.1", "LISTEN_PORT": free_port(),
-        "WORKSPACE_DOMAIN": "ws.localhost:8080",
-    }
+    settings = _settings(tmp_path, free_port())
     process = start_edge(settings, workers=1)
     try:
         with text_server("secret") as a:
-            install(render_routes([WorkspaceRoutes("alice", "127.0.0.1", a, a)], settings),
-                    EdgePaths((tmp_path / "edge").resolve()), NGINX_BIN)
-            time.sleep(0.3)
+            _apply(settings, [WorkspaceRoutes("alice", "127.0.0.1", a, a)])
             status, _, body = get(settings["EDGE_PORT"], "alice-vscode.ws.localhost", "/",
                                   {"Cookie": "who=owner"})
             assert status >= 500 and "secret" not in body
@@ -135,23 +136,17 @@ def _check_fails_closed(tmp_path: Path) -> None:
         stop_edge(process)
 
 
-def test_failed_check_keeps_the_previous_routes_serving(edge: dict[str, Any]) -> None:
-    paths: EdgePaths = edge["paths"]
+def test_a_refused_push_keeps_the_previous_routes_serving(edge: dict[str, Any]) -> None:
     with text_server("old route") as a:
         _apply(edge, [WorkspaceRoutes("alice", "127.0.0.1", a, a)])
         assert _wait_for(edge, "alice-vscode.ws.localhost", 200) == (200, "old route")
-        good = paths.routes.read_text()
-        broken = good.replace("server {", "server {\n    no_such_directive on;", 1)
-        with pytest.raises(NginxError) as failure:
-            install(broken, paths, NGINX_BIN)
-        assert "no_such_directive" in str(failure.value)
-        assert paths.routes.read_text() == good
-        assert not paths.candidate.exists()
-        time.sleep(0.2)
+        moved = f"put alice 127.0.0.1 {a + 1} {a + 1} -"
+        result = _push(edge, ["replace", moved, "put bob 127.0.0.1;} 1 2 -"])
+        assert result.refused and "bad line 3" in result.refused[0]
         assert _body(edge, "alice-vscode.ws.localhost") == "old route"
 
 
-def test_route_change_is_served_after_reload(edge: dict[str, Any]) -> None:
+def test_route_change_is_served_without_reload(edge: dict[str, Any]) -> None:
     with text_server("first") as a, text_server("second") as b:
         _apply(edge, [WorkspaceRoutes("alice", "127.0.0.1", a, a)])
         assert _wait_for(edge, "alice-vscode.ws.localhost", 200)[1] == "first"
@@ -229,16 +224,10 @@ def test_workspace_answers_may_be_framed_only_by_their_own_host(edge: dict[str, 
 def test_a_frozen_web_app_fails_closed_within_seconds_with_the_edge_page() -> None:
     require_service("nginx", nginx_available())
     with frozen_server() as web_port, edge_dir() as tmp_path, text_server("private page") as up:
-        settings = {
-            "EDGE_DIR": tmp_path / "edge", "EDGE_BIND": "127.0.0.1", "EDGE_PORT": free_port(),
-            "NGINX_BIN": NGINX_BIN, "LISTEN_HOST": "127.0.0.1", "LISTEN_PORT": web_port,
-            "WORKSPACE_DOMAIN": "ws.localhost:8080",
-        }
+        settings = _settings(tmp_path, web_port)
         process = start_edge(settings, workers=1)
         try:
-            install(render_routes([WorkspaceRoutes("alice", "127.0.0.1", up, up, SECRET)], settings),
-                    EdgePaths((tmp_path / "edge").resolve()), NGINX_BIN)
-            time.sleep(0.3)
+            _apply(settings, [WorkspaceRoutes("alice", "127.0.0.1", up, up, SECRET)])
             started = time.monotonic()
             status, headers, body = get(settings["EDGE_PORT"], "alice-vscode.ws.localhost", "/",
                                         {"Cookie": "who=owner"}, timeout=30)

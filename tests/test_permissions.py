@@ -111,6 +111,7 @@ ROUTES: dict[tuple[str, str], Expect] = {
     ("connections.index", "GET"): Expect(USERS, 200),  # admins see everyone's, others their own
     ("connections.keep_running", "POST"): Expect(USERS, 302, data={"keep": "on"}),
     ("workspace_edge.check", "GET"): Expect(EVERYONE, 401, host=WS_HOST),
+    ("workspace_edge.edge_routes", "GET"): Expect(EVERYONE, 401),  # edges sign their requests
     ("workspace_edge.exchange", "GET"): Expect(EVERYONE, 400, host=WS_HOST),
     ("workspace_edge.login", "GET"): Expect(EVERYONE, 302, host=WS_HOST),
     ("workspace_edge.forbidden", "GET"): Expect(EVERYONE, 403, host=WS_HOST),

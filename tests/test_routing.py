@@ -1,40 +1,46 @@
-"""The routes renderer: hostile values never reach the nginx file; hosts parse back."""
+"""The edge's route lines: hostile values never reach an edge; hosts parse back."""
 
 from __future__ import annotations
 
 import pytest
 
+from app.routing.edge_server import edge_settings
 from app.routing.nginx import (
     RouteError,
     WorkspaceRoutes,
     parse_workspace_host,
-    render_routes,
+    route_lines,
+    table_text,
     workspace_host,
 )
 
-SETTINGS = {"WORKSPACE_DOMAIN": "ws.localhost:8080", "EDGE_BIND": "127.0.0.1", "EDGE_PORT": 8080}
+SETTINGS = {"WORKSPACE_DOMAIN": "ws.localhost:8080", "EDGE_BIND": "127.0.0.1", "EDGE_PORT": 8080,
+            "LISTEN_HOST": "127.0.0.1", "LISTEN_PORT": 8000, "EDGE_DIR": "/tmp/edge"}
+
+
+def render_routes(routes: list[WorkspaceRoutes], settings: dict) -> str:
+    """The full table for `routes` after the edge settings it would run with are checked."""
+    edge_settings(settings)
+    return table_text(routes)
 
 
 SECRET = "s3cret-Token_0123456789abcdef"
 
 
-def test_renders_one_map_and_one_server() -> None:
+def test_renders_one_full_table_line_per_workspace() -> None:
     text = render_routes(
         [WorkspaceRoutes("alice", "127.0.0.1", 4001, 4002, SECRET),
          WorkspaceRoutes("bob", None, 4003, 4004, SECRET), WorkspaceRoutes("carol", "127.0.0.1", 4005, 4006)],
         SETTINGS,
     )
-    assert text.count("map $host $slipway_route") == 1
-    assert text.count("server {") == 1
-    assert f'    alice-vscode.ws.localhost "127.0.0.1:4001|{SECRET}";' in text
-    assert f'    alice-jupyter.ws.localhost "127.0.0.1:4002|{SECRET}";' in text
-    assert '    bob-vscode.ws.localhost "-";' in text
-    assert '    bob-jupyter.ws.localhost "-";' in text
-    assert text.count(SECRET) == 2  # a stopped workspace's secret is not written at all
-    assert '    carol-vscode.ws.localhost "127.0.0.1:4005";' in text  # made before the gate existed
-    assert "4003" not in text
-    assert "listen 127.0.0.1:8080 default_server;" in text
-    assert "proxy_set_header X-Slipway-Gate $slipway_gate;" in text
+    assert text.splitlines() == [
+        "replace",
+        f"put alice 127.0.0.1 4001 4002 {SECRET}",
+        "stop bob",  # a stopped workspace's secret is not sent at all
+        "put carol 127.0.0.1 4005 4006 -",  # made before the gate existed
+    ]
+    assert edge_settings(SETTINGS)["listen"] == "127.0.0.1:8080"
+    assert edge_settings(SETTINGS)["admin_listen"].startswith("127.0.0.1:")  # loopback, whatever the bind
 
 
 @pytest.mark.parametrize("secret", ["short", "a" * 20 + '";}', "a" * 20 + "\n", "a" * 20 + "|b",
@@ -103,10 +109,14 @@ def test_bad_domain_and_duplicates_are_refused() -> None:
 
 def test_ipv6_and_dns_upstreams() -> None:
     text = render_routes(
-        [WorkspaceRoutes("alice", "::1", 4001, 4002), WorkspaceRoutes("bob", "node-2.internal", 4003, 4004)],
+        [WorkspaceRoutes("alice", "::1", 4001, 4002), WorkspaceRoutes("bob", "localhost", 4003, 4004)],
         SETTINGS,
     )
-    assert '"[::1]:4001"' in text and '"node-2.internal:4004"' in text
+    # The edge's balancer connects to addresses: a name is resolved when the table is made.
+    assert "put alice [::1] 4001 4002 -" in text
+    assert "put bob 127.0.0.1 4003 4004 -" in text or "put bob [::1] 4003 4004 -" in text
+    with pytest.raises(RouteError):
+        route_lines([WorkspaceRoutes("bob", "no-such-host.invalid", 4003, 4004)])
 
 
 def test_workspace_host_round_trip() -> None:

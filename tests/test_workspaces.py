@@ -1,13 +1,12 @@
 """Provisioning, lifecycle tasks, delete and the reconciler, over the in-memory FakeBackend.
 
-nginx is replaced by /bin/true here (its real behaviour is proven in test_edge_nginx.py
-and the end-to-end test), so these check what the tasks store and the routes they render.
+The edges are replaced by a recorder of pushes here (their real behaviour is proven in
+test_edge_nginx.py and the end-to-end test), so these check what the tasks store and the routes they push.
 """
 
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -16,21 +15,45 @@ from app.extensions import db
 from app.models import AuditLog, Task, User, Workspace
 from app.routing import sync
 from app.routing.nginx import WorkspaceRoutes
+from app.routing.push import PushResult
 from app.services import workspaces as service
 from tests.builders import PASSWORD, make_server, make_user, make_workspace
 from tests.fakes import FailingBackend, FakeBackend, HungBackend, SlowBackend, use_fake_backend
 from tests.support import form_post, run_tasks
 
 
+class EdgeRecorder:
+    """Stands in for every edge: applies the pushed lines to its table, or refuses them."""
+
+    def __init__(self) -> None:
+        self.table: dict[str, str] = {}
+        self.refuse = False
+
+    def __call__(self, lines, urls, key_file) -> PushResult:
+        if self.refuse:
+            return PushResult(0, ["http://edge: 400 refused: bad line 1"], [])
+        if lines and lines[0] == "replace":
+            self.table, lines = {}, lines[1:]
+        for line in lines:
+            verb, user = line.split()[:2]
+            if verb == "del":
+                self.table.pop(user, None)
+            else:
+                self.table[user] = line
+        return PushResult(len(lines), [], [])
+
+
 @pytest.fixture
 def fake(app, monkeypatch):
-    """FakeBackend everywhere, nginx checks that always pass, immediate retries."""
-    app.config.update(NGINX_BIN="/bin/true", TASK_RETRY_BASE_SECONDS=0, ORPHAN_GRACE_SECONDS=60)
+    """FakeBackend everywhere, an edge that takes every push, immediate retries."""
+    app.config.update(TASK_RETRY_BASE_SECONDS=0, ORPHAN_GRACE_SECONDS=60)
+    app.extensions["test_edge"] = recorder = EdgeRecorder()
+    monkeypatch.setattr(sync, "push", recorder)
     return use_fake_backend(monkeypatch)
 
 
 def _routes(app) -> str:
-    return (Path(app.config["EDGE_DIR"]).resolve() / "routes.conf").read_text()
+    return "\n".join(app.extensions["test_edge"].table.values())
 
 
 def _ws(app, username="carol") -> Workspace | None:
@@ -65,7 +88,7 @@ def test_admin_approves_and_the_workspace_is_provisioned_and_routed(app, client,
     ws = _ws(app)
     assert ws.status == "running" and ws.cpu == 0.5 and ws.memory_mb == 256
     assert set(ws.ports) == {"vscode", "jupyter"} and ws.container_id
-    assert f'carol-vscode.ws.localhost "127.0.0.1:{ws.ports["vscode"]}|' in _routes(app)
+    assert f'put carol 127.0.0.1 {ws.ports["vscode"]} ' in _routes(app)
     assert {"user_approved", "workspace_provision_requested", "workspace_provisioned"} <= set(_actions(app))
 
 
@@ -137,10 +160,10 @@ def test_stop_start_restart_and_one_task_at_a_time(app, client, auth, fake):
     assert "Another operation on this workspace is in progress" in refused.get_data(as_text=True)
     run_tasks(app)
     assert _ws(app).status == "stopped"
-    assert 'carol-vscode.ws.localhost "-";' in _routes(app)
+    assert 'stop carol' in _routes(app)
     form_post(client, "/workspaces/start", {}, page="/workspaces/")
     run_tasks(app)
-    assert _ws(app).status == "running" and "carol-vscode.ws.localhost \"127.0.0.1:" in _routes(app)
+    assert _ws(app).status == "running" and "put carol 127.0.0.1 " in _routes(app)
     form_post(client, "/workspaces/restart", {}, page="/workspaces/")
     run_tasks(app)
     assert _ws(app).status == "running"
@@ -254,7 +277,7 @@ def test_reconciler_removes_old_orphans_and_marks_vanished(app, fake):
     ws = _ws(app)
     assert ws.status == "error" and "vanished" in ws.error
     assert {"orphan_container_removed", "workspace_container_vanished"} <= set(_actions(app))
-    assert 'carol-vscode.ws.localhost "-";' in _routes(app)
+    assert 'stop carol' in _routes(app)
 
 
 def test_reconciler_skips_an_unreachable_server(app, fake):
@@ -282,14 +305,14 @@ def test_deleting_a_user_queues_the_workspace_removal(app, client, auth, fake):
     assert tasks[-1].kind == "delete_workspace" and tasks[-1].state == "succeeded"
     assert tasks[-1].payload["remove_folder"] is True
     assert _ws(app) is None and FakeBackend.containers == {}
-    assert "carol-vscode" not in _routes(app)
+    assert "carol" not in _routes(app)
     assert "workspace_deleted" in _actions(app)
 
 
 def test_nginx_refusal_fails_the_task_and_records_an_alert(app, fake):
     with app.app_context():
         make_workspace(make_user("carol"), make_server(), status="provisioning", ports={})
-    app.config["NGINX_BIN"] = "/bin/false"
+    app.extensions["test_edge"].refuse = True
     with app.app_context():
         ws = db.session.scalar(select(Workspace))
         from app.services.task_queue import enqueue

@@ -95,12 +95,13 @@ def journey_stack(database_url: str, data_dir: Path, **overrides: Any) -> Iterat
     ensure_test_image()
     instance = f"wstest-{secrets.token_hex(4)}"
     network = f"slipway-test-{instance}"
-    web_port, edge_port = free_port(), free_port()
+    web_port, edge_port, admin_port = free_port(), free_port(), free_port()
     (data_dir / "agent-work").mkdir(parents=True, exist_ok=True)
     with edge_dir() as run_dir, run_agent(data_dir / "agent-work", AGENT_NETWORK=network) as agent:
         settings = {
             "LISTEN_PORT": web_port, "PUBLIC_URL": f"http://127.0.0.1:{web_port}",
             "EDGE_DIR": run_dir, "EDGE_PORT": edge_port, "WORKSPACE_DOMAIN": f"ws.localhost:{edge_port}",
+            "EDGE_ADMIN_PORT": admin_port, "EDGE_ADMIN_URLS": f"http://127.0.0.1:{admin_port}",
             "NGINX_BIN": NGINX_BIN, "INSTANCE_NAME": instance, "RECONCILE_INTERVAL_SECONDS": 0,
             "POLL_ENABLED": False, "MFA_REQUIRED_ROLES": "", "TASK_POLL_MS": 50,
             "TASK_RETRY_BASE_SECONDS": 0, "ORPHAN_GRACE_SECONDS": 3600, "WORKER_CONCURRENCY": 12,

@@ -16,6 +16,7 @@ from app.extensions import db
 from app.forms_common import ConfirmForm
 from app.mail import notify
 from app.models import User, UserSession
+from app.routing.sync import revoke_sessions
 from app.security import clock, mfa
 from app.security.passwords import check_password, recently_used, set_password
 from app.security.ratelimit import rate_limit
@@ -188,6 +189,7 @@ def revoke_session(session_id: int) -> Response:
     row.is_active = False
     audit.record("session_revoked", current_user.username, {"session_id": row.id})
     db.session.commit()
+    revoke_sessions(current_user.username, [row.id])
     flash("Session ended.", "success")
     if row.id == current_user.current_session.id:
         return redirect(url_for("auth.login"))

@@ -46,6 +46,9 @@ def end_session(user: User) -> None:
     """Mark the current session inactive and clear the cookie."""
     if user.current_session is not None:
         user.current_session.is_active = False
+        from app.routing.sync import revoke_sessions  # the edges refuse its workspace cookies at once
+
+        revoke_sessions(user.username, [user.current_session.id])
     logout_user()
     session.clear()
 

@@ -106,11 +106,16 @@ def change_role(user: User, role: str, actor: User) -> None:
 
 def end_all_sessions(user: User, *, except_id: int | None = None) -> int:
     """Mark every live session of `user` inactive (but one); returns how many ended."""
-    stmt = update(UserSession).where(UserSession.user_id == user.id, UserSession.is_active)
+    live = [UserSession.user_id == user.id, UserSession.is_active]
     if except_id is not None:
-        stmt = stmt.where(UserSession.id != except_id)
-    result = db.session.execute(stmt.values(is_active=False))
-    return result.rowcount or 0
+        live.append(UserSession.id != except_id)
+    ended = list(db.session.scalars(select(UserSession.id).where(*live)))
+    if ended:
+        db.session.execute(update(UserSession).where(UserSession.id.in_(ended)).values(is_active=False))
+    from app.routing.sync import revoke_sessions  # the edges refuse their workspace cookies at once
+
+    revoke_sessions(user.username, ended)
+    return len(ended)
 
 
 def reset_password(user: User, password: str, actor: User, *, revoke_keys: bool = False) -> None:

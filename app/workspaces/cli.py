@@ -13,8 +13,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models.server import Server
-from app.routing.edge_server import start_edge, stop_edge, write_main_config
-from app.routing.sync import regenerate
+from app.routing.edge_server import start_edge, stop_edge
 from app.security.crypto import encrypt_secret
 from app.security.outbound import agent_url_problem
 from app.services import audit
@@ -25,8 +24,7 @@ from app.services.workspaces import reconcile_now
 @with_appcontext
 def edge_command() -> None:
     """Run the edge nginx (own config under EDGE_DIR) with routes from the database, until stopped."""
-    write_main_config(current_app.config)
-    regenerate("cli")
+    # No routes to write: the edge loads the full table from the web app when it starts.
     process = start_edge(current_app.config)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -58,12 +58,12 @@ def _fail(ws: Workspace, message: str) -> None:
         db.session.commit()
 
 
-def _routes(ctx: TaskContext) -> None:
+def _routes(ctx: TaskContext, username: str) -> None:
     try:
-        regenerate()
+        regenerate(usernames=[username])  # one workspace's line to every edge; the reconciler pushes all
     except NginxError as exc:
         raise TaskFailed(f"nginx refused the new routes: {exc}") from exc
-    ctx.log("routes regenerated")
+    ctx.log("routes pushed")
 
 
 def _adopt(ws: Workspace, info: ContainerInfo, status: str) -> None:
@@ -119,7 +119,7 @@ def provision(ctx: TaskContext) -> dict[str, Any]:
                  source="worker", server_id=ws.server_id)
     db.session.commit()
     ctx.progress(80, f"container {info.id[:12]} running. Ports: {readable(ws.ports)}")
-    _routes(ctx)
+    _routes(ctx, ws.username)
     return {"container_id": info.id, "ports": ws.ports}
 
 
@@ -137,7 +137,7 @@ def start(ctx: TaskContext) -> dict[str, Any]:
                  source="worker", server_id=ws.server_id)
     db.session.commit()
     ctx.progress(80, f"container {info.id[:12]} running. Ports: {readable(ws.ports)}")
-    _routes(ctx)
+    _routes(ctx, ws.username)
     return {"ports": ws.ports}
 
 
@@ -149,7 +149,7 @@ def stop(ctx: TaskContext) -> dict[str, Any]:
     ref = ws.container_id or ws.container_name
     ws.status, ws.error = "stopped", ""
     db.session.commit()
-    _routes(ctx)
+    _routes(ctx, ws.username)
     _guard(ctx, ws, lambda: backend.stop(ref))
     audit.record("workspace_stopped", ctx.task.requested_by, {"user": ws.username},
                  source="worker", server_id=ws.server_id)
@@ -176,5 +176,5 @@ def delete_workspace(ctx: TaskContext) -> dict[str, Any]:
                  {"user": username, "container_removed": removed, "folder_removed": remove_folder},
                  level="warning", source="worker", server_id=server_id)
     db.session.commit()
-    _routes(ctx)
+    _routes(ctx, username)
     return {"container_removed": removed}

@@ -12,7 +12,10 @@ from werkzeug.wrappers import Response
 
 from app.extensions import db
 from app.models import User
-from app.security.tokens import TokenError, cookie_name, cookie_value, redeem_handoff
+from app.routing.edge_server import cookie_seconds, edge_cookie_name, shared_keys
+from app.routing.signing import SIGNATURE_HEADER, SignatureError, edge_cookie_value, verify
+from app.routing.sync import table_text
+from app.security.tokens import TokenError, cookie_name, cookie_value, read_cookie, redeem_handoff
 from app.services import audit
 from app.workspaces.access import decide, live_user, may_enter, owner_of, request_host
 
@@ -48,6 +51,47 @@ def check() -> Response:
     if decision.status == 200 and decision.user is not None:
         # nginx copies it into its access log: the connection log records who used the workspace.
         response.headers["X-Slipway-User"] = decision.user.username
+    if decision.status == 200 and decision.user is not None and decision.user.username == decision.owner:
+        # Read by the edge only (never passed to the browser as is): a fresh signed edge cookie, so
+        # the next requests pass in the edge without calling here.
+        fresh = _edge_cookie_header(decision.user.username)
+        if fresh:
+            response.headers["X-Slipway-Edge-Cookie"] = fresh
+    return response
+
+
+def _edge_cookie_header(username: str) -> str | None:
+    """A Set-Cookie value for the signed edge cookie of this host, user and login session."""
+    config = current_app.config
+    keys = shared_keys(config)
+    if not keys:
+        return None
+    lifetime = cookie_seconds(config)
+    value = edge_cookie_value(keys, request_host(), username, _session_id(), lifetime)
+    secure = "; Secure" if config["HTTPS"] else ""
+    return f"{edge_cookie_name(config)}={value}; Max-Age={lifetime}; Path=/; HttpOnly; SameSite=Lax{secure}"
+
+
+def _session_id() -> int:
+    """The login session behind this request's valid workspace cookie (decide() found one)."""
+    for value in request.cookies.getlist(cookie_name()):
+        grant = read_cookie(value, request_host())
+        if grant is not None and live_user(grant) is not None:
+            return grant.session_id
+    return 0
+
+
+@bp.route("/_edge/routes")
+def edge_routes() -> Response:
+    """The full route table for an edge that starts or re-checks: signed requests only (the key file)."""
+    try:
+        verify(shared_keys(current_app.config), request.headers.get(SIGNATURE_HEADER), "GET",
+               "/workspaces/_edge/routes")
+    except SignatureError as exc:
+        current_app.logger.warning("edge table request refused from %s: %s", request.remote_addr, exc)
+        return Response(f"refused: {exc}\n", status=401, mimetype="text/plain")
+    response = Response(table_text(), mimetype="text/plain")
+    response.headers["Cache-Control"] = "no-store"
     return response
 
 
@@ -82,6 +126,18 @@ def exchange() -> Response:
         httponly=True,
         samesite="Lax",
     )
+    lifetime = cookie_seconds(current_app.config)
+    keys = shared_keys(current_app.config)
+    if keys and user.username == owner:
+        response.set_cookie(
+            edge_cookie_name(current_app.config),
+            edge_cookie_value(keys, host, user.username, grant.session_id, lifetime),
+            max_age=lifetime,
+            path="/",
+            secure=bool(current_app.config["HTTPS"]),
+            httponly=True,
+            samesite="Lax",
+        )
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["Cache-Control"] = "no-store"
     return response
