@@ -6,7 +6,8 @@ mode=${1:-test}
 packages=(python3-venv docker.io nginx busybox-static gcc libc6-dev)  # gcc: the workspace gate in the test image
 if [ "$mode" = test ]; then
   packages+=(mariadb-server redis-server docker-registry chromium chromium-driver debootstrap curl wrk prometheus
-             iproute2 iptables)  # ip netns + DOCKER-USER: the firewall test
+             iproute2 iptables  # ip netns + DOCKER-USER: the firewall test
+             docker-compose)  # make test-compose: the production bundle
 fi
 missing=()
 for pkg in "${packages[@]}"; do
