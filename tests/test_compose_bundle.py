@@ -42,7 +42,8 @@ WORKSPACE_IMAGE = "slipway/test-workspace:latest"
 TAG = "compose-test"
 PREVIOUS_HEAD = "0016"
 ADMIN, ADMIN_PASSWORD = "boss", "Correct-Horse-Battery-42"
-USER, USER_PASSWORD = "alice", "Staple-Lantern-Orbit-77"
+# Container names are per Docker host: a name of its own keeps other runs' "alice" out of the way.
+USER, USER_PASSWORD = f"compose-{secrets.token_hex(3)}", "Staple-Lantern-Orbit-77"
 CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 
 
@@ -65,14 +66,15 @@ def _free_ports(count: int) -> list[int]:
             sock.close()
 
 
-def _wait_until(check: Callable[[], object], seconds: float, what: str) -> object:
+def _wait_until(check: Callable[[], object], seconds: float, what: str,
+                explain: Callable[[], object] | None = None) -> object:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         value = check()
         if value:
             return value
         time.sleep(0.5)
-    pytest.fail(f"{what} not within {seconds:.0f} s")
+    pytest.fail(f"{what} not within {seconds:.0f} s" + (f"; {explain()}" if explain else ""))
 
 
 def _available() -> bool:
@@ -256,47 +258,81 @@ def test_upgrade_from_previous_head_keeps_data(bundle: Bundle) -> None:
     assert page.status_code == 200 and "admin_created" in page.text
 
 
+def _flashes(html: str) -> list[str]:
+    """The flash messages on a page, for a failure's message."""
+    found = re.findall(r'class="alert[^"]*"[^>]*>(.*?)</div>', html, re.S)
+    return [re.sub(r"<[^>]+>|\s+", " ", text).strip() for text in found]
+
+
+def _tasks(bundle: Bundle) -> list[tuple]:
+    """The latest tasks and workspaces, for a failure's message."""
+    return bundle.sql("SELECT kind, state, message FROM tasks ORDER BY id DESC LIMIT 4") + \
+        bundle.sql("SELECT username, status FROM workspaces")
+
+
 def _edge_get(bundle: Bundle, host: str, path: str, cookie: str | None = None) -> requests.Response:
     """A request to the edge container for a workspace host (*.localhost resolved to loopback by hand)."""
     headers = {"Host": host, **({"Cookie": cookie} if cookie else {})}
     return requests.get(f"{bundle.edge}{path}", headers=headers, timeout=10, allow_redirects=False)
 
 
+def _edge_answer(bundle: Bundle, host: str, cookie: str, status: int, seconds: float) -> requests.Response:
+    """The edge's answer for `host` once it has `status` (routes change after a task, in a second or so)."""
+    seen: list[int] = []
+
+    def answer() -> list[requests.Response]:  # a list: a Response with an error status is falsy
+        response = _edge_get(bundle, host, "/", cookie)
+        seen.append(response.status_code)
+        return [response] if response.status_code == status else []
+
+    found = _wait_until(answer, seconds, f"{status} from the edge",
+                        lambda: f"statuses {sorted(set(seen))}; tasks, workspaces: {_tasks(bundle)}")
+    return found[0]
+
+
 def test_login_approve_open_through_edge_then_stop(bundle: Bundle) -> None:
     visitor = requests.Session()
     token = _csrf(visitor, f"{bundle.web}/register")
     response = visitor.post(f"{bundle.web}/register", timeout=10, allow_redirects=False, data={
-        "username": USER, "email": "alice@example.org", "password": USER_PASSWORD,
+        "username": USER, "email": f"{USER}@example.org", "password": USER_PASSWORD,
         "password_confirm": USER_PASSWORD, "csrf_token": token})
     assert response.status_code == 302, response.text[-2000:]
 
     admin = _login(bundle, ADMIN, ADMIN_PASSWORD)
     approvals = admin.get(f"{bundle.web}/admin/approvals", timeout=10).text
     user_id = re.search(r'action="/admin/users/(\d+)/approve"', approvals).group(1)
-    response = admin.post(f"{bundle.web}/admin/users/{user_id}/approve", timeout=10,
-                          data={"csrf_token": _csrf(admin, f"{bundle.web}/admin/approvals")})
-    assert "their workspace is being set up" in response.text
+    # "Approve with options" on the agent the web app registered at start ("local"): automatic placement
+    # skips a host whose live CPU use is above 95 %, which a busy CI machine may be.
+    options = f"{bundle.web}/admin/workspaces/provision/{user_id}"
+    page = admin.get(options, timeout=10).text
+    server_id = re.search(r'<option[^>]*value="(\d+)"[^>]*>local \(', page).group(1)
+    response = admin.post(options, timeout=10, data={
+        "server": server_id, "image": WORKSPACE_IMAGE, "cpu": "0.5", "memory_mb": "256",
+        "csrf_token": CSRF_RE.search(page).group(1)})
+    assert f"Provisioning {USER}&#39;s workspace." in response.text, _flashes(response.text)
 
-    alice = _login(bundle, USER, USER_PASSWORD)
+    owner = _login(bundle, USER, USER_PASSWORD)
     home = f"{bundle.web}/workspaces/"
-    _wait_until(lambda: 'id="open-vscode"' in alice.get(home, timeout=10).text, 120, "the workspace running")
+    _wait_until(lambda: 'id="open-vscode"' in owner.get(home, timeout=10).text, 120, "the workspace running")
 
-    opened = alice.get(f"{bundle.web}/workspaces/open/vscode", timeout=10, allow_redirects=False)
+    opened = owner.get(f"{bundle.web}/workspaces/open/vscode", timeout=10, allow_redirects=False)
     assert opened.status_code == 302
     link = urlsplit(opened.headers["Location"])
     exchanged = _edge_get(bundle, link.netloc, f"{link.path}?{link.query}")
     assert exchanged.status_code in (302, 303), exchanged.text[-1000:]
     cookie = exchanged.headers["Set-Cookie"].split(";", 1)[0]
-    served = _wait_until(lambda: (r := _edge_get(bundle, link.netloc, "/", cookie)).status_code == 200 and r,
-                         20, "the workspace page through the edge")
+    served = _edge_answer(bundle, link.netloc, cookie, 200, 20)
     assert "Slipway test workspace: vscode" in served.text
     # Without the owner's cookie the edge does not serve it.
     assert "Slipway test workspace" not in _edge_get(bundle, link.netloc, "/").text
 
-    token = _csrf(alice, home)
-    alice.post(f"{bundle.web}/workspaces/stop", data={"csrf_token": token}, timeout=10)
-    stopped = _wait_until(lambda: (r := _edge_get(bundle, link.netloc, "/", cookie)).status_code == 503 and r,
-                          60, "the stopped page through the edge")
+    def stop() -> bool:  # refused while the provision task is still finishing
+        form = {"csrf_token": _csrf(owner, home)}
+        page = owner.post(f"{bundle.web}/workspaces/stop", data=form, timeout=10)
+        return "Your workspace will stop in a moment." in page.text
+
+    _wait_until(stop, 30, "the stop accepted")
+    stopped = _edge_answer(bundle, link.netloc, cookie, 503, 60)
     assert "not running" in stopped.text and "Slipway test workspace" not in stopped.text
 
 
