@@ -320,7 +320,13 @@ def test_login_approve_open_through_edge_then_stop(bundle: Bundle) -> None:
     opened = owner.get(f"{bundle.web}/workspaces/open/vscode", timeout=10, allow_redirects=False)
     assert opened.status_code == 302
     link = urlsplit(opened.headers["Location"])
-    exchanged = _edge_get(bundle, link.netloc, f"{link.path}?{link.query}")
+    def exchange() -> list[requests.Response]:
+        # The page offers Open once the workspace row says running; the worker installs its routes just
+        # after, and nginx reloads: until then the edge answers 404 (the token is not spent).
+        response = _edge_get(bundle, link.netloc, f"{link.path}?{link.query}")
+        return [] if response.status_code == 404 else [response]
+
+    exchanged = _wait_until(exchange, 30, "the workspace host on the edge", lambda: _tasks(bundle))[0]
     assert exchanged.status_code in (302, 303), exchanged.text[-1000:]
     cookie = exchanged.headers["Set-Cookie"].split(";", 1)[0]
     _edge_answer(bundle, link.netloc, cookie, 200, "Slipway test workspace: vscode", 20)
