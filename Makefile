@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TEST_DATABASE_URL ?= mysql+pymysql://slipway:slipway-test-password@127.0.0.1/slipway_test
 PYTEST_ARGS ?=
 
-.PHONY: run test test-sqlite bench lint services images test-image clean
+.PHONY: run test test-sqlite test-compose bench lint services images test-image clean
 
 $(STAMP): requirements.txt requirements-dev.txt $(wildcard agent/requirements.txt)
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -35,6 +35,10 @@ test: $(STAMP) images
 
 test-sqlite: $(STAMP)
 	@bash scripts/test.sh "" $(PYTEST_ARGS)
+
+# The production bundle (docker/compose.yml) built and run with docker-compose; its own target (minutes).
+test-compose: $(STAMP) images
+	$(PY) -m pytest -m compose -p no:cacheprovider tests/test_compose_bundle.py $(PYTEST_ARGS)
 
 bench: $(STAMP) images
 	@status=0; for b in bench/bench_*.py; do [ -e "$$b" ] || continue; echo "== $$b"; \

@@ -13,13 +13,17 @@
 # Access to the Docker socket is root-equivalent on the host: the agent's token is as precious as root.
 ARG BASE=debian:bookworm-slim
 FROM ${BASE}
+# Extra CA certificates (docker/extra-ca/*.crt, none by default): pip may pass a proxy with its own CA.
+COPY docker/extra-ca/ /usr/local/share/ca-certificates/
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv ca-certificates iptables \
+ && update-ca-certificates >/dev/null \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /srv/slipway-agent
 COPY agent/requirements.txt agent/requirements.txt
 RUN python3 -m venv /srv/slipway-agent/venv \
- && /srv/slipway-agent/venv/bin/pip install --no-cache-dir -r agent/requirements.txt
+ && PIP_CERT=/etc/ssl/certs/ca-certificates.crt /srv/slipway-agent/venv/bin/pip install --no-cache-dir \
+      --disable-pip-version-check -r agent/requirements.txt
 COPY agent agent
 ENV PATH=/srv/slipway-agent/venv/bin:$PATH AGENT_BIND=0.0.0.0 AGENT_PORT=9100 \
     WORKDIR_DEPLOY=/srv/slipway/workspaces

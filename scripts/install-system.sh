@@ -8,7 +8,8 @@ packages+=(libnginx-mod-http-lua lua-resty-core lua-resty-lrucache)  # the edge'
 if [ "$mode" = test ]; then
   packages+=(mariadb-server redis-server docker-registry chromium chromium-driver debootstrap curl wrk prometheus
              iproute2 iptables  # ip netns + DOCKER-USER: the firewall test
-             slapd ldap-utils)  # the directory-login tests start a private slapd (tests/ldapkit.py)
+             slapd ldap-utils  # the directory-login tests start a private slapd (tests/ldapkit.py)
+             docker-compose)  # make test-compose: the production bundle
 fi
 missing=()
 for pkg in "${packages[@]}"; do
