@@ -203,3 +203,29 @@ def test_odd_but_valid_values_are_matched_literally(app, client, auth, args):
     expected = 1 if args.startswith(("before", "after")) else 0
     assert len(shown_ids(page)) == expected
     assert client.get(f"/logs/export.csv?{args}").status_code == 200
+
+
+def test_text_search_scans_a_bounded_window_per_page_and_offers_to_go_on(app, client, auth, monkeypatch):
+    monkeypatch.setattr("app.logs.query.SEARCH_WINDOW", 10)
+    auth.as_role("admin")
+    ids = add_logs(app, {"message": "the needle, oldest"},
+                   *({"message": f"hay {i}"} for i in range(24)), {"message": "a needle, newest"})
+    first = client.get("/logs/?q=needle").get_data(as_text=True)
+    assert shown_ids(first) == [ids[-1]]  # the newest 10 entries hold one match
+    assert f"among the 10 entries #{ids[-10]} to #{ids[-1]}" in first
+    with app.app_context():
+        engine = db.engine
+    with StatementCounter(engine) as one:
+        client.get("/logs/?q=needle")
+    seen, url, pages = shown_ids(first), link(first, "next"), 1
+    while url:
+        assert f"before={ids[-10 * pages]}" in url
+        with StatementCounter(engine) as counter:
+            html = client.get(url).get_data(as_text=True)
+        assert counter.count <= one.count, url  # no statement per entry scanned or page walked
+        seen += shown_ids(html)
+        pages += 1
+        url = link(html, "next") if 'rel="next"' in html else ""
+        assert pages < 10
+    assert seen == [ids[-1], ids[0]] and pages == 3
+    assert "logs-search-window" in html and "Search older entries" not in html  # nothing is older
