@@ -16,6 +16,10 @@ and bounded by `GENERATION_LIMIT`). With `BENCH_REUSE=1` a database already hold
   page (level=error, server=7), page 1,000 unfiltered and page 1,000 filtered by level (its keyset
   cursor found by walking the 999 pages before it, which are timed too); the statement count per page
   and the query plans are printed. Bar: each median < 100 ms.
+- explorer cases, timed through the explorer's own `app.logs.query.keyset_page` (admin) plus
+  rendering: a narrow old time window (one hour, three days after the oldest entry; alone, with
+  level=error, and a whole day), a text filter matching nothing (before: a full-table scan) and
+  one matching often. The statement count and, for text, the ids searched are printed. Bar: < 100 ms.
 - export: `EXPORT_ROWS` rows streamed as CSV (cells starting with = + - @ neutralised) through a
   Flask streaming response in keyset batches of `EXPORT_BATCH`, read chunk by chunk by the test
   client and discarded. The process's RSS (`/proc/self/status` VmRSS) is sampled every 10,000
