@@ -5,7 +5,8 @@ How it is measured: a dedicated MariaDB database (`BENCH_DATABASE_URL`, default
 levels mostly info with 10 % errors, 50 servers, 500 users, 30 days of timestamps) are inserted
 with `add_entries`, then doubled with INSERT ... SELECT up to `ROWS` (the secondary indexes are
 dropped for the load and rebuilt after it, as a bulk import would; the generation time is printed
-and bounded by `GENERATION_LIMIT`).
+and bounded by `GENERATION_LIMIT`). With `BENCH_REUSE=1` a database already holding `ROWS` entries
+(from an earlier run) is kept as it is and migrated forward.
 - pages: the explorer's query is the keyset query of its contract (newest first, 50 rows, `id <
   :after` for the next page, no OFFSET, one statement per page) built by `explorer_page` below;
   NOTE: at merge it switches to the pages helper's `app.logs.query.filtered(filters, user)` and
@@ -15,6 +16,10 @@ and bounded by `GENERATION_LIMIT`).
   page (level=error, server=7), page 1,000 unfiltered and page 1,000 filtered by level (its keyset
   cursor found by walking the 999 pages before it, which are timed too); the statement count per page
   and the query plans are printed. Bar: each median < 100 ms.
+- explorer cases, timed through the explorer's own `app.logs.query.keyset_page` (admin) plus
+  rendering: a narrow old time window (one hour, three days after the oldest entry; alone, with
+  level=error, and a whole day), a text filter matching nothing (before: a full-table scan) and
+  one matching often. The statement count and, for text, the ids searched are printed. Bar: < 100 ms.
 - export: `EXPORT_ROWS` rows streamed as CSV (cells starting with = + - @ neutralised) through a
   Flask streaming response in keyset batches of `EXPORT_BATCH`, read chunk by chunk by the test
   client and discarded. The process's RSS (`/proc/self/status` VmRSS) is sampled every 10,000
@@ -44,10 +49,12 @@ from flask_migrate import upgrade  # noqa: E402
 from sqlalchemy import Select, event, func, select, text  # noqa: E402
 
 from app.extensions import db  # noqa: E402
+from app.logs.query import SEARCH_WINDOW, Page, keyset_page, parse_filters  # noqa: E402
 from app.logs.store import add_entries  # noqa: E402
-from app.models import LogEntry  # noqa: E402
+from app.models import LogEntry, User  # noqa: E402
 from app.timeutil import utcnow  # noqa: E402
 from bench.benchdb import fresh_database  # noqa: E402
+from tests.builders import make_user  # noqa: E402
 from tests.conftest import build_app  # noqa: E402
 
 DEFAULT_URL = "mysql+pymysql://slipway:slipway-test-password@127.0.0.1/slipway_test_bench_logs_explorer"
@@ -57,6 +64,8 @@ GENERATION_LIMIT = 1800  # seconds; the bench stops rather than run on
 PAGE_SIZE = 50
 FETCHES, WARMUPS = 30, 3
 BAR_MS = 100.0
+TIME = "%Y-%m-%dT%H:%M"
+REUSE = os.environ.get("BENCH_REUSE") == "1"  # keep a database this bench filled before
 EXPORT_ROWS = int(os.environ.get("BENCH_EXPORT_ROWS", "1000000"))
 EXPORT_BATCH = 2000
 BAR_RSS_MB = 50.0
@@ -104,6 +113,18 @@ def explorer_page(filters: dict[str, Any], after: int | None) -> tuple[list[Any]
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
     return rows, (rows[-1].id if more else None)
+
+
+def _rows_present(url: str, data_dir: Path) -> int:
+    """How many entries an earlier run left (0 when the database or table is missing or behind)."""
+    try:
+        app = build_app(url, data_dir)
+        with app.app_context():
+            count = db.session.scalar(select(func.count()).select_from(LogEntry)) or 0
+            db.engine.dispose()
+    except Exception:  # noqa: BLE001 - no table yet: generate
+        return 0
+    return count
 
 
 def _seed(app) -> None:
@@ -231,10 +252,50 @@ def _bench_pages(app) -> bool:
             print(f"  {label:40s} median {median:6.1f} ms (p90 {p90:.1f}) "
                   f"{statements} SQL statement(s)  {verdict}")
             print(f"    plan: {_plan(filters, after)}")
+        ok &= _bench_explorer_cases(app, render_rows=lambda rows: template.render(rows=rows, next_after=None),
+                                    counter=counter)
         stop_counting()
         for name, times in walk.items():
             print(f"  walking pages 1-999 ({name}): median {statistics.median(times):.1f} ms, "
                   f"max {max(times):.1f} ms per page")
+    return ok
+
+
+def _bench_explorer_cases(app, render_rows, counter: dict[str, int]) -> bool:
+    """The explorer's own `keyset_page` (admin, no fence) on the cases that once scanned the table."""
+    with app.app_context():
+        admin = db.session.scalar(select(User).where(User.username == "benchadmin"))
+        oldest = db.session.scalar(select(func.min(LogEntry.ts)))
+    since = oldest + timedelta(days=3)
+    window = {"since": since.strftime(TIME), "until": (since + timedelta(hours=1)).strftime(TIME)}
+    cases = [
+        ("narrow old window (1 hour, 3 days in)", window),
+        ("narrow old window, level=error", {**window, "level": "error"}),
+        ("old day (since/until 1 day)", {**window, "until": (since + timedelta(days=1)).strftime(TIME)}),
+        ("text matching nothing (q)", {"q": "no entry says this"}),
+        ("text matching some (q=exit code 255)", {"q": "exit code 255"}),
+    ]
+    ok = True
+    for label, args in cases:
+        filters, problems = parse_filters(args)
+        assert not problems, problems
+
+        def one(f=filters) -> Page:
+            page = keyset_page(f, admin, size=PAGE_SIZE)
+            render_rows(page.entries)
+            db.session.rollback()
+            return page
+
+        samples = _time(one)
+        counter["n"] = 0
+        page = one()
+        median = statistics.median(samples)
+        ok &= median < BAR_MS
+        p90 = sorted(samples)[int(len(samples) * 0.9)]
+        searched = (f"; searched ids {page.searched[0]:,}-{page.searched[1]:,}, older link "
+                    f"before={page.older}" if page.searched else "")
+        print(f"  {label:40s} median {median:6.1f} ms (p90 {p90:.1f}) {counter['n']} SQL statement(s) "
+              f"{len(page.entries)} rows{searched}  {'ok' if median < BAR_MS else 'OVER BAR'}")
     return ok
 
 
@@ -311,19 +372,28 @@ def _bench_export(app) -> bool:
 def main() -> int:
     """Generate the rows, time the pages and the export; exit 1 when a bar is missed."""
     data_dir = Path(tempfile.mkdtemp(prefix="slipway-bench-explorer-"))
-    url = fresh_database(DEFAULT_URL, data_dir)
+    url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL)
     if not url.startswith("mysql"):
         print("this bench measures MariaDB; set BENCH_DATABASE_URL to a mysql+pymysql URL")
         return 1
+    reused = REUSE and _rows_present(url, data_dir) >= ROWS
+    if not reused:
+        fresh_database(DEFAULT_URL, data_dir)
     app = build_app(url, data_dir)
     with app.app_context():
         upgrade()
-    print(f"database: {url.split('@')[-1]}; generating {ROWS:,} entries "
-          f"(load average {os.getloadavg()[0]:.1f})")
-    seconds = _generate(app)
+    if reused:
+        print(f"database: {url.split('@')[-1]}; BENCH_REUSE=1: its {ROWS:,}+ entries are kept")
+    else:
+        print(f"database: {url.split('@')[-1]}; generating {ROWS:,} entries "
+              f"(load average {os.getloadavg()[0]:.1f})")
+        seconds = _generate(app)
+        print(f"generated in {seconds:.0f} s")
     with app.app_context():
         count = db.session.scalar(select(func.count()).select_from(LogEntry))
-    print(f"generated {count:,} entries in {seconds:.0f} s")
+        if db.session.scalar(select(User.id).where(User.username == "benchadmin")) is None:
+            make_user("benchadmin", role="admin")
+    print(f"{count:,} entries; a text search scans {SEARCH_WINDOW:,} entries per page")
     print(f"pages ({FETCHES} fetches after {WARMUPS} warm-ups; query + render; load average "
           f"{os.getloadavg()[0]:.1f}):")
     pages_ok = _bench_pages(app)

@@ -49,7 +49,7 @@ from app.models import AlertRule, LogEntry  # noqa: E402
 from app.services import api_keys  # noqa: E402
 from app.timeutil import utcnow  # noqa: E402
 from bench.benchdb import fresh_database  # noqa: E402
-from tests.agent.conftest import free_port  # noqa: E402
+from tests.agent.helpers import free_port  # noqa: E402
 from tests.builders import make_user  # noqa: E402
 from tests.conftest import build_app  # noqa: E402
 

@@ -1,7 +1,7 @@
 """Agent events end to end: the real agent over the real Docker daemon, the real poller, the page.
 
 - A workspace container killed by its memory limit becomes a `container.oom` entry with its owner,
-  shown to that owner on their workspace page.
+  raises the day-one OOM alert (risk 70) and is shown to that owner on their workspace page.
 - The agent restarted under a stored cursor: an `agent.gap` entry, then the new buffer is read.
 - A poller process killed (SIGKILL) between fetching events and committing them: the next round
   stores every event exactly once.
@@ -24,7 +24,9 @@ from app.agent_client import AgentClient
 from app.backends import backend_for
 from app.backends.base import ContainerSpec
 from app.extensions import db
-from app.models import LogEntry, PollerLease, Server, Workspace
+from app.logs.defaults import seed_rules
+from app.logs.evaluate import evaluate_pending
+from app.models import Alert, AlertEntry, LogEntry, PollerLease, Server, Workspace
 from app.security.crypto import encrypt_secret
 from app.worker.poller import Poller
 from tests.agent.helpers import (
@@ -129,6 +131,15 @@ def test_memory_limit_kill_reaches_the_owners_page(app, client, auth, docker_cli
         oom = poll_until(app, poller, lambda: agent_entries(category="container.oom"))[0]
     assert (oom.username, oom.workspace_id, oom.server_id, oom.level) == ("alice", ws_id, server_id, "error")
     assert oom.fields["memory_limit_mb"] == MEMORY_MB and oom.fields["container"] == name
+    with app.app_context():  # the worker's rule engine, over what the poller stored, with day-one rules
+        seed_rules()
+        db.session.commit()
+        evaluate_pending(app, settle_seconds=0)
+        alert = db.session.scalars(select(Alert).where(Alert.rule_name == "Workspace OOM-killed")).one()
+        linked = set(db.session.scalars(select(AlertEntry.entry_id).where(AlertEntry.alert_id == alert.id)))
+        scored = db.session.get(LogEntry, oom.id).risk_score
+    assert (alert.state, alert.severity, alert.username, alert.risk_score) == ("open", "high", "alice", 70)
+    assert oom.id in linked and scored == 70
     assert auth.login("alice").status_code == 302
     page = client.get("/workspaces/").get_data(as_text=True)
     told = f"ran out of memory and the program using the most was stopped (limit {MEMORY_MB} MB)"

@@ -6,6 +6,7 @@ import re
 from datetime import datetime, timedelta
 
 import pytest
+from sqlalchemy import event
 
 from app.extensions import db
 from tests.builders import make_server, make_user
@@ -203,3 +204,56 @@ def test_odd_but_valid_values_are_matched_literally(app, client, auth, args):
     expected = 1 if args.startswith(("before", "after")) else 0
     assert len(shown_ids(page)) == expected
     assert client.get(f"/logs/export.csv?{args}").status_code == 200
+
+
+def test_text_search_scans_a_bounded_window_per_page_and_offers_to_go_on(app, client, auth, monkeypatch):
+    monkeypatch.setattr("app.logs.query.SEARCH_WINDOW", 10)
+    auth.as_role("admin")
+    ids = add_logs(app, {"message": "the needle, oldest"},
+                   *({"message": f"hay {i}"} for i in range(24)), {"message": "a needle, newest"})
+    first = client.get("/logs/?q=needle").get_data(as_text=True)
+    assert shown_ids(first) == [ids[-1]]  # the newest 10 entries hold one match
+    assert f"among the 10 entries #{ids[-10]} to #{ids[-1]}" in first
+    with app.app_context():
+        engine = db.engine
+    with StatementCounter(engine) as one:
+        client.get("/logs/?q=needle")
+    seen, url, pages = shown_ids(first), link(first, "next"), 1
+    while url:
+        assert f"before={ids[-10 * pages]}" in url
+        with StatementCounter(engine) as counter:
+            html = client.get(url).get_data(as_text=True)
+        assert counter.count <= one.count, url  # no statement per entry scanned or page walked
+        seen += shown_ids(html)
+        pages += 1
+        url = link(html, "next") if 'rel="next"' in html else ""
+        assert pages < 10
+    assert seen == [ids[-1], ids[0]] and pages == 3
+    assert "logs-search-window" in html and "Search older entries" not in html  # nothing is older
+
+
+def test_a_small_time_window_is_read_through_the_ts_index_same_result(app, client, auth, monkeypatch):
+    auth.as_role("admin")
+    start = datetime(2026, 1, 1)
+    ids = add_logs(app, *({"message": f"m{i}", "ts": start + timedelta(hours=i)} for i in range(10)))
+    with app.app_context():
+        engine = db.engine
+    statements: list[str] = []
+
+    def keep(_conn, _cursor, statement, *_args):
+        statements.append(statement)
+
+    url = "/logs/?since=2026-01-01T02:00&until=2026-01-01T06:00"
+    event.listen(engine, "before_cursor_execute", keep)
+    try:
+        small = shown_ids(client.get(url).get_data(as_text=True))
+        forced = [s for s in statements if "ix_log_entries_ts" in s]
+        monkeypatch.setattr("app.logs.query.TIME_INDEX_CAP", 3)  # now the window is "large"
+        statements.clear()
+        large = shown_ids(client.get(url).get_data(as_text=True))
+        unforced = [s for s in statements if "ix_log_entries_ts" in s]
+    finally:
+        event.remove(engine, "before_cursor_execute", keep)
+    assert small == large == ids[2:6][::-1]
+    assert unforced == []
+    assert len(forced) == (1 if engine.dialect.name == "mysql" else 0)  # the hint is MariaDB's

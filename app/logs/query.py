@@ -171,6 +171,16 @@ def filtered(filters: Filters, user: Any, *columns: Any) -> Select:
     return stmt
 
 
+# A text filter cannot use an index (`LIKE '%text%'`): each page scans at most this many entries
+# (by id, newest first) and offers to go on below them, so a search for something rare costs the
+# same bounded time per page at 5,000,000 entries as at 5,000 instead of a full-table scan.
+SEARCH_WINDOW = 20_000
+# A time window holding at most this many entries is read through the `ts` index (then sorted by
+# id); MariaDB would otherwise walk the primary key newest first, which for an old window means
+# reading every newer entry before the first match.
+TIME_INDEX_CAP = 20_000
+
+
 @dataclass
 class Page:
     """One keyset page, newest first, with the bounds for the links around it."""
@@ -178,12 +188,52 @@ class Page:
     entries: list[LogEntry]
     newer: int | None  # `after=` for the newer page, when there is one
     older: int | None  # `before=` for the older page, when there is one
+    searched: tuple[int, int] | None = None  # ids a text search looked through when it stopped short
+
+
+def _search_window(filters: Filters, before: int | None, after: int | None) -> tuple[int, int, int] | None:
+    """The ids (lowest, highest) a text search scans for this page, and the oldest id stored.
+
+    None when the page is not a text search. One statement: the ends of the primary key.
+    """
+    if not filters.q:
+        return None
+    oldest, newest = db.session.execute(select(func.min(LogEntry.id), func.max(LogEntry.id))).one()
+    oldest, newest = oldest or 0, newest or 0
+    if after is not None and before is None:
+        return after + 1, min(after + SEARCH_WINDOW, max(newest, after + 1)), oldest
+    top = before - 1 if before is not None else newest
+    return max(oldest, top - SEARCH_WINDOW + 1), top, oldest
+
+
+def _small_time_window(filters: Filters) -> bool:
+    """True when since/until hold at most TIME_INDEX_CAP entries (counted from the `ts` index alone)."""
+    if filters.since is None and filters.until is None:
+        return False
+    ids = select(LogEntry.id)
+    if filters.since is not None:
+        ids = ids.where(LogEntry.ts >= filters.since)
+    if filters.until is not None:
+        ids = ids.where(LogEntry.ts < filters.until)
+    count = db.session.scalar(select(func.count()).select_from(ids.limit(TIME_INDEX_CAP + 1).subquery()))
+    return (count or 0) <= TIME_INDEX_CAP
 
 
 def keyset_page(filters: Filters, user: Any, *, before: int | None = None, after: int | None = None,
                 size: int = 50) -> Page:
-    """A page of entries newest first, one query: `before` an id (older) or `after` one (newer)."""
+    """A page of entries newest first: `before` an id (older) or `after` one (newer).
+
+    Two statements at most besides the page itself, whatever the page: the newest id for a text
+    search, and the size of a time window.
+    """
     stmt = filtered(filters, user)
+    if _small_time_window(filters):
+        stmt = stmt.with_hint(LogEntry, "FORCE INDEX (ix_log_entries_ts)", "mysql")
+    else:
+        window = _search_window(filters, before, after)
+        if window is not None:
+            stmt = stmt.where(LogEntry.id.between(window[0], window[1]))
+            return _windowed_page(stmt, window, before, after, size)
     if after is not None and before is None:
         rows = list(db.session.scalars(stmt.where(LogEntry.id > after).order_by(LogEntry.id).limit(size + 1)))
         more_newer = len(rows) > size
@@ -196,6 +246,25 @@ def keyset_page(filters: Filters, user: Any, *, before: int | None = None, after
     rows = rows[:size]
     newer = rows[0].id if before is not None and rows else None
     return Page(rows, newer, rows[-1].id if more_older else None)
+
+
+def _windowed_page(stmt: Select, window: tuple[int, int, int], before: int | None, after: int | None,
+                   size: int) -> Page:
+    """A text search's page inside its id window; when the window runs out first, the links go past it."""
+    low, high, oldest = window
+    if after is not None and before is None:
+        rows = list(db.session.scalars(stmt.order_by(LogEntry.id).limit(size + 1)))
+        full = len(rows) > size
+        rows = rows[:size][::-1]
+        more_newer = high - low + 1 >= SEARCH_WINDOW  # the window was cut short of the newest entries
+        newer = rows[0].id if full else (high if more_newer else None)
+        return Page(rows, newer, rows[-1].id if rows else low, None if full else (low, high))
+    rows = list(db.session.scalars(stmt.order_by(LogEntry.id.desc()).limit(size + 1)))
+    full = len(rows) > size
+    rows = rows[:size]
+    newer = (rows[0].id if rows else high) if before is not None else None
+    older = rows[-1].id if full else (low if low > oldest else None)
+    return Page(rows, newer, older, None if full else (low, high))
 
 
 def load_entry_or_404(entry_id: int, user: Any) -> LogEntry:
