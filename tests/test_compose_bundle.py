@@ -1,7 +1,8 @@
 """The production bundle (docker/compose.yml) built and run with Debian's docker-compose, as operators do.
 
 One bundle per module, under a unique project name, every port on 127.0.0.1:
-- it starts on the previous migration head (0016) with an admin in it, then `up` upgrades it to head
+- it starts on the previous migration head (0016) with an admin in it (written at head, then the schema
+  downgraded), then `up` upgrades it to head
   (the web entrypoint migrates) and the data is intact;
 - login → approve (which provisions) → the workspace link serves through the edge container → stop;
 - web, worker and edge run as a non-root user with no capability; only the agent has the Docker socket;
@@ -205,13 +206,16 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bundle]:
     try:
         running.compose("build", "web", "agent", timeout=1200)
         print(f"images built in {time.monotonic() - started:.0f} s")
-        # The release before this one: its schema (0016) with data written through the app.
+        # The release before this one: its schema (0016) with data in it. The data is written through
+        # this release's app (whose models need the current schema), then the schema is taken back down
+        # to the previous head, the way an operator rolls back; `up` must bring it forward intact.
         running.compose("up", "-d", "db", "redis", timeout=300)
         _wait_until(lambda: _healthy(running, "db"), 120, "MariaDB healthy")
         one_off = ("run", "--rm", "--no-deps", "-e", "SLIPWAY_MIGRATE_ON_START=false", "web")
-        running.compose(*one_off, "flask", "db", "upgrade", PREVIOUS_HEAD)
+        running.compose(*one_off, "flask", "db", "upgrade")
         running.compose(*one_off, "flask", "create-admin", "--username", ADMIN, "--email", "boss@example.org",
                         "--password-stdin", stdin=ADMIN_PASSWORD + "\n")
+        running.compose(*one_off, "flask", "db", "downgrade", PREVIOUS_HEAD)
         up = time.monotonic()
         running.compose("up", "-d", timeout=600)
         _wait_until(lambda: _healthy(running, "web") and _healthy(running, "edge"), 180, "web, edge healthy")

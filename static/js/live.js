@@ -102,14 +102,20 @@
     var failures = 0;
 
     function show(data) {
-      if (typeof data.skipped === "number" && data.skipped > 0) {
-        body.insertBefore(skippedRow(data.skipped), body.firstChild);
-      }
-      (Array.isArray(data.entries) ? data.entries : []).forEach(function (entry) {
-        if (typeof entry.id !== "number" || entry.id <= lastId) { return; }  // never the same twice
-        body.insertBefore(logRow(entry), body.firstChild);
-        lastId = entry.id;
+      // One DOM insertion per message (a fragment), and never more rows built than are kept: a
+      // burst of a thousand entries costs one layout, not a thousand.
+      var fresh = (Array.isArray(data.entries) ? data.entries : []).filter(function (entry) {
+        return typeof entry.id === "number" && entry.id > lastId;  // never the same twice
       });
+      var batch = document.createDocumentFragment();
+      fresh.slice(-LOG_ROWS_KEPT).forEach(function (entry) {
+        batch.insertBefore(logRow(entry), batch.firstChild);
+      });
+      fresh.forEach(function (entry) { lastId = Math.max(lastId, entry.id); });
+      if (typeof data.skipped === "number" && data.skipped > 0) {
+        batch.appendChild(skippedRow(data.skipped));
+      }
+      body.insertBefore(batch, body.firstChild);
       while (body.rows.length > LOG_ROWS_KEPT) { body.deleteRow(-1); }
       if (body.rows.length) {
         root.querySelectorAll(".logs-empty").forEach(function (node) { node.remove(); });
