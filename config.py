@@ -35,6 +35,13 @@ class _EnvReader:
         value = self.environ.get(name)
         return default if value is None or value == "" else value
 
+    def listed(self, name: str, default: str) -> str:
+        """A comma list where an explicit empty value or `none` means the empty list (unset: default)."""
+        value = self.environ.get(name)
+        if value is None:
+            return default
+        return "" if value.strip().lower() in ("", "none") else value
+
     def integer(self, name: str, default: int) -> int:
         raw = self.environ.get(name)
         if raw is None or raw == "":
@@ -192,7 +199,7 @@ class Config:
             # Containers carry slipway.app.instance=<this>; the reconciler only ever touches its own.
             "INSTANCE_NAME": env.text("SLIPWAY_INSTANCE", "slipway"),
             "TRUSTED_PROXIES": env.text("SLIPWAY_TRUSTED_PROXIES", "127.0.0.1,::1"),
-            "MFA_REQUIRED_ROLES": env.text("SLIPWAY_MFA_REQUIRED_ROLES", cls.DEFAULT_MFA_REQUIRED_ROLES),
+            "MFA_REQUIRED_ROLES": env.listed("SLIPWAY_MFA_REQUIRED_ROLES", cls.DEFAULT_MFA_REQUIRED_ROLES),
             "MFA_ISSUER": env.text("SLIPWAY_MFA_ISSUER", "Slipway"),
             "LOGIN_LOCK_THRESHOLD": env.integer("SLIPWAY_LOGIN_LOCK_THRESHOLD", 5),
             "LOGIN_ACCOUNT_LOCK_THRESHOLD": env.integer("SLIPWAY_LOGIN_ACCOUNT_LOCK_THRESHOLD", 20),
