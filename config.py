@@ -149,6 +149,9 @@ class Config:
             "SECRETS_KEY": env.text("SLIPWAY_SECRETS_KEY", cls.DEFAULT_SECRETS_KEY),
             "SQLALCHEMY_DATABASE_URI": env.text("DATABASE_URL", cls.default_database_url(data_dir)),
             "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+            # An outage must answer 503 fast, not hang each request on the driver's default timeouts.
+            "DATABASE_CONNECT_TIMEOUT": env.integer("SLIPWAY_DATABASE_CONNECT_TIMEOUT", 3),
+            "HEALTH_TIMEOUT_SECONDS": env.number("SLIPWAY_HEALTH_TIMEOUT_SECONDS", 2.0),
             "DATA_DIR": data_dir,
             "WORKSPACE_ROOT": env.path("SLIPWAY_WORKSPACE_ROOT", data_dir / "workspaces"),
             "BCRYPT_ROUNDS": env.integer("SLIPWAY_BCRYPT_ROUNDS", cls.DEFAULT_BCRYPT_ROUNDS),
@@ -469,6 +472,9 @@ def validate(settings: Mapping[str, Any]) -> list[str]:
     _check_poller(problems, settings)
     _check_outbound(problems, settings)
     _check_metrics(problems, settings)
+    for name in ("DATABASE_CONNECT_TIMEOUT", "HEALTH_TIMEOUT_SECONDS"):
+        if settings.get(name, 1) <= 0:
+            problems.append(f"SLIPWAY_{name} must be positive")
     for name in ("ANALYTICS_BUFFER_MAX", "ANALYTICS_BATCH_ROWS", "ANALYTICS_FLUSH_SECONDS",
                  "ANALYTICS_RAW_DAYS", "ANALYTICS_ROLLUP_DAYS", "ANALYTICS_ROLLUP_SECONDS"):
         if settings.get(name, 1) <= 0:
