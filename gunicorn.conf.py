@@ -22,6 +22,10 @@ from app.metrics.multiproc import MULTIPROC_ENV, enable_multiproc  # noqa: E402 
 bind = os.environ.get("SLIPWAY_GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("SLIPWAY_GUNICORN_WORKERS", "2"))
 threads = int(os.environ.get("SLIPWAY_GUNICORN_THREADS", "16"))  # flask-sock WebSockets need threads
+# Idle keep-alive: longer than the edge keeps its idle upstream connections (15 s in
+# docker/nginx/edge.conf.j2), so the edge never reuses one gunicorn is closing, and shorter than
+# a load balancer's idle timeout (60 s on most), so gunicorn is not the side left with a dead one.
+keepalive = int(os.environ.get("SLIPWAY_GUNICORN_KEEPALIVE", "30"))
 
 _data_dir = Path(os.environ.get("SLIPWAY_DATA_DIR") or ROOT / "instance")
 _metrics_dir = os.environ.get(MULTIPROC_ENV) or _data_dir / "prometheus"
