@@ -133,10 +133,25 @@ def _echo_request_id(response: Response) -> Response:
     return response
 
 
+def _end_session_quietly(_exc: BaseException | None) -> None:
+    from app.extensions import db
+
+    try:
+        db.session.remove()
+    except SQLAlchemyError as exc:
+        # The connection died mid-transaction (a database restart): the pool has dropped it, and
+        # the answer already made must still reach the client rather than become a bare 500.
+        current_app.logger.warning("could not end the database session (request %s): %s",
+                                   g.get("request_id", "-"), getattr(exc, "orig", None) or exc)
+        db.session.registry.clear()
+
+
 def register_error_handlers(app: Flask) -> None:
     """Install the handlers on `app`; unexpected errors never show a stack trace."""
     app.before_request_funcs.setdefault(None, []).insert(0, _assign_request_id)
     app.after_request(_echo_request_id)
+    # Registered after Flask-SQLAlchemy's own teardown, so it runs first and leaves that one nothing to do.
+    app.teardown_appcontext(_end_session_quietly)
     app.register_error_handler(CSRFError, _handle_csrf)
     app.register_error_handler(HTTPException, _handle_http)
     if not app.debug:

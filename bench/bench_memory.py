@@ -95,11 +95,12 @@ def main() -> None:
         upgrade()
         names = [make_user(f"mem{n}").username for n in range(USERS)]
         db.engine.dispose()
-    env = {**os.environ, "SLIPWAY_ENV": "testing", "DATABASE_URL": url, "SLIPWAY_DATA_DIR": str(tmp / "worker")}
+    env = {**os.environ, "SLIPWAY_ENV": "testing", "DATABASE_URL": url,
+           "SLIPWAY_DATA_DIR": str(tmp / "worker")}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     with open(tmp / "worker.log", "wb") as log:
-        worker = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "worker"], cwd=ROOT, env=env,
-                                  stdout=log, stderr=subprocess.STDOUT)
+        worker = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "worker"], cwd=ROOT,
+                                  env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         with gunicorn(url, tmp / "web", workers=2, threads=16) as (base, master):
             preload = os.environ.get("SLIPWAY_GUNICORN_PRELOAD", "default (true)")
@@ -107,7 +108,8 @@ def main() -> None:
             time.sleep(SETTLE)
             snapshot("after start-up", master.pid, worker.pid)
             stop, counts = threading.Event(), []
-            threads = [threading.Thread(target=user_traffic, args=(base, name, stop, counts)) for name in names]
+            threads = [threading.Thread(target=user_traffic, args=(base, name, stop, counts))
+                       for name in names]
             for thread in threads:
                 thread.start()
             time.sleep(SECONDS)

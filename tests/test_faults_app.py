@@ -117,3 +117,20 @@ def test_health_answers_in_time_when_the_database_hangs(app, client, path):
     assert elapsed < 2, elapsed
     if path == "/health":
         assert response.get_json()["message"] == "database did not answer within 0.5 s"
+
+
+def test_a_connection_lost_when_the_request_ends_does_not_break_the_answer(app, client, monkeypatch, caplog):
+    AuthActions(client).as_role("regular")
+    with app.app_context():
+        dialect = db.engine.dialect
+
+    def lost(_connection):  # type: ignore[no-untyped-def]
+        raise dialect.dbapi.OperationalError(2013, "Lost connection to server during query")
+
+    monkeypatch.setattr(dialect, "do_rollback", lost)
+    with caplog.at_level(logging.WARNING):
+        response = client.get("/workspaces/")
+    monkeypatch.undo()
+    assert response.status_code == 200
+    assert any("could not end the database session" in r.getMessage() for r in caplog.records)
+    assert client.get("/workspaces/").status_code == 200
