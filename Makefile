@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TEST_DATABASE_URL ?= mysql+pymysql://slipway:slipway-test-password@127.0.0.1/slipway_test
 PYTEST_ARGS ?=
 
-.PHONY: run test test-sqlite test-compose bench lint services images test-image clean
+.PHONY: run test test-sqlite test-compose bench lint security services images test-image clean
 
 $(STAMP): requirements.txt requirements-dev.txt $(wildcard agent/requirements.txt)
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -46,6 +46,10 @@ bench: $(STAMP) images
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+
+# ruff's S rules, pip-audit over the pins, Schemathesis against the live API (about two minutes)
+security: $(STAMP)
+	@bash scripts/security.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

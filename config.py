@@ -35,6 +35,13 @@ class _EnvReader:
         value = self.environ.get(name)
         return default if value is None or value == "" else value
 
+    def listed(self, name: str, default: str) -> str:
+        """A comma list where an explicit empty value or `none` means the empty list (unset: default)."""
+        value = self.environ.get(name)
+        if value is None:
+            return default
+        return "" if value.strip().lower() in ("", "none") else value
+
     def integer(self, name: str, default: int) -> int:
         raw = self.environ.get(name)
         if raw is None or raw == "":
@@ -156,6 +163,9 @@ class Config:
             "SECRETS_KEY": env.text("SLIPWAY_SECRETS_KEY", cls.DEFAULT_SECRETS_KEY),
             "SQLALCHEMY_DATABASE_URI": env.text("DATABASE_URL", cls.default_database_url(data_dir)),
             "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+            # An outage must answer 503 fast, not hang each request on the driver's default timeouts.
+            "DATABASE_CONNECT_TIMEOUT": env.integer("SLIPWAY_DATABASE_CONNECT_TIMEOUT", 3),
+            "HEALTH_TIMEOUT_SECONDS": env.number("SLIPWAY_HEALTH_TIMEOUT_SECONDS", 2.0),
             "DATA_DIR": data_dir,
             "WORKSPACE_ROOT": env.path("SLIPWAY_WORKSPACE_ROOT", data_dir / "workspaces"),
             "BCRYPT_ROUNDS": env.integer("SLIPWAY_BCRYPT_ROUNDS", cls.DEFAULT_BCRYPT_ROUNDS),
@@ -216,7 +226,7 @@ class Config:
             "SWARM_START_TIMEOUT": env.number("SLIPWAY_SWARM_START_TIMEOUT", 90.0),
             "SWARM_PUBLISH_MODE": env.text("SLIPWAY_SWARM_PUBLISH_MODE", "host"),
             "TRUSTED_PROXIES": env.text("SLIPWAY_TRUSTED_PROXIES", "127.0.0.1,::1"),
-            "MFA_REQUIRED_ROLES": env.text("SLIPWAY_MFA_REQUIRED_ROLES", cls.DEFAULT_MFA_REQUIRED_ROLES),
+            "MFA_REQUIRED_ROLES": env.listed("SLIPWAY_MFA_REQUIRED_ROLES", cls.DEFAULT_MFA_REQUIRED_ROLES),
             "MFA_ISSUER": env.text("SLIPWAY_MFA_ISSUER", "Slipway"),
             "LOGIN_LOCK_THRESHOLD": env.integer("SLIPWAY_LOGIN_LOCK_THRESHOLD", 5),
             "LOGIN_ACCOUNT_LOCK_THRESHOLD": env.integer("SLIPWAY_LOGIN_ACCOUNT_LOCK_THRESHOLD", 20),
@@ -617,6 +627,9 @@ def validate(settings: Mapping[str, Any]) -> list[str]:
     _check_directory(problems, settings)
     _check_mail(problems, settings)
     _check_connections(problems, settings)
+    for name in ("DATABASE_CONNECT_TIMEOUT", "HEALTH_TIMEOUT_SECONDS"):
+        if settings.get(name, 1) <= 0:
+            problems.append(f"SLIPWAY_{name} must be positive")
     for name in ("ANALYTICS_BUFFER_MAX", "ANALYTICS_BATCH_ROWS", "ANALYTICS_FLUSH_SECONDS",
                  "ANALYTICS_RAW_DAYS", "ANALYTICS_ROLLUP_DAYS", "ANALYTICS_ROLLUP_SECONDS"):
         if settings.get(name, 1) <= 0:

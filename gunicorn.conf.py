@@ -22,6 +22,14 @@ from app.metrics.multiproc import MULTIPROC_ENV, enable_multiproc  # noqa: E402 
 bind = os.environ.get("SLIPWAY_GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("SLIPWAY_GUNICORN_WORKERS", "2"))
 threads = int(os.environ.get("SLIPWAY_GUNICORN_THREADS", "16"))  # flask-sock WebSockets need threads
+# Idle keep-alive: longer than the edge keeps its idle upstream connections (15 s in
+# docker/nginx/edge.conf.j2), so the edge never reuses one gunicorn is closing, and shorter than
+# a load balancer's idle timeout (60 s on most), so gunicorn is not the side left with a dead one.
+keepalive = int(os.environ.get("SLIPWAY_GUNICORN_KEEPALIVE", "30"))
+# Load the app once in the master and fork the workers from it: the code and the imported
+# libraries are shared between workers instead of loaded in each (see post_fork for the pools).
+# A code change then needs a full restart, not a HUP.
+preload_app = os.environ.get("SLIPWAY_GUNICORN_PRELOAD", "true").lower() in ("1", "true", "yes", "on")
 
 _data_dir = Path(os.environ.get("SLIPWAY_DATA_DIR") or ROOT / "instance")
 _metrics_dir = os.environ.get(MULTIPROC_ENV) or _data_dir / "prometheus"
@@ -31,6 +39,23 @@ except OSError as exc:
     raise SystemExit(f"Slipway cannot start: the metrics directory {_metrics_dir} (PROMETHEUS_MULTIPROC_DIR, "
                      "default $SLIPWAY_DATA_DIR/prometheus) cannot be emptied or created: "
                      f"{exc.strerror}") from None
+
+
+def pre_fork(server: object, worker: object) -> None:
+    """Move what the master loaded out of the collector's reach, so workers keep those pages shared."""
+    import gc
+
+    gc.freeze()
+
+
+def post_fork(server: object, worker: object) -> None:
+    """A worker must not reuse a database connection opened before the fork (the master opens none)."""
+    wsgi = sys.modules.get("wsgi")
+    if wsgi is not None:  # preloaded
+        from app.extensions import db
+
+        with wsgi.app.app_context():
+            db.engine.dispose(close=False)
 
 
 def child_exit(server: object, worker: object) -> None:

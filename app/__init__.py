@@ -57,6 +57,11 @@ def create_app(config_class: type[Config] | None = None, overrides: Mapping[str,
 def _init_extensions(app: Flask) -> None:
     from app.extensions import bootstrap, csrf, db, limiter, login_manager, migrate, sock
 
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith(("mysql", "mariadb")):
+        options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+        options["connect_args"] = {"connect_timeout": app.config["DATABASE_CONNECT_TIMEOUT"],
+                                   **options.get("connect_args", {})}
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     db.init_app(app)
     from app.extensions import tune_mariadb
 

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint, redirect, render_template, url_for
 from flask_login import current_user, login_required
-from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.wrappers import Response
 
 from app.auth.routes import home_for
+from app.dbcheck import database_problem
 from app.errors import json_response
-from app.extensions import db
 
 bp = Blueprint("main", __name__)
 
@@ -32,10 +30,8 @@ def menu() -> str:
 
 @bp.route("/health")
 def health() -> Response:
-    """200 when the database answers, 503 when it does not."""
-    try:
-        db.session.execute(text("SELECT 1"))
-    except SQLAlchemyError:
-        db.session.rollback()
-        return json_response(False, "database unreachable", {"database": False}, status=503)
+    """200 when the database answers within a short timeout; 503 saying why when it does not."""
+    problem = database_problem()
+    if problem is not None:
+        return json_response(False, problem, {"database": False}, status=503)
     return json_response(True, "ok", {"database": True})

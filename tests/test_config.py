@@ -53,3 +53,17 @@ def test_https_uses_host_only_secure_cookie(tmp_path):
     settings, _ = DevelopmentConfig.load({"SLIPWAY_HTTPS": "true", "SLIPWAY_DATA_DIR": str(tmp_path)})
     assert settings["SESSION_COOKIE_NAME"] == "__Host-slipway"
     assert settings["SESSION_COOKIE_SECURE"] is True
+
+
+@pytest.mark.parametrize("raw", ["", "none", " NONE "])
+def test_mfa_required_roles_explicitly_empty_means_no_role(tmp_path, raw):
+    settings, problems = Config.load({"SLIPWAY_MFA_REQUIRED_ROLES": raw, "SLIPWAY_DATA_DIR": str(tmp_path)})
+    assert problems == []
+    assert settings["MFA_REQUIRED_ROLES"] == ""
+
+
+def test_mfa_required_roles_unset_takes_the_default_and_lists_are_kept(tmp_path):
+    unset, _ = Config.load({"SLIPWAY_DATA_DIR": str(tmp_path)})
+    assert unset["MFA_REQUIRED_ROLES"] == "admin,qvp"
+    listed, _ = Config.load({"SLIPWAY_MFA_REQUIRED_ROLES": "admin", "SLIPWAY_DATA_DIR": str(tmp_path)})
+    assert listed["MFA_REQUIRED_ROLES"] == "admin"

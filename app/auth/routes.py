@@ -9,7 +9,7 @@ from flask_login import current_user, login_required
 from werkzeug.wrappers import Response
 
 from app.auth.forms import LoginForm, RegisterForm
-from app.auth.sessions import end_session, start_session
+from app.auth.sessions import commit_login, end_session, lock_user_row, start_session
 from app.directory.login import DirectoryLoginRefused, DirectoryUnavailable, check_credentials
 from app.errors import error_response
 from app.extensions import db
@@ -103,10 +103,14 @@ def finish_login(user: User, target: str | None) -> Response:
         db.session.commit()
         flash("This account is suspended. Contact an administrator.", "danger")
         return redirect(url_for("auth.login"))
-    bruteforce.record_success(user, request.remote_addr or "unknown")
-    start_session(user)
-    audit.record("user_logged_in", user.username, {"status": user.status, "mfa": user.mfa_enabled})
-    db.session.commit()
+
+    def write_login() -> None:
+        lock_user_row(user)
+        bruteforce.record_success(user, request.remote_addr or "unknown")
+        start_session(user)
+        audit.record("user_logged_in", user.username, {"status": user.status, "mfa": user.mfa_enabled})
+
+    commit_login(write_login)
     if not user.is_approved:
         return redirect(url_for("auth.pending"))
     return redirect(safe_next(target) or home_for(user))

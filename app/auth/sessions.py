@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
+from collections.abc import Callable
 from datetime import timedelta
 
 from flask import current_app, request, session
 from flask_login import login_user, logout_user
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from app.extensions import db, login_manager
 from app.models import User, UserSession
@@ -15,6 +18,32 @@ from app.security import clock
 
 # Writing last_seen on every request would turn every page view into a write.
 LAST_SEEN_RESOLUTION = timedelta(minutes=1)
+MYSQL_DEADLOCK = 1213  # ER_LOCK_DEADLOCK: InnoDB rolled this transaction back to break a cycle
+log = logging.getLogger(__name__)
+
+
+def lock_user_row(user: User) -> None:
+    """Take the write lock on `user`'s row before any insert that references it.
+
+    A login inserts login_attempts and user_sessions rows (their foreign keys take a shared
+    lock on the user row) and then updates users.last_login: two logins to one account would
+    each hold the shared lock and wait for the other's. Locking the row first queues them instead.
+    """
+    db.session.execute(select(User.id).where(User.id == user.id).with_for_update())
+
+
+def commit_login(work: Callable[[], None]) -> None:
+    """Run `work` (the login's writes) and commit; a deadlock victim is rolled back and retried once."""
+    try:
+        work()
+        db.session.commit()
+    except OperationalError as exc:
+        db.session.rollback()
+        if not exc.orig or not exc.orig.args or exc.orig.args[0] != MYSQL_DEADLOCK:
+            raise
+        log.warning("login transaction chosen as a deadlock victim; retrying once")
+        work()
+        db.session.commit()
 
 
 def start_session(user: User) -> UserSession:

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from werkzeug.wrappers import Response
 from wtforms import ValidationError
 
+from app.errors import error_response
 from app.extensions import csrf, db
 from app.forms_common import ConfirmForm
 from app.images.forms import ImportForm
@@ -49,7 +50,7 @@ def _check_csrf(fields: dict[str, str]) -> None:
 @bp.route("/uploads", methods=["POST"])
 @csrf.exempt  # the token is checked from the stream, before any file byte is written
 @permission_required("build_images")
-def upload() -> Response:
+def upload() -> Response | tuple[str, int]:
     """Receive a tarball streamed to disk under a server-chosen name, with its sha256."""
     limit = current_app.config["UPLOAD_MAX_BYTES"]
     request.max_content_length = limit + MULTIPART_OVERHEAD_BYTES
@@ -58,7 +59,7 @@ def upload() -> Response:
                                   check_fields=_check_csrf)
     except UploadRefused as exc:
         refuse_upload(exc.message, actor=current_user.username)
-        abort(exc.status, exc.message)
+        return error_response(exc.status, exc.message)  # not abort(): werkzeug has no 507 (disk full)
     row = record_upload(received, actor=current_user.username)
     flash(f"Uploaded {row.original_name} ({row.size} bytes, sha256 {row.sha256[:12]}…).", "success")
     return redirect(url_for("images.uploads"))

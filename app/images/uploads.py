@@ -9,6 +9,7 @@ must be a tar archive (plain, gzip, bzip2 or xz). On any refusal the partial fil
 from __future__ import annotations
 
 import bz2
+import errno
 import hashlib
 import lzma
 import os
@@ -218,6 +219,13 @@ def receive_upload(
         if sink is not None:
             sink.discard()
         raise UploadRefused(f"the upload is malformed: {exc}") from exc
+    except OSError as exc:
+        if sink is not None:
+            sink.discard()
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise UploadRefused("the server has no space left for this upload; nothing was kept. "
+                                "Ask an administrator to free space, then try again.", 507) from exc
+        raise
     except BaseException:
         if sink is not None:
             sink.discard()

@@ -13,6 +13,7 @@ the `window_seconds` before it. The look-back reads `log_entries`, so a window s
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -20,7 +21,6 @@ from datetime import datetime, timedelta
 from itertools import islice
 from typing import Any
 
-import re2
 from sqlalchemy import select
 
 from app.extensions import db
@@ -33,9 +33,17 @@ ENTRY_COLUMNS = (LogEntry.id, LogEntry.ts, LogEntry.source, LogEntry.category, L
                  LogEntry.server_id, LogEntry.workspace_id, LogEntry.username, LogEntry.message,
                  LogEntry.fields)
 
-_OPTIONS = re2.Options()
-_OPTIONS.log_errors = False  # a bad pattern is reported to the admin, not printed on stderr
-_OPTIONS.max_mem = 8 << 20
+
+
+@functools.cache
+def _re2() -> tuple[Any, Any]:
+    """The re2 module and its options, imported on first use: only rule pages and the worker need them."""
+    import re2
+
+    options = re2.Options()
+    options.log_errors = False  # a bad pattern is reported to the admin, not printed on stderr
+    options.max_mem = 8 << 20
+    return re2, options
 
 
 class RuleError(ValueError):
@@ -46,8 +54,9 @@ def compile_regex(pattern: str) -> Any:
     """The RE2 program for `pattern`; raises RuleError with the reason when it is refused."""
     if len(pattern) > REGEX_MAX:
         raise RuleError(f"The regular expression is longer than {REGEX_MAX} characters.")
+    re2, options = _re2()
     try:
-        return re2.compile(pattern, options=_OPTIONS)
+        return re2.compile(pattern, options=options)
     except re2.error as exc:
         reason = exc.args[0] if exc.args else "invalid"
         if isinstance(reason, bytes):

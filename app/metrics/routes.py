@@ -8,10 +8,10 @@ from pathlib import Path
 
 from flask import Blueprint, abort, current_app, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.wrappers import Response
 
+from app.dbcheck import database_problem
 from app.errors import json_response
 from app.extensions import db
 from app.metrics.access import may_scrape
@@ -39,12 +39,7 @@ def metrics() -> Response:
 
 
 def _database_ok() -> bool:
-    try:
-        db.session.execute(text("SELECT 1"))
-    except SQLAlchemyError:
-        db.session.rollback()
-        return False
-    return True
+    return database_problem() is None  # bounded: a hung database must not hang the probe
 
 
 def _worker_ok() -> bool:

@@ -144,6 +144,7 @@ def start_edge(settings: Mapping[str, Any], *, workers: int | str = "auto") -> s
             [settings["NGINX_BIN"], "-p", str(paths.run_dir), "-c", str(paths.main_conf)],
             stdout=subprocess.DEVNULL,
             stderr=stderr,
+            start_new_session=True,  # master and workers in one group: see kill_leftovers
         )
     deadline = time.monotonic() + 10
     while master_pid(paths) != process.pid:
@@ -179,6 +180,14 @@ def stop_edge(process: subprocess.Popen, timeout: float = 10) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def kill_leftovers(process: subprocess.Popen) -> None:
+    """After the master died (killed, OOM), kill its orphaned workers: they still hold the port."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def main() -> None:

@@ -6,7 +6,6 @@ import io
 import secrets
 
 import pyotp
-import segno
 from flask import current_app
 from sqlalchemy import delete, select
 
@@ -48,6 +47,8 @@ def qr_svg(data: str) -> str:
     """Render `data` as an inline SVG QR code (no XML declaration, no external service)."""
     out = io.BytesIO()
     title = "QR code for your authenticator app"
+    import segno  # only the set-up page draws one: not loaded in every web process
+
     code = segno.make(data, error="m")
     code.save(out, kind="svg", xmldecl=False, scale=5, border=2, svgns=True, title=title)
     return out.getvalue().decode()

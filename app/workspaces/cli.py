@@ -13,7 +13,8 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models.server import Server
-from app.routing.edge_server import start_edge, stop_edge
+from app.routing.edge_server import kill_leftovers, start_edge, stop_edge
+from app.routing.nginx import NginxError
 from app.security.crypto import encrypt_secret
 from app.security.outbound import agent_url_problem
 from app.services import audit
@@ -31,9 +32,25 @@ def edge_command() -> None:
         signal.signal(sig, lambda *_: stop.set())
     click.echo(f"edge nginx (pid {process.pid}) on {current_app.config['EDGE_BIND']}:"
                f"{current_app.config['EDGE_PORT']}, config in {current_app.config['EDGE_DIR']}")
+    backoff = 1.0
     while not stop.wait(1):
-        if process.poll() is not None:
-            raise click.ClickException(f"nginx exited with {process.returncode}")
+        if process.poll() is None:
+            backoff = 1.0
+            continue
+        # nginx died under us (killed, OOM): bring it back (it pulls the current routes from the web
+        # app as it starts), backing off up to 30 s while it keeps failing; /health/ready reports
+        # the edge down meanwhile.
+        click.echo(f"edge nginx exited with {process.returncode}; restarting it", err=True)
+        kill_leftovers(process)
+        if stop.wait(backoff):
+            return
+        try:
+            process = start_edge(current_app.config)
+        except (NginxError, OSError) as exc:
+            click.echo(f"edge nginx did not start again: {exc}", err=True)
+            backoff = min(backoff * 2, 30.0)
+            continue
+        click.echo(f"edge nginx restarted (pid {process.pid})", err=True)
     stop_edge(process)
 
 
