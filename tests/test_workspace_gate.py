@@ -1,9 +1,6 @@
-"""The per-container gate secret: made at create, stored encrypted, rotated on re-create, routed 0600."""
+"""The per-container gate secret: made at create, stored encrypted, rotated on re-create, edges only."""
 
 from __future__ import annotations
-
-import stat
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -27,8 +24,10 @@ def fake(app, monkeypatch):
     return use_fake_backend(monkeypatch)
 
 
-def _routes_file(app) -> Path:
-    return Path(app.config["EDGE_DIR"]).resolve() / "routes.conf"
+def _table(app) -> str:
+    """The route table every edge loads (and is pushed line by line)."""
+    with app.app_context():
+        return sync.table_text()
 
 
 def _provision(app) -> tuple[str, str]:
@@ -52,9 +51,9 @@ def test_create_gives_the_container_a_secret_stored_encrypted_and_routed_private
     assert len(plain) >= 32 and plain not in stored
     with app.app_context():
         assert decrypt_secret(stored, GATE_SECRET_PURPOSE) == plain
-    routes = _routes_file(app)
-    assert f'|{plain}";' in routes.read_text()
-    assert stat.S_IMODE(routes.stat().st_mode) == 0o600
+    # Only the edge gets it: the table is served to signed requests only (tests/test_edge_sync.py).
+    lines = _table(app).splitlines()
+    assert any(line.startswith("put carol ") and line.endswith(f" {plain}") for line in lines)
 
 
 def test_re_creating_the_container_rotates_the_secret(app, fake):
@@ -64,7 +63,7 @@ def test_re_creating_the_container_rotates_the_secret(app, fake):
     FakeBackend.containers.clear()  # the container is gone: the next provision creates a new one
     stored, second = _provision(app)
     assert second != first
-    text = _routes_file(app).read_text()
+    text = _table(app)
     assert second in text and first not in text
     with app.app_context():
         assert decrypt_secret(stored, GATE_SECRET_PURPOSE) == second
