@@ -42,6 +42,14 @@ def _worker(database_url: str, data_dir: Path, instance: str) -> subprocess.Pope
                                 stdout=out, stderr=subprocess.STDOUT)
 
 
+def _signal_agent(proc: subprocess.Popen, sig: int) -> None:
+    """Signal the agent's gunicorn master and its workers (a stopped master alone still serves)."""
+    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True,
+                              timeout=10, check=False).stdout.split()
+    for pid in [proc.pid, *map(int, children)]:
+        os.kill(pid, sig)
+
+
 def _task(app, task_id: int) -> Task:
     with app.app_context():
         task = db.session.get(Task, task_id)
@@ -66,18 +74,20 @@ def test_worker_killed_mid_provision_task_reclaimed_one_container(app, database_
                 admin = make_user("boss", role="admin")
                 dora = make_user("dora", status="pending")
                 task_id = service.provision(dora, admin, service.Plan(), approve=True).id
-            workers.append(_worker(database_url, tmp_path / "w1", instance))
-            deadline = time.monotonic() + 60
-            while _task(app, task_id).state != "running":
-                assert time.monotonic() < deadline, "the first worker never started the task"
-                time.sleep(0.02)
-            agent.proc.send_signal(signal.SIGSTOP)
+            # The agent is frozen before the worker starts, so the provision is certainly mid-call to
+            # it (not already finished: the test image starts in well under a second) when it dies.
+            _signal_agent(agent.proc, signal.SIGSTOP)
             try:
+                workers.append(_worker(database_url, tmp_path / "w1", instance))
+                deadline = time.monotonic() + 60
+                while _task(app, task_id).state != "running":
+                    assert time.monotonic() < deadline, "the first worker never started the task"
+                    time.sleep(0.02)
                 time.sleep(1)
                 workers[0].send_signal(signal.SIGKILL)
                 workers[0].wait(10)
             finally:
-                agent.proc.send_signal(signal.SIGCONT)
+                _signal_agent(agent.proc, signal.SIGCONT)
             first = _task(app, task_id)
             assert first.state == "running" and first.claimed_by, first.state
             workers.append(_worker(database_url, tmp_path / "w2", instance))
