@@ -25,14 +25,11 @@ import http.client
 import json
 import multiprocessing as mp
 import os
-import secrets
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from base64 import urlsafe_b64encode
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,9 +46,10 @@ from app.models import AlertRule, LogEntry  # noqa: E402
 from app.services import api_keys  # noqa: E402
 from app.timeutil import utcnow  # noqa: E402
 from bench.benchdb import fresh_database  # noqa: E402
+from bench.gunicorn_process import production_env, stop, wait_ready  # noqa: E402
 from tests.agent.helpers import free_port  # noqa: E402
 from tests.builders import make_user  # noqa: E402
-from tests.conftest import build_app  # noqa: E402
+from tests.support import build_app  # noqa: E402
 
 DEFAULT_URL = "mysql+pymysql://slipway:slipway-test-password@127.0.0.1/slipway_test_bench_logs"
 SECONDS = int(os.environ.get("BENCH_SECONDS", "60"))
@@ -156,45 +154,6 @@ def _client(port: int, key: str, bodies: list[bytes], start_at: float, end_at: f
     conn.close()
 
 
-def _wait_ready(port: int, proc: subprocess.Popen) -> None:
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("gunicorn exited")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/api/v1/")
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError("gunicorn did not answer within 60 s")
-
-
-def _server_env(url: str, data_dir: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "SLIPWAY_ENV": "production",
-        "DATABASE_URL": url,
-        "SECRET_KEY": secrets.token_urlsafe(48),
-        "SLIPWAY_SECRETS_KEY": urlsafe_b64encode(secrets.token_bytes(32)).decode(),
-        "SLIPWAY_HTTPS": "false",
-        "SLIPWAY_DATA_DIR": str(data_dir),
-        "SLIPWAY_RATELIMIT_ENABLED": "false",
-        "SLIPWAY_POLL_ENABLED": "false",
-        "SLIPWAY_RECONCILE_INTERVAL_SECONDS": "0",
-    }
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
 
 def main() -> int:
     """Measure the floor, then the API under load; print both; exit 1 when a bar is missed."""
@@ -220,7 +179,7 @@ def main() -> int:
           f"{floor_one:,.0f} rows/s; {INGEST_PROCS} connections {floor:,.0f} rows/s")
 
     port = free_port()
-    env = _server_env(url, data_dir)
+    env = production_env(url, data_dir)
     server = subprocess.Popen(
         [str(ROOT / ".venv/bin/gunicorn"), "-w", str(GUNICORN_WORKERS), "-k", "gthread", "--threads",
          str(GUNICORN_THREADS), "-b", f"127.0.0.1:{port}", "--log-level", "warning", "wsgi:app"],
@@ -229,7 +188,7 @@ def main() -> int:
     worker = subprocess.Popen([str(ROOT / ".venv/bin/flask"), "--app", "wsgi", "worker"], cwd=ROOT, env=env,
                               stdout=subprocess.DEVNULL)
     try:
-        _wait_ready(port, server)
+        wait_ready(port, server)
         bodies = _bodies(4)
         start_at = time.time() + WARMUP
         end_at = start_at + SECONDS
@@ -243,8 +202,8 @@ def main() -> int:
             client.join(timeout=10)
         load = os.getloadavg()[0]
     finally:
-        _stop(server)
-        _stop(worker)
+        stop(server)
+        stop(worker)
     samples = [s for result in results for s in result[0]]
     errors = sum(result[1] for result in results)
     accepted = sum(n for _, n in samples)

@@ -28,15 +28,12 @@ import http.client
 import json
 import multiprocessing as mp
 import os
-import secrets
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from base64 import urlsafe_b64encode
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,11 +48,12 @@ from app.logs.defaults import seed_rules  # noqa: E402
 from app.models import LogEntry  # noqa: E402
 from app.services import api_keys  # noqa: E402
 from bench.benchdb import fresh_database  # noqa: E402
+from bench.gunicorn_process import production_env, stop, wait_ready  # noqa: E402
 from tests.agent.helpers import free_port  # noqa: E402
 from tests.builders import PASSWORD, make_user  # noqa: E402
-from tests.conftest import build_app  # noqa: E402
 from tests.livesrv import cookie_header, login  # noqa: E402
 from tests.page_helpers import CHROMIUM, CHROMIUM_ARGS, browser_available  # noqa: E402
+from tests.support import build_app  # noqa: E402
 
 DEFAULT_URL = "mysql+pymysql://slipway:slipway-test-password@127.0.0.1/slipway_test_bench_logs_live"
 VIEWERS = int(os.environ.get("BENCH_VIEWERS", "10"))
@@ -84,49 +82,6 @@ new MutationObserver((records) => {
   }
 }).observe(document, {childList: true, subtree: true});
 """
-
-
-def _server_env(url: str, data_dir: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "SLIPWAY_ENV": "production",
-        "DATABASE_URL": url,
-        "SECRET_KEY": secrets.token_urlsafe(48),
-        "SLIPWAY_SECRETS_KEY": urlsafe_b64encode(secrets.token_bytes(32)).decode(),
-        "SLIPWAY_HTTPS": "false",
-        "SLIPWAY_DATA_DIR": str(data_dir),
-        "SLIPWAY_RATELIMIT_ENABLED": "false",
-        "SLIPWAY_MFA_REQUIRED_ROLES": "qvp",  # not admin: the viewers log in with a password alone
-        "SLIPWAY_POLL_ENABLED": "false",
-        "SLIPWAY_RECONCILE_INTERVAL_SECONDS": "0",
-        "SLIPWAY_GUNICORN_WORKERS": str(GUNICORN_WORKERS),
-        "PROMETHEUS_MULTIPROC_DIR": str(data_dir / "prometheus"),
-    }
-
-
-def _wait_ready(port: int, proc: subprocess.Popen) -> None:
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("gunicorn exited")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/api/v1/")
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError("gunicorn did not answer within 60 s")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 def _ship(port: int, key: str, start_at: float, out: mp.Queue) -> None:
@@ -298,22 +253,27 @@ def main() -> int:
         make_user("benchviewer", role="admin")
         key = api_keys.create(admin, "live bench shipper", "logs:write", None, source="cli").value
     port = free_port()
-    env = _server_env(url, data_dir)
+    env = production_env(
+        url, data_dir,
+        SLIPWAY_MFA_REQUIRED_ROLES="qvp",  # not admin: the viewers log in with a password alone
+        SLIPWAY_GUNICORN_WORKERS=str(GUNICORN_WORKERS),
+        PROMETHEUS_MULTIPROC_DIR=str(data_dir / "prometheus"),
+    )
     server = subprocess.Popen(
         [str(ROOT / ".venv/bin/gunicorn"), "-c", "gunicorn.conf.py", "-b", f"127.0.0.1:{port}",
          "--log-level", "warning", "wsgi:app"], cwd=ROOT, env=env)
     worker = subprocess.Popen([str(ROOT / ".venv/bin/flask"), "--app", "wsgi", "worker"], cwd=ROOT, env=env,
                               stdout=subprocess.DEVNULL)
     try:
-        _wait_ready(port, server)
+        wait_ready(port, server)
         print(f"database: {url.split('@')[-1]}; {VIEWERS} Chromium viewers of /logs/live; {RATE:,} entries/s "
               f"for {SECONDS} s in {BATCHES_PER_SECOND} batches/s; gunicorn {GUNICORN_WORKERS} workers; "
               f"load average {os.getloadavg()[0]:.1f}")
         latencies, expected, seen, skipped, shipped = _measure(app, f"http://127.0.0.1:{port}", port, key)
         load = os.getloadavg()[0]
     finally:
-        _stop(server)
-        _stop(worker)
+        stop(server)
+        stop(worker)
         with app.app_context():
             db.engine.dispose()
     print(f"  shipped: {shipped['accepted']:,} accepted in {shipped['batches']} batches, {shipped['errors']} "

@@ -9,14 +9,17 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiosmtpd.controller import Controller
 from flask import Flask
 
+from app.extensions import db
 from tests.support import build_app
 
 
@@ -119,3 +122,33 @@ def body_html(message: EmailMessage) -> str:
     part = message.get_body(preferencelist=("html",))
     assert part is not None, "no html part"
     return part.get_content()
+
+
+def clear_tables(app: Flask) -> None:
+    """Empty every table (the mail tests' apps write through real tasks and commits)."""
+    with app.app_context():
+        for table in reversed(db.metadata.sorted_tables):
+            db.session.execute(table.delete())
+        db.session.commit()
+        db.engine.dispose()
+
+
+# Fixtures for the mail test modules, which import them: a real SMTP server on loopback, an app that
+# mails to it, and its inbox.
+@pytest.fixture(name="smtp")
+def smtp_server() -> Iterator[tuple[SmtpInbox, int]]:
+    controller, inbox, port = start_smtp()
+    yield inbox, port
+    controller.stop()
+
+
+@pytest.fixture(name="app")
+def mail_test_app(database_url: str, tmp_path: Path, smtp: tuple[SmtpInbox, int]) -> Iterator[Flask]:
+    application = mail_app(database_url, tmp_path, smtp[1])
+    yield application
+    clear_tables(application)
+
+
+@pytest.fixture(name="inbox")
+def smtp_inbox(smtp: tuple[SmtpInbox, int]) -> SmtpInbox:
+    return smtp[0]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -22,35 +21,19 @@ from app.services import accounts, workspaces
 from app.timeutil import utcnow
 from config import TestingConfig, validate
 from tests.builders import PASSWORD, make_alert, make_server, make_task, make_user, make_workspace
-from tests.mail_support import HungSmtp, SmtpInbox, body_html, body_text, mail_app, start_smtp
+from tests.mail_support import (  # noqa: F401 - fixtures app, inbox, smtp
+    HungSmtp,
+    SmtpInbox,
+    body_html,
+    body_text,
+    clear_tables,
+    mail_app,
+    mail_test_app,
+    smtp_inbox,
+    smtp_server,
+    start_smtp,
+)
 from tests.support import AuthActions, form_post, run_tasks
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[SmtpInbox, int]]:
-    controller, inbox, port = start_smtp()
-    yield inbox, port
-    controller.stop()
-
-
-def _clean(app: Flask) -> None:
-    with app.app_context():
-        for table in reversed(db.metadata.sorted_tables):
-            db.session.execute(table.delete())
-        db.session.commit()
-        db.engine.dispose()
-
-
-@pytest.fixture
-def app(database_url: str, tmp_path: Path, smtp: tuple[SmtpInbox, int]) -> Iterator[Flask]:
-    application = mail_app(database_url, tmp_path, smtp[1])
-    yield application
-    _clean(application)
-
-
-@pytest.fixture
-def inbox(smtp: tuple[SmtpInbox, int]) -> SmtpInbox:
-    return smtp[0]
 
 
 def _only(inbox: SmtpInbox, address: str) -> EmailMessage:
@@ -232,7 +215,7 @@ def test_a_deferring_server_is_retried_later_then_the_mail_arrives(database_url:
         assert (task.state, task.attempts) == ("succeeded", 2)
         assert len(inbox.to("anna@example.com")) == 1
     finally:
-        _clean(app)
+        clear_tables(app)
 
 
 def test_a_hanging_server_times_out_is_retried_and_fails(database_url: str, tmp_path: Path) -> None:
@@ -250,7 +233,7 @@ def test_a_hanging_server_times_out_is_retried_and_fails(database_url: str, tmp_
             assert db.session.scalar(select(User.status).where(User.username == "bert")) == "rejected"
     finally:
         hung.stop()
-        _clean(app)
+        clear_tables(app)
 
 
 def test_header_injection_in_an_address_is_refused(app: Flask, inbox: SmtpInbox) -> None:
@@ -290,7 +273,7 @@ def test_without_an_smtp_host_nothing_is_queued(database_url: str, tmp_path: Pat
             accounts.reject(make_user("bert", status="pending"), admin, "no")
             assert db.session.scalars(select(Task)).all() == []
     finally:
-        _clean(app)
+        clear_tables(app)
 
 
 def test_mail_settings_are_validated() -> None:

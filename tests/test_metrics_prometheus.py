@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from tests.agent.helpers import free_port, stop_process
+from tests.gunicorn_run import wait_for_200  # also waits out Prometheus's 503s while it starts
 from tests.support import require_service
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,21 +50,6 @@ def _process(command: list[str], env: dict[str, str] | None, log: Path) -> Itera
         yield process
     finally:
         stop_process(process, timeout=10)
-
-
-def _wait_until_up(url: str, process: subprocess.Popen, log: Path, seconds: float = 60) -> None:
-    """Wait for a 200 from `url` (Prometheus answers 503 on /-/ready and its API while starting)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            break
-        try:
-            if requests.get(url, timeout=5).status_code == 200:
-                return
-        except (requests.ConnectionError, requests.Timeout):
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{url} did not come up: {log.read_text()[-3000:]}")
 
 
 def _query(base: str, expression: str) -> list[dict]:
@@ -102,7 +88,7 @@ def test_prometheus_scrapes_a_live_slipway_with_the_bearer_token(database_url, t
     base_app, base_prom = f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{prom_port}"
 
     with _process(web, env, tmp_path / "gunicorn.log") as web_proc:
-        _wait_until_up(f"{base_app}/health", web_proc, tmp_path / "gunicorn.log")
+        wait_for_200(f"{base_app}/health", web_proc, tmp_path / "gunicorn.log")
         assert not (stale_dir / f"counter_{os.getpid()}.db").exists()  # cleaned when the master started
         for _ in range(REQUESTS):  # a new connection each time, so both workers serve some
             assert requests.get(f"{base_app}/login", timeout=10).status_code == 200
@@ -118,7 +104,7 @@ def test_prometheus_scrapes_a_live_slipway_with_the_bearer_token(database_url, t
         assert seen == {float(REQUESTS)}
 
         with _process(prometheus, None, tmp_path / "prometheus.log") as prom_proc:
-            _wait_until_up(f"{base_prom}/-/ready", prom_proc, tmp_path / "prometheus.log")
+            wait_for_200(f"{base_prom}/-/ready", prom_proc, tmp_path / "prometheus.log")
             expression = ('sum(slipway_http_requests_total'
                           '{job="slipway",route="/login",method="GET",status="200"})')
             deadline = time.monotonic() + 60

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
@@ -17,39 +15,22 @@ from app.models import AuditLog, PasswordResetToken, Task, TaskEvent, User, User
 from app.security.passwords import check_password
 from app.timeutil import utcnow
 from tests.builders import PASSWORD, make_session, make_user
-from tests.mail_support import SmtpInbox, body_html, body_text, mail_app, start_smtp
+from tests.mail_support import (  # noqa: F401 - fixtures app, inbox, smtp
+    SmtpInbox,
+    body_html,
+    body_text,
+    clear_tables,
+    mail_app,
+    mail_test_app,
+    smtp_inbox,
+    smtp_server,
+    start_smtp,
+)
 from tests.security_helpers import actions, enrol
 from tests.support import AuthActions, build_app, form_post, run_tasks
 
 LINK_RE = re.compile(r"http://slipway\.test:8000(/login/reset/[A-Za-z0-9_-]+)")
 NEW = "a brand new passphrase 2026"
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[SmtpInbox, int]]:
-    controller, inbox, port = start_smtp()
-    yield inbox, port
-    controller.stop()
-
-
-def _clean(app: Flask) -> None:
-    with app.app_context():
-        for table in reversed(db.metadata.sorted_tables):
-            db.session.execute(table.delete())
-        db.session.commit()
-        db.engine.dispose()
-
-
-@pytest.fixture
-def app(database_url: str, tmp_path: Path, smtp: tuple[SmtpInbox, int]) -> Iterator[Flask]:
-    application = mail_app(database_url, tmp_path, smtp[1])
-    yield application
-    _clean(application)
-
-
-@pytest.fixture
-def inbox(smtp: tuple[SmtpInbox, int]) -> SmtpInbox:
-    return smtp[0]
 
 
 def _ask(client: FlaskClient, email: str):
@@ -211,7 +192,7 @@ def test_requests_per_address_are_rate_limited(database_url: str, tmp_path: Path
         assert _ask(client, "WHO@example.com ").status_code == 429
         assert _ask(client, "else@example.com").status_code == 302
     finally:
-        _clean(app)
+        clear_tables(app)
 
 
 def test_without_mail_the_page_says_to_ask_an_admin(database_url: str, tmp_path: Path) -> None:
@@ -222,7 +203,7 @@ def test_without_mail_the_page_says_to_ask_an_admin(database_url: str, tmp_path:
         with app.app_context():
             assert db.session.scalars(select(Task)).all() == []
     finally:
-        _clean(app)
+        clear_tables(app)
 
 
 def test_a_directory_account_gets_no_reset_link(app: Flask, client: FlaskClient, inbox: SmtpInbox) -> None:
