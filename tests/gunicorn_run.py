@@ -32,9 +32,10 @@ def wait_for_200(url: str, process: subprocess.Popen, log: Path, seconds: float 
 
 @contextmanager
 def gunicorn(database_url: str, data_dir: Path, *, workers: int = 1, threads: int = 4,
-             env: dict[str, str] | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
-    """`gunicorn -c gunicorn.conf.py wsgi:app` on a free loopback port; yields (base URL, master process)."""
-    port = free_port()
+             env: dict[str, str] | None = None,
+             port: int | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`gunicorn -c gunicorn.conf.py wsgi:app` on `port` (default: a free one); yields (base URL, master)."""
+    port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     full_env = {
         **{k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
