@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -313,6 +314,8 @@ class Config:
             # The edge's JSON access log, tailed by the worker into the connection log; idle stop.
             "EDGE_ACCESS_LOG": env.text("SLIPWAY_EDGE_ACCESS_LOG", None),  # None: EDGE_DIR/logs/access.json
             "CONNECTION_TAIL_SECONDS": env.number("SLIPWAY_CONNECTION_TAIL_SECONDS", 1.0),
+            # Each edge's access log keeps its own read position: one name per edge whose log is tailed.
+            "CONNECTION_TAIL_NAME": env.text("SLIPWAY_CONNECTION_TAIL_NAME", "edge"),
             "CONNECTION_SESSION_GAP_MINUTES": env.integer("SLIPWAY_CONNECTION_SESSION_GAP_MINUTES", 30),
             "CONNECTION_KEEP_DAYS": env.integer("SLIPWAY_CONNECTION_KEEP_DAYS", 90),
             "IDLE_STOP_MINUTES": env.integer("SLIPWAY_IDLE_STOP_MINUTES", 0),
@@ -573,6 +576,8 @@ def _check_connections(problems: list[str], settings: Mapping[str, Any]) -> None
             problems.append(f"SLIPWAY_{name} must be positive")
     if settings.get("IDLE_STOP_MINUTES", 0) < 0:
         problems.append("SLIPWAY_IDLE_STOP_MINUTES must be 0 (off) or a number of minutes")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", str(settings.get("CONNECTION_TAIL_NAME", "edge"))):
+        problems.append("SLIPWAY_CONNECTION_TAIL_NAME must be 1-64 letters, digits, '.', '_' or '-'")
 
 
 def validate(settings: Mapping[str, Any]) -> list[str]:

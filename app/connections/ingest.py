@@ -25,7 +25,7 @@ from app.routing.nginx import RouteError, parse_workspace_host
 from app.timeutil import utcnow
 from app.validators import is_username_shape
 
-CURSOR_NAME = "edge"
+CURSOR_NAME = "edge"  # the default; each edge's log tailed into one database needs its own (config)
 EDGE_PAGES = "/_slipway/"  # the web app's own pages on a workspace host: not use of the workspace
 OWNER_CHUNK = 500  # owners per IN list when loading open sessions
 _decode = json.JSONDecoder().decode
@@ -208,11 +208,11 @@ def apply_hits(hits: list[Hit], gap: timedelta) -> int:
     return opened
 
 
-def _cursor() -> ConnectionTail:
-    stmt = select(ConnectionTail).where(ConnectionTail.name == CURSOR_NAME).with_for_update()
+def _cursor(name: str) -> ConnectionTail:
+    stmt = select(ConnectionTail).where(ConnectionTail.name == name).with_for_update()
     row = db.session.scalar(stmt)
     if row is None:
-        row = ConnectionTail(name=CURSOR_NAME, inode=0, offset=0, lines=0, garbled=0)
+        row = ConnectionTail(name=name, inode=0, offset=0, lines=0, garbled=0)
         db.session.add(row)
     return row
 
@@ -226,9 +226,10 @@ class RoundResult:
     more: bool
 
 
-def ingest_round(tailer: Tailer, workspace_domain: str, gap: timedelta) -> RoundResult:
-    """Read one chunk from the tailer and commit its sessions, last activity and the new position."""
-    cursor = _cursor()
+def ingest_round(tailer: Tailer, workspace_domain: str, gap: timedelta,
+                 cursor_name: str = CURSOR_NAME) -> RoundResult:
+    """Read one chunk from the tailer and commit its sessions, last activity and its log's new position."""
+    cursor = _cursor(cursor_name)
     chunk = tailer.read(Position(cursor.inode, cursor.offset))
     if not chunk.lines and not chunk.dropped and chunk.position == Position(cursor.inode, cursor.offset):
         db.session.rollback()  # nothing new: no write every second on an idle edge
@@ -256,11 +257,12 @@ def ingest_round(tailer: Tailer, workspace_domain: str, gap: timedelta) -> Round
     return RoundResult(len(chunk.lines), garbled, moved and bool(chunk.lines))
 
 
-def ingest_available(tailer: Tailer, workspace_domain: str, gap: timedelta, max_rounds: int = 100) -> int:
+def ingest_available(tailer: Tailer, workspace_domain: str, gap: timedelta, max_rounds: int = 100,
+                     cursor_name: str = CURSOR_NAME) -> int:
     """Ingest until the file has nothing more (at most `max_rounds` chunks); returns lines read."""
     total = 0
     for _ in range(max_rounds):
-        result = ingest_round(tailer, workspace_domain, gap)
+        result = ingest_round(tailer, workspace_domain, gap, cursor_name)
         total += result.lines
         if not result.more:
             break

@@ -46,7 +46,8 @@ def tail_loop(app: Flask, stop: threading.Event) -> None:
         while not stop.wait(cfg["CONNECTION_TAIL_SECONDS"]):
             try:
                 with app.app_context():
-                    ingest_available(tailer, cfg["WORKSPACE_DOMAIN"], gap)
+                    ingest_available(tailer, cfg["WORKSPACE_DOMAIN"], gap,
+                                     cursor_name=cfg["CONNECTION_TAIL_NAME"])
                     if time.monotonic() - pruned_at > PRUNE_EVERY_SECONDS:
                         pruned_at = time.monotonic()
                         prune_sessions(cfg["CONNECTION_KEEP_DAYS"])

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from werkzeug.wrappers import Response
 
 from app.connections.idle import idle_stop_enabled
-from app.connections.ingest import CURSOR_NAME
 from app.extensions import db
 from app.forms_common import ConfirmForm
 from app.models import ConnectionSession, ConnectionTail, Workspace
@@ -21,6 +21,23 @@ from app.validators import is_username_shape
 bp = Blueprint("connections", __name__)
 PER_PAGE = 50
 TIME_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d")
+
+
+@dataclass(frozen=True)
+class TailSummary:
+    """What the worker(s) read from the edges' access logs, summed over every log's cursor."""
+
+    lines: int
+    garbled: int
+    updated_at: datetime | None
+
+
+def _tail_summary() -> TailSummary | None:
+    """Lines and garbled lines read from every edge's access log (one cursor per log), last read time."""
+    lines, garbled, updated = db.session.execute(select(
+        func.sum(ConnectionTail.lines), func.sum(ConnectionTail.garbled),
+        func.max(ConnectionTail.updated_at))).one()
+    return None if lines is None else TailSummary(int(lines), int(garbled or 0), updated)
 
 
 def _when(name: str, problems: list[str]) -> datetime | None:
@@ -67,7 +84,7 @@ def index() -> str:
     if until:
         stmt = stmt.where(ConnectionSession.started_at < until + timedelta(minutes=1))
     page = db.paginate(stmt, per_page=PER_PAGE, error_out=False)
-    cursor = db.session.get(ConnectionTail, CURSOR_NAME) if admin else None
+    cursor = _tail_summary() if admin else None
     return render_template("logs/connections.html", page=page, admin=admin, problems=problems,
                            filters={"user": user, "workspace": workspace,
                                     "since": request.args.get("since", "")[:16] if since else "",
