@@ -73,6 +73,7 @@ class Cluster:
     instance: str
     workspace_domain: str
     root: Path
+    access_logs: list[Path]
     _edge_runs: ExitStack = field(default_factory=ExitStack)
 
     def restart_edge(self, index: int) -> Edge:
@@ -190,21 +191,26 @@ def cluster(database_url: str, root: Path) -> Iterator[Cluster]:
             "SLIPWAY_AGENT_READ_TIMEOUT": "30", "SLIPWAY_POLL_LEASE_SECONDS": "60",
             "SLIPWAY_ORPHAN_GRACE_SECONDS": "3600",
         }
+        # Each worker tails the access log of "its" edge (the edge on its host) under a name of its own.
+        access_logs = [root / f"edge{n}-access.json" for n in range(2)]
         workers = []
         for n in range(2):
-            process = worker_process(database_url, root / f"worker{n}", worker_env)
+            process = worker_process(database_url, root / f"worker{n}", {
+                **worker_env, "SLIPWAY_EDGE_ACCESS_LOG": str(access_logs[n]),
+                "SLIPWAY_CONNECTION_TAIL_NAME": f"edge-{n}", "SLIPWAY_CONNECTION_TAIL_SECONDS": "0.2"})
             stack.callback(stop_worker, process)
             workers.append(process)
         for n, process in enumerate(workers):
             wait_worker_started(process, root / f"worker{n}" / "worker.log")
-        running = Cluster(db_app, webs, web_processes, workers, [], agent, instance, domain, root)
+        running = Cluster(db_app, webs, web_processes, workers, [], agent, instance, domain, root,
+                          access_logs)
         stack.enter_context(running._edge_runs)
         for n in range(2):
             settings = {
                 "EDGE_DIR": running._edge_runs.enter_context(edge_dir()), "EDGE_BIND": "127.0.0.1",
                 "EDGE_PORT": edge_ports[n], "EDGE_ADMIN_PORT": admin_ports[n], "EDGE_KEY_FILE": key_file,
                 "EDGE_SYNC_SECONDS": EDGE_SYNC_SECONDS, "NGINX_BIN": NGINX_BIN, "LISTEN_HOST": "127.0.0.1",
-                "LISTEN_PORT": web_ports[n], "WORKSPACE_DOMAIN": domain,
+                "LISTEN_PORT": web_ports[n], "WORKSPACE_DOMAIN": domain, "EDGE_ACCESS_LOG": access_logs[n],
             }
             running.edges.append(Edge(settings, start_edge(settings, workers=1)))
         stack.callback(lambda: [stop_edge(edge.process) for edge in running.edges])

@@ -22,7 +22,7 @@ import requests
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models import AuditLog, Task, TaskEvent, User, UserSession, Workspace
+from app.models import AuditLog, ConnectionTail, Task, TaskEvent, User, UserSession, Workspace
 from app.routing.nginx import workspace_host
 from app.security.tokens import Grant, issue_handoff
 from tests.builders import PASSWORD, make_user
@@ -273,6 +273,17 @@ def test_an_approval_is_provisioned_once_and_both_edges_follow_the_workspace(sta
         answer = _through_edge(stack, edge, host, cookies=cookies)
         assert answer.status_code == 503, (edge, answer.status_code)
         assert "Workspace not running" in answer.text and WORKSPACE_TEXT not in answer.text
+
+    # Each worker tails its own edge's access log into the one connection log: every line read once.
+    def tails_caught_up() -> bool:
+        with stack.app.app_context():
+            read = {row.name: row.lines for row in db.session.scalars(select(ConnectionTail))}
+            active = db.session.scalar(
+                select(Workspace.last_activity_at).where(Workspace.username == "alice"))
+        written = {f"edge-{n}": len(log.read_bytes().splitlines()) for n, log in enumerate(stack.access_logs)}
+        return read == written and all(written.values()) and active is not None
+
+    wait_until(tails_caught_up, 30, "both edges' access logs read into the connection log")
 
 
 def test_a_worker_killed_mid_task_leaves_the_queue_to_the_other(stack: Cluster) -> None:
