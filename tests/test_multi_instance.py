@@ -4,8 +4,10 @@ Real parts throughout (tests/multikit.py): production gunicorn, `flask worker`, 
 the real agent with the busybox test image. Proved here: a session made on one web process is
 the session on the other (and logging out on either ends it), rate limits and lockouts count
 across both, one approval is provisioned by exactly one worker, both edges serve the owner's
-links after a change (pushed to both; an edge restarted empty pulls it back) and refuse anyone
-else, and a worker SIGKILLed mid-task leaves its tasks to the other, none lost or run twice.
+links after a change (pushed to both; an edge restarted empty pulls it back), refuse anyone
+else and drop a logged-out session at once, each worker reads its own edge's access log into the
+one connection log, and a worker SIGKILLed mid-task leaves its tasks to the other, none lost or
+run twice.
 """
 
 from __future__ import annotations
@@ -262,6 +264,20 @@ def test_an_approval_is_provisioned_once_and_both_edges_follow_the_workspace(sta
     # An edge restarted with nothing in memory recovers the route from its web process.
     stack.restart_edge(1)
     wait_until(lambda: _serves(_through_edge(stack, 1, host, cookies=cookies)), 30, "restarted edge B serves")
+
+    # Logging out on web A is pushed to both edges: her edge cookie (good for minutes more, checked in
+    # the edge alone) is refused on both at once, and the web processes no longer know the session.
+    token = csrf(alice, f"{stack.webs[0]}/workspaces/")
+    assert alice.post(f"{stack.webs[0]}/logout", data={"csrf_token": token}, allow_redirects=False,
+                      timeout=30).status_code == 302
+    for edge in (0, 1):
+        answer = _through_edge(stack, edge, host, cookies=cookies)
+        assert answer.status_code == 302 and not _serves(answer), (edge, answer.status_code)
+    alice, _ = login(stack.webs[0], "alice")
+    answer = _exchange(stack, 1, _open_link(alice, stack.webs[0]))
+    assert answer.status_code == 302, answer.status_code
+    cookies = {name: answer.cookies[name] for name in ("slipway_ws", "slipway_edge")}
+    assert all(_serves(_through_edge(stack, edge, host, cookies=cookies)) for edge in (0, 1))
 
     # Stopped on web A: both edges show the stopped page at once (pushed), the workspace never answers.
     token = csrf(alice, f"{stack.webs[0]}/workspaces/")
