@@ -132,6 +132,7 @@ def _empty_tables(app: Flask) -> None:
         for table in reversed(db.metadata.sorted_tables):
             db.session.execute(table.delete())
         db.session.commit()
+        db.engine.dispose()
 
 
 @contextmanager
@@ -205,6 +206,8 @@ def cluster(database_url: str, root: Path) -> Iterator[Cluster]:
         running = Cluster(db_app, webs, web_processes, workers, [], agent, instance, domain, root,
                           access_logs)
         stack.enter_context(running._edge_runs)
+        # Registered before the first start: an edge that fails to start still gets the others stopped.
+        stack.callback(lambda: [stop_edge(edge.process) for edge in running.edges])
         for n in range(2):
             settings = {
                 "EDGE_DIR": running._edge_runs.enter_context(edge_dir()), "EDGE_BIND": "127.0.0.1",
@@ -213,6 +216,5 @@ def cluster(database_url: str, root: Path) -> Iterator[Cluster]:
                 "LISTEN_PORT": web_ports[n], "WORKSPACE_DOMAIN": domain, "EDGE_ACCESS_LOG": access_logs[n],
             }
             running.edges.append(Edge(settings, start_edge(settings, workers=1)))
-        stack.callback(lambda: [stop_edge(edge.process) for edge in running.edges])
         yield running
 
