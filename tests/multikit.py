@@ -36,7 +36,7 @@ from tests.edgekit import NGINX_BIN, edge_dir
 from tests.gunicorn_run import gunicorn
 from tests.private_services import private_redis
 from tests.support import build_app
-from tests.wsstack import _remove_instance_objects, ensure_test_image
+from tests.wsstack import ensure_test_image, remove_instance_objects
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK_LEASE_SECONDS = 4  # short, so a killed worker's task is taken over within seconds
@@ -161,7 +161,7 @@ def cluster(database_url: str, root: Path) -> Iterator[Cluster]:
         redis = stack.enter_context(private_redis(root / "redis"))
         (root / "agent-work").mkdir(parents=True, exist_ok=True)
         agent = stack.enter_context(run_agent(root / "agent-work", AGENT_NETWORK=network))
-        stack.callback(_remove_instance_objects, instance, network)
+        stack.callback(remove_instance_objects, instance, network)
         stack.callback(_empty_tables, db_app)
         with db_app.app_context():
             make_server("local", agent_url=agent.base_url, token=agent.token)

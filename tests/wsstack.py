@@ -78,7 +78,7 @@ def wait_until(check: Callable[[], Any], timeout: float = 30, every: float = 0.0
         time.sleep(every)
 
 
-def _remove_instance_objects(instance: str, network: str) -> None:
+def remove_instance_objects(instance: str, network: str) -> None:
     import docker
 
     client = docker.from_env(timeout=60)
@@ -128,7 +128,7 @@ def journey_stack(database_url: str, data_dir: Path, **overrides: Any) -> Iterat
             server.shutdown()
             serving.join(5)
             time.sleep(0.3)  # let in-flight tasks notice the stop
-            _remove_instance_objects(instance, network)
+            remove_instance_objects(instance, network)
             with app.app_context():
                 for table in reversed(db.metadata.sorted_tables):
                     db.session.execute(table.delete())
