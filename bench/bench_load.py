@@ -17,7 +17,7 @@ sharing the owners' accounts) plus `BENCH_LOAD_API_CLIENTS` key holders, for
   read one message, close), now and then log out and in again;
 - admin: users list, approvals, audit, servers; approves the `BENCH_LOAD_PENDING` pending
   accounts one by one (each queues a busybox workspace);
-- qvp: images list, the server's images (from its agent), uploads, the build form;
+- qvp: images list (from the agent), the busybox image's page, uploads, the build form;
   `BENCH_LOAD_BUILDS` builds in all, a one-line Dockerfile FROM the busybox image (built by the
   agent, nothing pushed);
 - API: /api/v1/me and /api/v1/, and each client revokes its spare key once.

@@ -217,7 +217,7 @@ class AdminUser(WebUser):
 
 
 class QvpUser(WebUser):
-    """Images list, a server's images, uploads, the build form; a few small busybox builds in all."""
+    """Images list, an image's page, uploads, the build form; a few small busybox builds in all."""
 
     fixed_count = int(os.environ.get("BENCH_LOAD_QVP", "10"))
 
@@ -232,9 +232,9 @@ class QvpUser(WebUser):
         self.page("/images/")
 
     @task(2)
-    def server_images(self) -> None:
-        """One server's images (listed by its agent)."""
-        self.page(f"/images/{PLAN['server_id']}", "/images/<server_id>")
+    def image_detail(self) -> None:
+        """The busybox image's page (inspected by the agent)."""
+        self.page(f"/images/{PLAN['server_id']}/detail?ref={PLAN['base_image']}", "/images/<id>/detail?ref=")
 
     @task(2)
     def uploads(self) -> None:
