@@ -114,6 +114,12 @@ def wait_tasks(timeout: float) -> None:
     raise RuntimeError(f"tasks did not finish within {timeout:.0f} s")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process so far, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Sampler(threading.Thread):
     """Every 2 s: PSS/RSS of gunicorn master + workers + task worker; the bench database's connections."""
 
@@ -124,6 +130,9 @@ class Sampler(threading.Thread):
         self.database = url.rsplit("/", 1)[1]
         self.peak: dict = {"pss": 0.0}
         self.connections = self.threads_connected = 0
+        self.pids = [master, *children(master), worker]
+        self.cpu_start = [cpu_seconds(pid) for pid in self.pids]
+        self.cpu_used: list[float] = []
 
     def sample(self) -> None:
         """One sample; keeps the one with the largest PSS total."""
@@ -142,12 +151,14 @@ class Sampler(threading.Thread):
         self.threads_connected = max(self.threads_connected, threads)
 
     def run(self) -> None:
-        """Sample until stopped."""
+        """Sample until stopped, then take the CPU time each process used meanwhile."""
         while not self.stopping.wait(2):
             try:
                 self.sample()
             except (OSError, KeyError):
                 pass  # a process restarting between two reads of /proc
+        pairs = zip(self.pids, self.cpu_start, strict=True)
+        self.cpu_used = [cpu_seconds(pid) - start for pid, start in pairs]
 
 
 def run_locust(base: str, tmp: Path, plan_file: Path) -> tuple[list[dict], dict, float]:
@@ -196,8 +207,8 @@ def audit_check(app: object, first_id: int, audited: dict[str, int]) -> int:
     return lost
 
 
-def print_memory(sampler: Sampler) -> None:
-    """The peak sample, per process and together, against the goal."""
+def print_memory(sampler: Sampler, requests: int) -> None:
+    """The peak sample, per process and together, against the goal; CPU time and connections."""
     peak = sampler.peak
     print(f"-- memory at the peak sample (web + worker), goal < {MEMORY_GOAL_MB} MB together")
     for name, pid, rss, pss in peak.get("rows", []):
@@ -205,6 +216,9 @@ def print_memory(sampler: Sampler) -> None:
     verdict = "met" if peak["pss"] < MEMORY_GOAL_MB else "MISSED"
     print(f"   {'together':<26} RSS {peak.get('rss', 0):6.1f} MB  PSS {peak['pss']:6.1f} MB "
           f"(PSS counts shared pages once): goal {verdict}")
+    web, task = sum(sampler.cpu_used[:-1]), sampler.cpu_used[-1]
+    print(f"-- CPU time used during the load: web (master + workers) {web:.1f} s, task worker {task:.1f} s; "
+          f"{web * 1000 / max(1, requests):.0f} ms of web CPU per request")
     print(f"-- database connections at peak: {sampler.connections} to {sampler.database} "
           f"(information_schema.processlist); server-wide Threads_connected {sampler.threads_connected} "
           "(other databases on this server included)")
@@ -293,7 +307,7 @@ def main() -> int:  # noqa: PLR0915 - one linear script: start, load, measure, t
     print(f"-- 5xx answers: {len(server_errors)} (bar: 0) {server_errors[:10] if server_errors else ''}")
     lost = audit_check(app, first_id, results["audited"])
     print(f"-- audit rows lost: {lost} (bar: 0)")
-    print_memory(sampler)
+    print_memory(sampler, int(total["Request Count"]))
     print(f"load average: before {' '.join(f'{x:.2f}' for x in load_before)}; "
           f"after {' '.join(f'{x:.2f}' for x in load_after)} on {os.cpu_count()} CPUs")
     failures = [line for line in (tmp / "locust_failures.csv").read_text().splitlines()[1:6]]
