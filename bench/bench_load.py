@@ -14,7 +14,7 @@ sharing the owners' accounts) plus `BENCH_LOAD_API_CLIENTS` key holders, for
 `BENCH_LOAD_SECONDS`, each waiting 1-3 s between actions:
 - regular: workspace page, account page, open link (hand-off → exchange on the workspace host
   through the edge → the workspace's page through the edge), the task stream WebSocket (open,
-  read one message, close), now and then log out and in again;
+  read one message, close), once log out and in again;
 - admin: users list, approvals, audit, servers; approves the `BENCH_LOAD_PENDING` pending
   accounts one by one (each queues a busybox workspace);
 - qvp: images list (from the agent), the busybox image's page, uploads, the build form;
@@ -72,7 +72,7 @@ WORKSPACES = int(os.environ.get("BENCH_LOAD_WORKSPACES", "20"))
 PENDING = int(os.environ.get("BENCH_LOAD_PENDING", "10"))
 BUILDS = int(os.environ.get("BENCH_LOAD_BUILDS", "3"))
 ADMINS = QVP = min(10, max(1, USERS // 10))
-SPAWN_RATE = 20
+SPAWN_RATE = int(os.environ.get("BENCH_LOAD_SPAWN_RATE", "10"))  # users started per second
 MEMORY_GOAL_MB = 250
 SMALL = service.Plan(cpu=0.25, memory_mb=256)  # the busybox image needs little
 LOCUSTFILE = ROOT / "bench/load/locustfile.py"

@@ -94,6 +94,7 @@ class RegularUser(WebUser):
         owners = PLAN["owners"]
         self.account = owners[next(_regular) % len(owners)]
         self.username = self.account["username"]
+        self.logged_in_again = False
         super().on_start()
 
     @task(4)
@@ -154,7 +155,10 @@ class RegularUser(WebUser):
 
     @task(1)
     def log_in_again(self) -> None:
-        """Log out and in again (one `user_logged_out` and one `user_logged_in` row)."""
+        """Log out and in again, once per user (one `user_logged_out` and one `user_logged_in` row)."""
+        if self.logged_in_again:
+            return
+        self.logged_in_again = True
         token = self.csrf("/account/", "/account/")
         if token is None:
             return
