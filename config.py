@@ -166,6 +166,11 @@ class Config:
             "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
             # An outage must answer 503 fast, not hang each request on the driver's default timeouts.
             "DATABASE_CONNECT_TIMEOUT": env.integer("SLIPWAY_DATABASE_CONNECT_TIMEOUT", 3),
+            # One connection per gunicorn thread plus a few for background threads (request analytics'
+            # flusher, the worker's loops): SQLAlchemy's default 5 + 10 overflow made the 16th busy
+            # thread wait 30 s for a connection and answer 503 "database unavailable" under load.
+            "DATABASE_POOL_SIZE": env.integer("SLIPWAY_DATABASE_POOL_SIZE",
+                                              env.integer("SLIPWAY_GUNICORN_THREADS", 16) + 4),
             "HEALTH_TIMEOUT_SECONDS": env.number("SLIPWAY_HEALTH_TIMEOUT_SECONDS", 2.0),
             "DATA_DIR": data_dir,
             "WORKSPACE_ROOT": env.path("SLIPWAY_WORKSPACE_ROOT", data_dir / "workspaces"),
@@ -632,7 +637,7 @@ def validate(settings: Mapping[str, Any]) -> list[str]:
     _check_directory(problems, settings)
     _check_mail(problems, settings)
     _check_connections(problems, settings)
-    for name in ("DATABASE_CONNECT_TIMEOUT", "HEALTH_TIMEOUT_SECONDS"):
+    for name in ("DATABASE_CONNECT_TIMEOUT", "HEALTH_TIMEOUT_SECONDS", "DATABASE_POOL_SIZE"):
         if settings.get(name, 1) <= 0:
             problems.append(f"SLIPWAY_{name} must be positive")
     for name in ("ANALYTICS_BUFFER_MAX", "ANALYTICS_BATCH_ROWS", "ANALYTICS_FLUSH_SECONDS",

@@ -61,6 +61,7 @@ def _init_extensions(app: Flask) -> None:
         options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
         options["connect_args"] = {"connect_timeout": app.config["DATABASE_CONNECT_TIMEOUT"],
                                    **options.get("connect_args", {})}
+        options.setdefault("pool_size", app.config["DATABASE_POOL_SIZE"])
         app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     db.init_app(app)
     from app.extensions import tune_mariadb

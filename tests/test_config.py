@@ -67,3 +67,31 @@ def test_mfa_required_roles_unset_takes_the_default_and_lists_are_kept(tmp_path)
     assert unset["MFA_REQUIRED_ROLES"] == "admin,qvp"
     listed, _ = Config.load({"SLIPWAY_MFA_REQUIRED_ROLES": "admin", "SLIPWAY_DATA_DIR": str(tmp_path)})
     assert listed["MFA_REQUIRED_ROLES"] == "admin"
+
+
+def _mariadb_pool_size(tmp_path, monkeypatch, **env: str) -> int:
+    """The connection pool a MariaDB-backed app would use (nothing connects: the pool opens lazily)."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    from app.extensions import db
+
+    app = create_app(TestingConfig, {"SQLALCHEMY_DATABASE_URI": "mysql+pymysql://slipway:x@127.0.0.1:9/none",
+                                     "DATA_DIR": tmp_path, "WORKSPACE_ROOT": tmp_path})
+    with app.app_context():
+        return db.engine.pool.size()
+
+
+def test_the_database_pool_holds_a_connection_for_every_gunicorn_thread(tmp_path, monkeypatch):
+    # gunicorn.conf.py runs 16 threads per worker by default; each request holds a connection
+    # while the analytics flusher writes with one more: fewer made busy threads wait 30 s, then 503.
+    monkeypatch.delenv("SLIPWAY_GUNICORN_THREADS", raising=False)
+    monkeypatch.delenv("SLIPWAY_DATABASE_POOL_SIZE", raising=False)
+    assert _mariadb_pool_size(tmp_path, monkeypatch) >= 16 + 1
+    assert _mariadb_pool_size(tmp_path, monkeypatch, SLIPWAY_GUNICORN_THREADS="32") >= 32 + 1
+    assert _mariadb_pool_size(tmp_path, monkeypatch, SLIPWAY_DATABASE_POOL_SIZE="7") == 7
+
+
+def test_a_database_pool_of_zero_is_refused(monkeypatch, tmp_path):
+    monkeypatch.setenv("SLIPWAY_DATABASE_POOL_SIZE", "0")
+    with pytest.raises(ConfigError, match="SLIPWAY_DATABASE_POOL_SIZE must be positive"):
+        create_app(TestingConfig, {"DATA_DIR": tmp_path, "WORKSPACE_ROOT": tmp_path})

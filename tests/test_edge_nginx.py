@@ -239,6 +239,24 @@ def test_a_frozen_web_app_fails_closed_within_seconds_with_the_edge_page() -> No
     assert headers["content-type"].startswith("text/html")
 
 
+def test_a_frozen_web_app_answers_the_hand_off_with_the_edge_page_not_a_bare_504() -> None:
+    require_service("nginx", nginx_available())
+    with frozen_server() as web_port, edge_dir() as tmp_path, text_server("private page") as up:
+        settings = _settings(tmp_path, web_port)
+        process = start_edge(settings, workers=1)
+        try:
+            _apply(settings, [WorkspaceRoutes("alice", "127.0.0.1", up, up, SECRET)])
+            started = time.monotonic()
+            status, headers, body = get(settings["EDGE_PORT"], "alice-vscode.ws.localhost",
+                                        "/_slipway/exchange?token=x", timeout=30)
+            elapsed = time.monotonic() - started
+        finally:
+            stop_edge(process)
+    assert elapsed < 8, f"the hand-off waited {elapsed:.1f} s"
+    assert status == 503 and "Workspace unavailable" in body, (status, body[:200])
+    assert headers["cache-control"] == "no-store"
+
+
 @pytest.fixture
 def gate(tmp_path: Path) -> Path:
     """The workspace gate, compiled from the image's source."""
