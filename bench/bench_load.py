@@ -62,7 +62,7 @@ from bench.gunicorn_process import production_env, stop, wait_ready  # noqa: E40
 from tests.agent.helpers import TEST_IMAGE, free_port, run_agent  # noqa: E402
 from tests.builders import PASSWORD, make_api_key, make_server, make_user  # noqa: E402
 from tests.edgekit import NGINX_BIN, edge_dir  # noqa: E402
-from tests.wsstack import _remove_instance_objects, ensure_test_image, stack_available  # noqa: E402
+from tests.wsstack import ensure_test_image, remove_instance_objects, stack_available  # noqa: E402
 
 DEFAULT_URL = "mysql+pymysql://slipway:slipway-test-password@127.0.0.1/slipway_test_load_bench"
 USERS = int(os.environ.get("BENCH_LOAD_USERS", "100"))
@@ -294,7 +294,7 @@ def main() -> int:  # noqa: PLR0915 - one linear script: start, load, measure, t
                 if process is not None:
                     stop(process)
             stop_edge(edge)
-            _remove_instance_objects(instance, network)
+            remove_instance_objects(instance, network)
             built = [f"{build_repository}:b{n}" for n in range(BUILDS)]
             subprocess.run(["docker", "image", "rm", "-f", *built], capture_output=True, check=False)
     total = next(r for r in rows if r["Name"] == "Aggregated")
