@@ -53,6 +53,22 @@ def memory_mb(pid: int) -> tuple[float, float]:
     return fields["Rss"], fields["Pss"]
 
 
+def breakdown(pid: int) -> dict[str, float]:
+    """PSS in MB of one process by kind of mapping: malloc heap, other anonymous memory (glibc
+    arenas of threads, big allocations, thread stacks), shared libraries (.so), other files."""
+    kinds: dict[str, float] = {}
+    kind = "anon"
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split(None, 5)
+        if "-" in head[0] and not head[0].endswith(":"):
+            path = head[5] if len(head) > 5 else ""
+            kind = ("heap" if path == "[heap]" else "anon" if not path or path.startswith("[stack")
+                    else "libs" if ".so" in path else "other" if path.startswith("[") else "files")
+        elif head[0] == "Pss:":
+            kinds[kind] = kinds.get(kind, 0.0) + int(head[1]) / 1024
+    return kinds
+
+
 def children(pid: int) -> list[int]:
     """The direct children of `pid` (gunicorn's workers)."""
     text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
@@ -68,7 +84,10 @@ def snapshot(label: str, master: int, worker: int) -> None:
     for name, pid in rows:
         rss, pss = memory_mb(pid)
         total_rss, total_pss = total_rss + rss, total_pss + pss
-        print(f"   {name:14s} pid {pid:7d}  RSS {rss:6.1f} MB  PSS {pss:6.1f} MB")
+        kinds = breakdown(pid)
+        detail = "  ".join(f"{kind} {kinds.get(kind, 0.0):5.1f}" for kind in ("heap", "anon", "libs",
+                                                                                 "files"))
+        print(f"   {name:14s} pid {pid:7d}  RSS {rss:6.1f} MB  PSS {pss:6.1f} MB  ({detail})")
     print(f"   {'web + worker':14s}              RSS {total_rss:6.1f} MB  PSS {total_pss:6.1f} MB")
 
 
@@ -95,16 +114,20 @@ def main() -> None:
         upgrade()
         names = [make_user(f"mem{n}").username for n in range(USERS)]
         db.engine.dispose()
+    # The production processes' setting (docker/*.Dockerfile, scripts/run.sh); 0 = glibc's default.
+    arenas = os.environ.get("MALLOC_ARENA_MAX", "2")
     env = {**os.environ, "SLIPWAY_ENV": "testing", "DATABASE_URL": url,
-           "SLIPWAY_DATA_DIR": str(tmp / "worker")}
+           "SLIPWAY_DATA_DIR": str(tmp / "worker"), "MALLOC_ARENA_MAX": arenas}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     with open(tmp / "worker.log", "wb") as log:
         worker = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "worker"], cwd=ROOT,
                                   env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        with gunicorn(url, tmp / "web", workers=2, threads=16) as (base, master):
+        web_env = {"MALLOC_ARENA_MAX": arenas}
+        with gunicorn(url, tmp / "web", workers=2, threads=16, env=web_env) as (base, master):
             preload = os.environ.get("SLIPWAY_GUNICORN_PRELOAD", "default (true)")
-            print(f"gunicorn 2 workers x 16 threads, preload {preload}; database {url.split('@')[-1]}")
+            print(f"gunicorn 2 workers x 16 threads, preload {preload}, MALLOC_ARENA_MAX={arenas}; "
+                  f"database {url.split('@')[-1]}")
             time.sleep(SETTLE)
             snapshot("after start-up", master.pid, worker.pid)
             stop, counts = threading.Event(), []
@@ -112,7 +135,9 @@ def main() -> None:
                        for name in names]
             for thread in threads:
                 thread.start()
-            time.sleep(SECONDS)
+            time.sleep(SECONDS * 2 / 3)
+            snapshot(f"during traffic ({USERS} users, at {SECONDS * 2 / 3:g} s)", master.pid, worker.pid)
+            time.sleep(SECONDS / 3)
             stop.set()
             for thread in threads:
                 thread.join(60)
