@@ -1,7 +1,7 @@
 """Flask-Migrate bound to the app without importing it: Alembic loads only when a migration runs.
 
 Importing Flask-Migrate imports Alembic, Mako, Pygments and SQLAlchemy's other dialects (about
-11 MB per process, measured by bench/bench_memory.py's import probe); the web workers and the
+11 MB per process, measured with bench/import_memory.py); the web workers and the
 task worker never migrate, so only `flask db ...` and `flask_migrate.upgrade()` callers pay it.
 """
 
