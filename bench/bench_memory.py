@@ -1,15 +1,24 @@
 """Memory of the production processes: gunicorn master + web workers, and `flask worker`.
 
+    BENCH_DATABASE_URL=mysql+pymysql://slipway:...@127.0.0.1/slipway_test_x BENCH_MEMORY_USERS=100 \
+        python bench/bench_memory.py
+
 How it is measured: a fresh MariaDB database (`BENCH_DATABASE_URL`, default
 `slipway_test_ops_bench` on 127.0.0.1; `sqlite` for a file) is migrated and `USERS` approved
 users are created. gunicorn starts with gunicorn.conf.py (the production settings: 2 workers x
-16 threads, preload as configured; `SLIPWAY_GUNICORN_PRELOAD=false` to compare) beside
-`flask --app wsgi worker`. Figures are read from /proc after start-up (idle `SETTLE` s) and after
-`SECONDS` of traffic: `USERS` threads, each logged in through the form, loading their pages.
+`SLIPWAY_GUNICORN_THREADS` (16) threads, preload as configured; `SLIPWAY_GUNICORN_PRELOAD=false`
+to compare) beside `flask --app wsgi worker`, both with `MALLOC_ARENA_MAX` as in production (2;
+0 for glibc's default). Figures are read from /proc after start-up (idle `SETTLE` s), two thirds
+into `SECONDS` of traffic and after it: `USERS` threads, each logged in through the form, loading
+their pages. Per process, PSS is split by kind of mapping: malloc's main heap, other anonymous
+memory (Python's object arenas, other threads' malloc arenas, stacks), shared libraries, files.
 - RSS counts every page a process maps, shared or not (what `ps` and `top` show); summed
   over forked processes it counts shared pages several times.
 - PSS divides each shared page among the processes sharing it: the sum is the real total.
-Goal (issue: production bundle): web + worker < 250 MB at 100 users.
+Goal (issue: production bundle): web + worker < 250 MB at 100 users. Measured 2026-11-30 (2 cores
+shared with other jobs, load average 15-70), PSS after traffic: 352 MB before (median of 3), 256 MB
+now (median of 4: 253-260; master 48, web workers 65-70 each, task worker 75). README
+"Operations" has the table and where the rest goes; bench/import_memory.py the imports by package.
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ from tests.support import build_app  # noqa: E402
 DEFAULT_URL = "mysql+pymysql://slipway:slipway-test-password@127.0.0.1/slipway_test_ops_bench"
 USERS = int(os.environ.get("BENCH_MEMORY_USERS", "20"))
 SECONDS = float(os.environ.get("BENCH_MEMORY_SECONDS", "30"))
+THREADS = int(os.environ.get("SLIPWAY_GUNICORN_THREADS", "16"))  # per web worker, as in production
 SETTLE = 3.0
 PAGES = ("/workspaces/", "/account/", "/menu", "/account/api-keys")
 CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
@@ -124,9 +134,9 @@ def main() -> None:
                                   env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         web_env = {"MALLOC_ARENA_MAX": arenas}
-        with gunicorn(url, tmp / "web", workers=2, threads=16, env=web_env) as (base, master):
+        with gunicorn(url, tmp / "web", workers=2, threads=THREADS, env=web_env) as (base, master):
             preload = os.environ.get("SLIPWAY_GUNICORN_PRELOAD", "default (true)")
-            print(f"gunicorn 2 workers x 16 threads, preload {preload}, MALLOC_ARENA_MAX={arenas}; "
+            print(f"gunicorn 2 workers x {THREADS} threads, preload {preload}, MALLOC_ARENA_MAX={arenas}; "
                   f"database {url.split('@')[-1]}")
             time.sleep(SETTLE)
             snapshot("after start-up", master.pid, worker.pid)
