@@ -16,8 +16,8 @@ memory (Python's object arenas, other threads' malloc arenas, stacks), shared li
   over forked processes it counts shared pages several times.
 - PSS divides each shared page among the processes sharing it: the sum is the real total.
 Goal (issue: production bundle): web + worker < 250 MB at 100 users. Measured 2026-11-30 (2 cores
-shared with other jobs, load average 15-70), PSS after traffic: 352 MB before (median of 3), 256 MB
-now (median of 4: 253-260; master 48, web workers 65-70 each, task worker 75). README
+shared with other jobs, load average 15-70), PSS after traffic: 352 MB before (median of 3), 257 MB
+now (median of 6: 253-260; master 48, web workers 65-70 each, task worker 75). README
 "Operations" has the table and where the rest goes; bench/import_memory.py the imports by package.
 """
 
