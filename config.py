@@ -526,11 +526,11 @@ def _check_metrics(problems: list[str], settings: Mapping[str, Any]) -> None:
 
 
 def _check_directory(problems: list[str], settings: Mapping[str, Any]) -> None:
-    from app.directory.mapping import parse_dn_list, parse_group_roles
-
     url = settings.get("LDAP_URL")
     if not url:
         return
+    from app.directory.mapping import parse_dn_list, parse_group_roles
+
     parts = urlsplit(url)
     if parts.scheme not in ("ldap", "ldaps") or not parts.hostname:
         problems.append("SLIPWAY_LDAP_URL must be an ldap:// or ldaps:// URL with a host")

@@ -41,6 +41,15 @@ except OSError as exc:
                      f"{exc.strerror}") from None
 
 
+def when_ready(server: object) -> None:
+    """Before the first fork: build in the master what every worker would otherwise build for itself."""
+    wsgi = sys.modules.get("wsgi")
+    if wsgi is not None:  # preloaded
+        from app.preload import warm
+
+        warm(wsgi.app)
+
+
 def pre_fork(server: object, worker: object) -> None:
     """Move what the master loaded out of the collector's reach, so workers keep those pages shared."""
     import gc

@@ -55,7 +55,7 @@ def create_app(config_class: type[Config] | None = None, overrides: Mapping[str,
 
 
 def _init_extensions(app: Flask) -> None:
-    from app.extensions import bootstrap, csrf, db, limiter, login_manager, migrate, sock
+    from app.extensions import bootstrap, csrf, db, limiter, login_manager, sock
 
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith(("mysql", "mariadb")):
         options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
@@ -68,7 +68,9 @@ def _init_extensions(app: Flask) -> None:
 
     with app.app_context():
         tune_mariadb(db.engine)
-    migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"))
+    from app.migrate_lazy import init_migrate
+
+    init_migrate(app, db, str(BASE_DIR / "migrations"))
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.login_message_category = "info"

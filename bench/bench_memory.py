@@ -1,15 +1,24 @@
 """Memory of the production processes: gunicorn master + web workers, and `flask worker`.
 
+    BENCH_DATABASE_URL=mysql+pymysql://slipway:...@127.0.0.1/slipway_test_x BENCH_MEMORY_USERS=100 \
+        python bench/bench_memory.py
+
 How it is measured: a fresh MariaDB database (`BENCH_DATABASE_URL`, default
 `slipway_test_ops_bench` on 127.0.0.1; `sqlite` for a file) is migrated and `USERS` approved
 users are created. gunicorn starts with gunicorn.conf.py (the production settings: 2 workers x
-16 threads, preload as configured; `SLIPWAY_GUNICORN_PRELOAD=false` to compare) beside
-`flask --app wsgi worker`. Figures are read from /proc after start-up (idle `SETTLE` s) and after
-`SECONDS` of traffic: `USERS` threads, each logged in through the form, loading their pages.
+`SLIPWAY_GUNICORN_THREADS` (16) threads, preload as configured; `SLIPWAY_GUNICORN_PRELOAD=false`
+to compare) beside `flask --app wsgi worker`, both with `MALLOC_ARENA_MAX` as in production (2;
+0 for glibc's default). Figures are read from /proc after start-up (idle `SETTLE` s), two thirds
+into `SECONDS` of traffic and after it: `USERS` threads, each logged in through the form, loading
+their pages. Per process, PSS is split by kind of mapping: malloc's main heap, other anonymous
+memory (Python's object arenas, other threads' malloc arenas, stacks), shared libraries, files.
 - RSS counts every page a process maps, shared or not (what `ps` and `top` show); summed
   over forked processes it counts shared pages several times.
 - PSS divides each shared page among the processes sharing it: the sum is the real total.
-Goal (issue: production bundle): web + worker < 250 MB at 100 users.
+Goal (issue: production bundle): web + worker < 250 MB at 100 users. Measured 2026-11-30 (2 cores
+shared with other jobs, load average 15-70), PSS after traffic: 352 MB before (median of 3), 257 MB
+now (median of 6: 253-260; master 48, web workers 65-70 each, task worker 75). README
+"Operations" has the table and where the rest goes; bench/import_memory.py the imports by package.
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ from tests.support import build_app  # noqa: E402
 DEFAULT_URL = "mysql+pymysql://slipway:slipway-test-password@127.0.0.1/slipway_test_ops_bench"
 USERS = int(os.environ.get("BENCH_MEMORY_USERS", "20"))
 SECONDS = float(os.environ.get("BENCH_MEMORY_SECONDS", "30"))
+THREADS = int(os.environ.get("SLIPWAY_GUNICORN_THREADS", "16"))  # per web worker, as in production
 SETTLE = 3.0
 PAGES = ("/workspaces/", "/account/", "/menu", "/account/api-keys")
 CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
@@ -51,6 +61,22 @@ def memory_mb(pid: int) -> tuple[float, float]:
         if name in ("Rss", "Pss"):
             fields[name] = int(rest.split()[0]) / 1024
     return fields["Rss"], fields["Pss"]
+
+
+def breakdown(pid: int) -> dict[str, float]:
+    """PSS in MB of one process by kind of mapping: malloc heap, other anonymous memory (glibc
+    arenas of threads, big allocations, thread stacks), shared libraries (.so), other files."""
+    kinds: dict[str, float] = {}
+    kind = "anon"
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split(None, 5)
+        if "-" in head[0] and not head[0].endswith(":"):
+            path = head[5] if len(head) > 5 else ""
+            kind = ("heap" if path == "[heap]" else "anon" if not path or path.startswith("[stack")
+                    else "libs" if ".so" in path else "other" if path.startswith("[") else "files")
+        elif head[0] == "Pss:":
+            kinds[kind] = kinds.get(kind, 0.0) + int(head[1]) / 1024
+    return kinds
 
 
 def children(pid: int) -> list[int]:
@@ -68,7 +94,10 @@ def snapshot(label: str, master: int, worker: int) -> None:
     for name, pid in rows:
         rss, pss = memory_mb(pid)
         total_rss, total_pss = total_rss + rss, total_pss + pss
-        print(f"   {name:14s} pid {pid:7d}  RSS {rss:6.1f} MB  PSS {pss:6.1f} MB")
+        kinds = breakdown(pid)
+        detail = "  ".join(f"{kind} {kinds.get(kind, 0.0):5.1f}" for kind in ("heap", "anon", "libs",
+                                                                                 "files"))
+        print(f"   {name:14s} pid {pid:7d}  RSS {rss:6.1f} MB  PSS {pss:6.1f} MB  ({detail})")
     print(f"   {'web + worker':14s}              RSS {total_rss:6.1f} MB  PSS {total_pss:6.1f} MB")
 
 
@@ -95,16 +124,20 @@ def main() -> None:
         upgrade()
         names = [make_user(f"mem{n}").username for n in range(USERS)]
         db.engine.dispose()
+    # The production processes' setting (docker/*.Dockerfile, scripts/run.sh); 0 = glibc's default.
+    arenas = os.environ.get("MALLOC_ARENA_MAX", "2")
     env = {**os.environ, "SLIPWAY_ENV": "testing", "DATABASE_URL": url,
-           "SLIPWAY_DATA_DIR": str(tmp / "worker")}
+           "SLIPWAY_DATA_DIR": str(tmp / "worker"), "MALLOC_ARENA_MAX": arenas}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     with open(tmp / "worker.log", "wb") as log:
         worker = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "worker"], cwd=ROOT,
                                   env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        with gunicorn(url, tmp / "web", workers=2, threads=16) as (base, master):
+        web_env = {"MALLOC_ARENA_MAX": arenas}
+        with gunicorn(url, tmp / "web", workers=2, threads=THREADS, env=web_env) as (base, master):
             preload = os.environ.get("SLIPWAY_GUNICORN_PRELOAD", "default (true)")
-            print(f"gunicorn 2 workers x 16 threads, preload {preload}; database {url.split('@')[-1]}")
+            print(f"gunicorn 2 workers x {THREADS} threads, preload {preload}, MALLOC_ARENA_MAX={arenas}; "
+                  f"database {url.split('@')[-1]}")
             time.sleep(SETTLE)
             snapshot("after start-up", master.pid, worker.pid)
             stop, counts = threading.Event(), []
@@ -112,7 +145,9 @@ def main() -> None:
                        for name in names]
             for thread in threads:
                 thread.start()
-            time.sleep(SECONDS)
+            time.sleep(SECONDS * 2 / 3)
+            snapshot(f"during traffic ({USERS} users, at {SECONDS * 2 / 3:g} s)", master.pid, worker.pid)
+            time.sleep(SECONDS / 3)
             stop.set()
             for thread in threads:
                 thread.join(60)

@@ -3,6 +3,8 @@
 set -euo pipefail
 export SLIPWAY_ENV=${SLIPWAY_ENV:-development}
 export FLASK_APP=wsgi
+# Two glibc malloc arenas per process, as in production (README, "Operations": memory).
+export MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-2}
 flask=.venv/bin/flask
 data_dir=${SLIPWAY_DATA_DIR:-instance}
 mkdir -p "$data_dir"

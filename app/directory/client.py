@@ -11,14 +11,17 @@ import logging
 import math
 import ssl
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import current_app
-from ldap3 import NONE, SUBTREE, Connection, Server, Tls
-from ldap3.core.exceptions import LDAPException
-from ldap3.utils.conv import escape_filter_chars
 
 from app.directory.mapping import normalize_dn
+
+if TYPE_CHECKING:
+    from ldap3 import Connection, Server
+
+# ldap3 (with pyasn1, about 5 MB) is imported inside the functions that talk to the directory:
+# processes of an install without directory login (and the task worker) never load it.
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +47,14 @@ def enabled() -> bool:
 
 def fill(template: str, placeholder: str, value: str) -> str:
     """`template` with `placeholder` replaced by `value` escaped for an LDAP filter (RFC 4515)."""
+    from ldap3.utils.conv import escape_filter_chars
+
     return template.replace(placeholder, escape_filter_chars(value))
 
 
 def _server() -> Server:
+    from ldap3 import NONE, Server, Tls
+
     cfg = current_app.config
     tls = Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=cfg.get("LDAP_CA_FILE") or None)
     return Server(cfg["LDAP_URL"], get_info=NONE, tls=tls, connect_timeout=cfg["LDAP_CONNECT_TIMEOUT"])
@@ -55,6 +62,9 @@ def _server() -> Server:
 
 def _bind(server: Server, user: str | None, password: str | None) -> Connection | None:
     """An open, bound connection, or None when the directory refused these credentials."""
+    from ldap3 import Connection
+    from ldap3.core.exceptions import LDAPException
+
     cfg = current_app.config
     conn = Connection(server, user=user, password=password, read_only=True,
                       receive_timeout=_seconds(cfg["LDAP_TIMEOUT"]), raise_exceptions=False)
@@ -73,6 +83,8 @@ def _bind(server: Server, user: str | None, password: str | None) -> Connection 
 
 def _close(conn: Connection) -> None:
     """Unbind, ignoring a socket that a failed StartTLS or a dropped connection already broke."""
+    from ldap3.core.exceptions import LDAPException
+
     try:
         conn.unbind()
     except LDAPException:
@@ -93,6 +105,8 @@ def _first(attributes: dict[str, Any], name: str) -> str | None:
 
 def _groups(conn: Connection, dn: str, attributes: dict[str, Any]) -> tuple[str, ...]:
     """The user's groups: a search under the group base when one is set, else the entry's memberOf."""
+    from ldap3 import SUBTREE
+
     cfg = current_app.config
     if cfg.get("LDAP_GROUP_BASE"):
         conn.search(cfg["LDAP_GROUP_BASE"], fill(cfg["LDAP_GROUP_FILTER"], "{dn}", dn), SUBTREE,
@@ -118,6 +132,9 @@ def authenticate(login: str, password: str) -> DirectoryEntry | None:
     """
     if not login or not password:  # an empty password would be an anonymous bind that "succeeds"
         return None
+    from ldap3 import SUBTREE
+    from ldap3.core.exceptions import LDAPException
+
     cfg = current_app.config
     server = _server()
     service = _bind(server, cfg.get("LDAP_BIND_DN"), cfg.get("LDAP_BIND_PASSWORD"))

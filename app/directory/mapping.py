@@ -7,15 +7,16 @@ lower-cased, spaces around separators dropped), as LDAP's distinguishedNameMatch
 
 from __future__ import annotations
 
-from ldap3.core.exceptions import LDAPInvalidDnError
-from ldap3.utils.dn import parse_dn
-
 # The first mapped role in this order wins when a user is in several mapped groups.
 ROLE_PRECEDENCE = ("admin", "qvp", "regular")
 
 
 def normalize_dn(dn: str) -> str:
     """`dn` in a canonical form for comparison; raises ValueError when it is not a DN."""
+    # Imported here: only installs with directory login configured need ldap3 (see client.py).
+    from ldap3.core.exceptions import LDAPInvalidDnError
+    from ldap3.utils.dn import parse_dn
+
     try:
         parts = parse_dn(dn.strip(), escape=False, strip=True)
     except LDAPInvalidDnError as exc:

@@ -7,7 +7,6 @@ from collections.abc import Iterable
 import bcrypt
 from flask import current_app
 from sqlalchemy import select
-from zxcvbn import zxcvbn
 
 from app import validators
 from app.extensions import db
@@ -29,6 +28,10 @@ def password_problem(password: str, user_inputs: Iterable[str | None] = ()) -> s
     problem = validators.password_problem(password)
     if problem:
         return problem
+    # Imported here: its word lists take about 12 MB, which only processes that check passwords
+    # need (gunicorn's master preloads it for the web workers, see app/preload.py).
+    from zxcvbn import zxcvbn
+
     words = [word.lower() for word in user_inputs if word]
     words += [part for word in words for part in word.replace("@", " ").replace(".", " ").split()]
     result = zxcvbn(password, user_inputs=words)
