@@ -239,7 +239,8 @@ def main() -> int:  # noqa: PLR0915 - one bench, four parts, printed in order
                             print(f"3. edge memory at {size:,} routes: {after / 1024:.1f} MiB PSS "
                                   f"({(after - before) / 1024:+.1f} MiB for the table; zone {ROUTES_ZONE})")
                             if size > 0:
-                                throughput(conf, up, (plain, plain_log), chp, results)
+                                plains = ((plain, procs[1].pid), (plain_log, procs[2].pid))
+                                throughput(conf, edge.pid, up, plains, chp, results)
                     finally:
                         stop_edge(edge)
                 # A fresh edge loading the same table by its own pull from the web app at start.
@@ -267,21 +268,22 @@ def SIGNED_TABLE(size: int) -> str:  # noqa: N802 - reads as a phrase in the rep
     return f"the signed full table of {size:,} routes"
 
 
-def throughput(conf: dict[str, Any], up: int, plain: tuple[int, int], chp: Path | None,
-               results: dict[str, bool]) -> None:
+def throughput(conf: dict[str, Any], edge_pid: int, up: int, plain: tuple[tuple[int, int], tuple[int, int]],
+               chp: Path | None, results: dict[str, bool]) -> None:
     """Part 4 against the edge `conf` (already loaded), nginx with a keep-alive upstream (without and
     with the edge's access log; same worker count as the edge) and CHP, in turn (bench_edge_throughput)."""
     host = "u000000x-vscode.ws.localhost"
     # The owner's signed edge cookie, as the hand-off sets it: checked in the edge, no call out.
     edge_cookie = edge_cookie_value(load_keys(conf["EDGE_KEY_FILE"]), host, "u000000x", 1, 3600)
-    targets = {CHECKED: (conf["EDGE_PORT"], host, f"slipway_edge={edge_cookie}"), PLAIN: (plain[0], host, ""),
-               PLAIN_WITH_LOG: (plain[1], host, "")}
+    (plain_port, plain_pid), (log_port, log_pid) = plain
+    targets = {CHECKED: (conf["EDGE_PORT"], host, f"slipway_edge={edge_cookie}", edge_pid),
+               PLAIN: (plain_port, host, "", plain_pid), PLAIN_WITH_LOG: (log_port, host, "", log_pid)}
     proc = None
     if chp:
         port = free_port()
         proc = start_chp(chp, port, up)
         wait_port(port)
-        targets["configurable-http-proxy"] = (port, host, "")
+        targets["configurable-http-proxy"] = (port, host, "", proc.pid)
     print(f"4. owner-checked throughput at {SIZES[-1]:,} routes ({' '.join(WRK)}, 1 KiB static upstream, "
           f"{EDGE_WORKERS} workers for the edge and for nginx; bars ≥ 0.8x nginx, ≥ 3x CHP):")
     try:

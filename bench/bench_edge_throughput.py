@@ -18,7 +18,9 @@ Every proxy runs in its own session, as `start_edge` runs the edge: Linux's auto
 shares CPU between sessions, so on a busy machine a proxy left in wrk's session (as the plain
 nginx once was) ran up to twice as fast as the same configuration in a session of its own.
 `wrk -t2 -c32 -d5s` against each (after a 1 s warm-up), ROUNDS rounds taken in turn; medians of
-requests/s compared, every round printed. Bars: checked ≥ 0.8× unchecked keep-alive (no log) and
+requests/s compared, every round printed, and beside them each proxy's own CPU time per request
+(its processes' user + system time over the run / requests served), which other load moves far
+less than requests/s. Bars: checked ≥ 0.8× unchecked keep-alive (no log) and
 ≥ 3× CHP. Two runs of this script are not comparable on a loaded machine; the proxies of one run
 are, and the load average is printed beside them.
 """
@@ -127,44 +129,68 @@ def start_chp(chp: Path, port: int, target: int) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
-def wrk(port: int, host: str, cookie: str = "") -> float:
-    """Requests/s that wrk reports for http://127.0.0.1:port/ with these headers (after a 1 s warm-up)."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid` and its children (an nginx master and its workers)."""
+    pids = [pid] + [int(each) for each in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True,
+                                                         text=True, check=False).stdout.split()]
+    ticks = 0
+    for each in pids:
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(port: int, host: str, cookie: str = "", pid: int | None = None) -> tuple[float, float | None]:
+    """Requests/s that wrk reports for http://127.0.0.1:port/ with these headers (after a 1 s warm-up),
+    and the CPU µs per request of process `pid` (the proxy) over the run when given."""
     headers = ["-H", f"Host: {host}"] + (["-H", f"Cookie: {cookie}"] if cookie else [])
     url = f"http://127.0.0.1:{port}/"
     warm = [arg if arg != "-d5s" else "-d1s" for arg in WRK]
     subprocess.run([*warm, *headers, url], capture_output=True, check=True, timeout=60)
+    before = cpu_seconds(pid) if pid else 0.0
     out = subprocess.run([*WRK, *headers, url], capture_output=True, text=True, check=True, timeout=60).stdout
+    used = cpu_seconds(pid) - before if pid else None
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if non2xx:
         raise RuntimeError(f"{non2xx.group(1)} failed responses on port {port}:\n{out}")
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    cpu_us = used / requests * 1e6 if used is not None and requests else None
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), cpu_us
 
 
-Target = tuple[int, str, str]  # port, Host header, Cookie header
+Target = tuple[int, str, str, int]  # port, Host header, Cookie header, the proxy's pid
+Runs = dict[str, list[tuple[float, float | None]]]  # per target, per round: requests/s, CPU µs/request
 
 
-def compare(targets: dict[str, Target], rounds: int = ROUNDS) -> dict[str, list[float]]:
-    """wrk against every target in turn, `rounds` times: requests/s per target, one per round.
+def compare(targets: dict[str, Target], rounds: int = ROUNDS) -> Runs:
+    """wrk against every target in turn, `rounds` times: (requests/s, proxy CPU µs/request) per round.
 
     Taken in turn so that a burst of load from elsewhere hits every proxy alike; each round is
-    printed with the load average.
+    printed with the load average. CPU per request moves far less with other load than
+    requests/s do: it says what each proxy itself costs.
     """
-    runs: dict[str, list[float]] = {name: [] for name in targets}
+    runs: Runs = {name: [] for name in targets}
     for number in range(1, rounds + 1):
-        for name, (port, host, cookie) in targets.items():
-            runs[name].append(wrk(port, host, cookie))
-        print(f"   round {number}: " + ", ".join(f"{name} {values[-1]:.0f}" for name, values in runs.items())
-              + f" req/s; load average {os.getloadavg()[0]:.1f}", flush=True)
+        for name, (port, host, cookie, pid) in targets.items():
+            runs[name].append(wrk(port, host, cookie, pid))
+        done = ", ".join(f"{name} {values[-1][0]:.0f}" for name, values in runs.items())
+        print(f"   round {number}: {done} req/s; load average {os.getloadavg()[0]:.1f}", flush=True)
     return runs
 
 
-def report(runs: dict[str, list[float]], checked: str = CHECKED, plain: str = PLAIN) -> bool:
+def report(runs: Runs, checked: str = CHECKED, plain: str = PLAIN) -> bool:
     """Print the medians with checked/each ratios; True when both bars hold (CHP's only when run)."""
-    medians = {name: statistics.median(values) for name, values in runs.items()}
+    medians = {name: statistics.median(rps for rps, _ in values) for name, values in runs.items()}
     for name, rps in medians.items():
-        print(f"   {name:<48} {rps:9.0f} req/s median  (checked/this = {medians[checked] / rps:.2f})")
+        cpu = [us for _, us in runs[name] if us is not None]
+        cost = f", {statistics.median(cpu):5.1f} µs CPU/request" if cpu else ""
+        print(f"   {name:<48} {rps:9.0f} req/s median  (checked/this = {medians[checked] / rps:.2f}{cost})")
     met = medians[checked] >= 0.8 * medians[plain]
-    each = ", ".join(f"{mine / theirs:.2f}" for mine, theirs in zip(runs[checked], runs[plain], strict=True))
+    pairs = zip(runs[checked], runs[plain], strict=True)
+    each = ", ".join(f"{mine / theirs:.2f}" for (mine, _), (theirs, _) in pairs)
     print(f"   bar: checked >= 0.8x {plain}: {medians[checked] / medians[plain]:.2f}x of the medians "
           f"(round by round {each}), " + ("met" if met else "MISSED"))
     if "configurable-http-proxy" in medians:
@@ -214,6 +240,7 @@ def main() -> int:
         for name, body in bodies.items():
             procs.append(start_nginx(nginx_conf(run, name, body, up=up, plain=plain, plain_map=plain_map,
                                                 plain_log=plain_log)))
+        plain_pid, plain_log_pid = procs[1].pid, procs[2].pid
         admin_port = free_port()
         app = build_app(migrated_sqlite(Path(tmp)), Path(tmp), LISTEN_PORT=web_port, EDGE_DIR=run / "edge",
                         EDGE_PORT=edge_port, WORKSPACE_DOMAIN=f"ws.localhost:{edge_port}",
@@ -240,13 +267,14 @@ def main() -> int:
             for port in (plain, plain_log):
                 wait_port(port)
             wait_port(edge_port, host, cookie)
-            targets = {CHECKED: (edge_port, host, cookie), SAME_ROUTING: (plain_map, host, ""),
-                       PLAIN: (plain, host, ""), PLAIN_WITH_LOG: (plain_log, host, "")}
+            targets = {CHECKED: (edge_port, host, cookie, edge.pid),
+                       SAME_ROUTING: (plain_map, host, "", plain_pid), PLAIN: (plain, host, "", plain_pid),
+                       PLAIN_WITH_LOG: (plain_log, host, "", plain_log_pid)}
             chp = chp_binary()
             if chp:
                 procs.append(start_chp(chp, chp_port, up))
                 wait_port(chp_port)
-                targets["configurable-http-proxy"] = (chp_port, host, "")
+                targets["configurable-http-proxy"] = (chp_port, host, "", procs[-1].pid)
             else:
                 print("configurable-http-proxy unavailable (npm); CHP comparison skipped")
             print(f"proxied throughput, {' '.join(WRK)}, 1 KiB static upstream, one worker per proxy, "
