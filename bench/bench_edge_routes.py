@@ -13,8 +13,10 @@ How it is measured (one run, one machine; the edge as `start_edge` runs it, two 
    and after the load, and the zone's size.
 4. Owner-checked throughput: `wrk -t2 -c32 -d5s`, one 1 KiB static upstream in its own nginx; the
    edge (route from shared memory, balancer_by_lua, keep-alive pool, the owner's signed edge cookie
-   checked in Lua) against nginx
-   with a keep-alive `upstream` and no check, and CHP when available.
+   checked in Lua, its JSON access log) against nginx with a keep-alive `upstream`, no check and
+   the same worker count (without an access log: the bar; with the edge's log line: shown), and
+   CHP when available; rounds in turn, medians (bench_edge_throughput's `compare`). Every proxy
+   runs in a session of its own, as the edge does (see bench_edge_throughput).
 Bars: 1 ≤ 5 ms median; 2 ≤ 1 s; 4 ≥ 0.8× nginx keep-alive and ≥ 3× CHP. The load average is
 printed: on a shared machine other processes' load shifts every figure.
 """
@@ -44,13 +46,26 @@ from app.routing.signing import (  # noqa: E402
     load_keys,
     verify,
 )
-from bench.bench_edge_throughput import NGINX_COMMON, chp_binary, wait_port  # noqa: E402
+from bench.bench_edge_throughput import (  # noqa: E402
+    CHECKED,
+    PLAIN,
+    PLAIN_WITH_LOG,
+    WRK,
+    chp_binary,
+    compare,
+    nginx_conf,
+    plain_log_body,
+    report,
+    start_chp,
+    start_nginx,
+    wait_port,
+)
 from tests.agent.helpers import free_port  # noqa: E402
 from tests.edgekit import NGINX_BIN, edge_dir, get, stub_server  # noqa: E402
 
 SIZES = (10_000, 100_000)
 CHANGES = 21
-WRK = ["wrk", "-t2", "-c32", "-d5s"]
+EDGE_WORKERS = 2  # the edge here, and the plain nginx it is compared with: the same count
 COOKIE = "who=owner"
 CHP_SIZES = (10_000,)  # filling CHP through its API costs ~minutes at 100,000: measured at 10,000 only
 # The upstream runs in its own nginx and answers every path with the same 1 KiB page.
@@ -127,7 +142,8 @@ def chp_add_route(chp: Path, up: int, count: int) -> float | None:
     """Median ms of CHP's add-route until served, with `count` routes already in it."""
     port, api = free_port(), free_port()
     proc = subprocess.Popen([str(chp), "--ip", "127.0.0.1", "--port", str(port), "--api-ip", "127.0.0.1",
-                             "--api-port", str(api)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--api-port", str(api)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # as the edge runs: see bench_edge_throughput
     try:
         deadline = time.monotonic() + 15
         while True:
@@ -165,19 +181,6 @@ def chp_add_route(chp: Path, up: int, count: int) -> float | None:
         proc.wait(10)
 
 
-def wrk(port: int, host: str, cookie: str = "") -> float:
-    """Requests/s wrk reports (after a 1 s warm-up); refuses a run with failed responses."""
-    import re
-
-    headers = ["-H", f"Host: {host}"] + (["-H", f"Cookie: {cookie}"] if cookie else [])
-    url = f"http://127.0.0.1:{port}/"
-    subprocess.run([*WRK[:3], "-d1s", *headers, url], capture_output=True, check=True, timeout=60)
-    out = subprocess.run([*WRK, *headers, url], capture_output=True, text=True, check=True, timeout=60).stdout
-    if re.search(r"Non-2xx or 3xx responses: (\d+)", out):
-        raise RuntimeError(f"failed responses on port {port}:\n{out}")
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-
-
 def main() -> int:  # noqa: PLR0915 - one bench, four parts, printed in order
     """Run the four parts and print the figures with their bars."""
     results: dict[str, bool] = {}
@@ -187,14 +190,13 @@ def main() -> int:  # noqa: PLR0915 - one bench, four parts, printed in order
         key_file = run / "edge.key"
         ensure_key_file(key_file)
         web = Web(key_file)
-        up, plain = free_port(), free_port()
+        up, plain, plain_log = free_port(), free_port(), free_port()
         (run / "www").mkdir()
         (run / "www" / "index.html").write_text("x" * 1024)
-        for name, body in (("upstream", UPSTREAM_BODY), ("plain", PLAIN_BODY)):
-            conf = run / f"{name}.conf"
-            text = body.format(d=run, up=up, plain=plain)
-            conf.write_text(NGINX_COMMON.format(d=run, name=name, body=text))
-            procs.append(subprocess.Popen([NGINX_BIN, "-p", str(run), "-c", str(conf)]))
+        procs.append(start_nginx(nginx_conf(run, "upstream", UPSTREAM_BODY, up=up)))
+        for name, body in (("plain", PLAIN_BODY), ("plain-log", plain_log_body())):
+            conf = nginx_conf(run, name, body, workers=EDGE_WORKERS, up=up, plain=plain, plain_log=plain_log)
+            procs.append(start_nginx(conf))
         with stub_server(web) as web_port:
             def settings(name: str) -> dict[str, Any]:
                 return {"EDGE_DIR": run / name, "EDGE_BIND": "127.0.0.1", "EDGE_PORT": free_port(),
@@ -204,10 +206,11 @@ def main() -> int:  # noqa: PLR0915 - one bench, four parts, printed in order
 
             try:
                 wait_port(plain)
+                wait_port(plain_log)
                 print(f"edge routes, one run; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
                 for size in SIZES:
                     conf = settings(f"edge{size}")
-                    edge = start_edge(conf, workers=2)
+                    edge = start_edge(conf, workers=EDGE_WORKERS)
                     try:
                         admin = [f"http://127.0.0.1:{conf['EDGE_ADMIN_PORT']}"]
                         before = pss_kib(edge.pid)
@@ -236,14 +239,15 @@ def main() -> int:  # noqa: PLR0915 - one bench, four parts, printed in order
                             print(f"3. edge memory at {size:,} routes: {after / 1024:.1f} MiB PSS "
                                   f"({(after - before) / 1024:+.1f} MiB for the table; zone {ROUTES_ZONE})")
                             if size > 0:
-                                throughput(conf, up, plain, chp, results)
+                                plains = ((plain, procs[1].pid), (plain_log, procs[2].pid))
+                                throughput(conf, edge.pid, up, plains, chp, results)
                     finally:
                         stop_edge(edge)
                 # A fresh edge loading the same table by its own pull from the web app at start.
                 web.body = ("\n".join(["replace", *table(SIZES[-1], up)]) + "\n").encode()
                 conf = settings("edge-pull")
                 t0 = time.perf_counter()
-                edge = start_edge(conf, workers=2)
+                edge = start_edge(conf, workers=EDGE_WORKERS)
                 try:
                     poll(conf["EDGE_PORT"], f"u{SIZES[-1] - 1:06d}x-vscode.ws.localhost", 200, limit=20)
                     print(f"2. a fresh edge pulling {SIGNED_TABLE(SIZES[-1])} from the web app, nginx start "
@@ -264,31 +268,33 @@ def SIGNED_TABLE(size: int) -> str:  # noqa: N802 - reads as a phrase in the rep
     return f"the signed full table of {size:,} routes"
 
 
-def throughput(conf: dict[str, Any], up: int, plain: int, chp: Path | None, results: dict[str, bool]) -> None:
-    """Part 4 against the edge `conf` (already loaded) and nginx with a keep-alive upstream."""
+def throughput(conf: dict[str, Any], edge_pid: int, up: int, plain: tuple[tuple[int, int], tuple[int, int]],
+               chp: Path | None, results: dict[str, bool]) -> None:
+    """Part 4 against the edge `conf` (already loaded), nginx with a keep-alive upstream (without and
+    with the edge's access log; same worker count as the edge) and CHP, in turn (bench_edge_throughput)."""
     host = "u000000x-vscode.ws.localhost"
     # The owner's signed edge cookie, as the hand-off sets it: checked in the edge, no call out.
     edge_cookie = edge_cookie_value(load_keys(conf["EDGE_KEY_FILE"]), host, "u000000x", 1, 3600)
-    checked = wrk(conf["EDGE_PORT"], host, f"slipway_edge={edge_cookie}")
-    unchecked = wrk(plain, host)
-    print(f"4. owner-checked throughput ({' '.join(WRK)}, 1 KiB static upstream): edge {checked:.0f} req/s, "
-          f"nginx keep-alive no check {unchecked:.0f} req/s ({checked / unchecked:.2f}x; bar ≥ 0.8x)")
-    results["throughput vs nginx"] = checked >= 0.8 * unchecked
+    (plain_port, plain_pid), (log_port, log_pid) = plain
+    targets = {CHECKED: (conf["EDGE_PORT"], host, f"slipway_edge={edge_cookie}", edge_pid),
+               PLAIN: (plain_port, host, "", plain_pid), PLAIN_WITH_LOG: (log_port, host, "", log_pid)}
+    proc = None
     if chp:
         port = free_port()
-        proc = subprocess.Popen([str(chp), "--ip", "127.0.0.1", "--port", str(port), "--api-ip", "127.0.0.1",
-                                 "--api-port", str(free_port()), "--default-target", f"http://127.0.0.1:{up}"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            wait_port(port)
-            rps = wrk(port, host)
-        finally:
+        proc = start_chp(chp, port, up)
+        wait_port(port)
+        targets["configurable-http-proxy"] = (port, host, "", proc.pid)
+    print(f"4. owner-checked throughput at {SIZES[-1]:,} routes ({' '.join(WRK)}, 1 KiB static upstream, "
+          f"{EDGE_WORKERS} workers for the edge and for nginx; bars ≥ 0.8x nginx, ≥ 3x CHP):")
+    try:
+        runs = compare(targets)
+    finally:
+        if proc is not None:
             proc.terminate()
             proc.wait(10)
-        print(f"   configurable-http-proxy {rps:.0f} req/s ({checked / rps:.2f}x; bar ≥ 3x)")
-        results["throughput vs CHP"] = checked >= 3 * rps
-    else:
+    if not chp:
         print("   configurable-http-proxy unavailable (npm install failed); CHP comparison skipped")
+    results["throughput"] = report(runs)
 
 
 if __name__ == "__main__":

@@ -102,6 +102,19 @@ def test_forged_expired_other_host_other_user_and_huge_cookies_are_refused(edge:
     assert edge["web"].calls == len(bad)  # each fell back to the web app's check, which refused it
 
 
+def test_a_valid_edge_cookie_behind_stale_copies_passes_without_the_web_app(edge: dict[str, Any]) -> None:
+    keys = edge["keys"]
+    good = "slipway_edge=" + edge_cookie_value(keys, HOST, "alice", 7, 600)
+    other_host = "slipway_edge=" + edge_cookie_value(keys, "alice-jupyter.ws.localhost", "alice", 7, 600)
+    expired = "slipway_edge=" + edge_cookie_value(keys, HOST, "alice", 7, -5)
+    for header in (f"{other_host}; {expired}; {good}", f"{expired};{good}", f"x{good}; {good}"):
+        status, _headers, body = _get(edge, header)
+        assert (status, body) == (200, "alice's page"), header
+    assert edge["web"].calls == 0
+    status, _headers, _body = _get(edge, f"x{good}")  # not a cookie of that name: the web app decides
+    assert status == 302 and edge["web"].calls == 1
+
+
 def test_a_revoked_session_is_refused_within_a_second(edge: dict[str, Any]) -> None:
     cookie = "slipway_edge=" + edge_cookie_value(edge["keys"], HOST, "alice", 7, 600)
     other = "slipway_edge=" + edge_cookie_value(edge["keys"], HOST, "alice", 8, 600)

@@ -39,6 +39,9 @@ ROUTES_ZONE = "64m"  # ~200 bytes a workspace: room for 300,000
 DEFAULT_ADMIN_PORT = 8079
 DEFAULT_SYNC_SECONDS = 10
 DEFAULT_COOKIE_MINUTES = 10
+# The JSON access log is written in 64 KiB batches at least every second: one write per batch, not
+# per request; if nginx dies, at most the last second's lines are lost.
+ACCESS_LOG_BUFFERING = "buffer=64k flush=1s"
 
 
 def _listen(bind: object, port: object, what: str) -> str:
@@ -123,7 +126,7 @@ def write_main_config(settings: Mapping[str, Any], *, workers: int | str = "auto
         routes_zone=ROUTES_ZONE,
         keepalive=256,
         shutdown_timeout=30,
-        access_log=f"{access_log_path(settings)} slipway_json buffer=64k flush=1s",
+        access_log=f"{access_log_path(settings)} slipway_json {ACCESS_LOG_BUFFERING}",
         auth_cache_seconds=AUTH_CACHE_SECONDS,
         auth_connect_timeout=AUTH_CONNECT_TIMEOUT_SECONDS,
         auth_read_timeout=AUTH_READ_TIMEOUT_SECONDS,

@@ -20,10 +20,11 @@ local C = ffi.C
 local digest = ffi.new("unsigned char[32]")
 local digest_len = ffi.new("unsigned int[1]")
 local routes = ngx.shared.slipway_routes
-local verified = lrucache.new(20000) -- per worker: cookies whose signature was already checked
+local verified = lrucache.new(20000) -- per worker: edge cookie → its checked fields, until it expires
+local peers = lrucache.new(20000) -- per worker: a route's value → its parsed fields
 local state = ngx.shared.slipway_state
 local re_find = ngx.re.find
-local byte, fmt, sub = string.byte, string.format, string.sub
+local byte, find, fmt, sub = string.byte, string.find, string.format, string.sub
 
 local _M = { conf = {} }
 
@@ -80,6 +81,7 @@ function _M.configure(conf)
     if #conf.keys == 0 then
         ngx.log(ngx.ERR, "slipway edge: no key in ", conf.key_file, ": every push and pull will fail")
     end
+    conf.cookie_prefix = conf.cookie .. "="
     _M.conf = conf
 end
 
@@ -216,45 +218,50 @@ function _M.load_table(body)
     return apply(ops, true)
 end
 
+--- Answer a refused push: logged at `level`, `status` and the reason in the body, nothing changed.
+local function refuse(status, level, reason)
+    ngx.log(level, "slipway edge: refused a push from ", ngx.var.remote_addr, ": ", reason)
+    ngx.status = status
+    ngx.say("refused: ", reason)
+    return ngx.exit(status)
+end
+
+--- The admin request's body, from memory or from the temp file a large one was buffered to.
+local function request_body()
+    ngx.req.read_body()
+    local body = ngx.req.get_body_data()
+    if body then
+        return body
+    end
+    local file = ngx.req.get_body_file()
+    local handle = file and io.open(file, "rb")
+    if not handle then
+        return ""
+    end
+    body = handle:read("*a") or ""
+    handle:close()
+    return body
+end
+
 --- content_by_lua of the admin listener: a signed POST of route lines.
 function _M.admin()
     if ngx.req.get_method() ~= "POST" or ngx.var.uri ~= "/routes" then
         return ngx.exit(404)
     end
-    ngx.req.read_body()
-    local body = ngx.req.get_body_data()
-    if not body then
-        local file = ngx.req.get_body_file()
-        if file then
-            local handle = io.open(file, "rb")
-            body = handle and handle:read("*a") or ""
-            if handle then handle:close() end
-        else
-            body = ""
-        end
-    end
+    local body = request_body()
     local started, cpu = ngx.now(), os.clock()
     local ok, why = _M.verify(ngx.var.http_x_slipway_signature, "POST", "/routes", body)
     if not ok then
-        ngx.log(ngx.WARN, "slipway edge: refused a push from ", ngx.var.remote_addr, ": ", why)
-        ngx.status = 401
-        ngx.say("refused: ", why)
-        return ngx.exit(401)
+        return refuse(401, ngx.WARN, why)
     end
     local ops, replace = parse(body)
     if not ops then
-        ngx.log(ngx.WARN, "slipway edge: refused a push with a bad line ", replace)
-        ngx.status = 400
-        ngx.say("refused: bad line ", replace)
-        return ngx.exit(400)
+        return refuse(400, ngx.WARN, "bad line " .. replace)
     end
     state:set("pushed_at", ngx.now())
     local changed, err = apply(ops, replace)
     if not changed then
-        ngx.log(ngx.ERR, "slipway edge: ", err)
-        ngx.status = 507
-        ngx.say("refused: ", err)
-        return ngx.exit(507)
+        return refuse(507, ngx.ERR, err)
     end
     ngx.update_time()
     -- Wall and CPU time in the edge: on a loaded machine the second says what the push itself costs.
@@ -339,108 +346,187 @@ function _M.init_worker()
     ngx.timer.every(1, tick)
 end
 
---- rewrite_by_lua of the public listener: unknown host → 404, stopped → stopped page, else pick.
+--- user, app and table value of a workspace host `{user}-{app}.{domain}`; nil when it names none.
+--- Plain finds and subs only: they compile in LuaJIT, where a pattern match would not.
+local function lookup(host)
+    local suffix = _M.conf.suffix
+    local cut = #host - #suffix -- the label's length
+    if cut <= 0 or find(host, suffix, cut + 1, true) ~= cut + 1 then
+        return nil
+    end
+    local app
+    if cut > 7 and find(host, "-vscode", cut - 6, true) == cut - 6 then
+        app = "vscode"
+    elseif cut > 8 and find(host, "-jupyter", cut - 7, true) == cut - 7 then
+        app = "jupyter"
+    else
+        return nil
+    end
+    local user = sub(host, 1, cut - #app - 1)
+    return user, app, routes:get(user)
+end
+
+--- A running route's fields {address, vscode port, jupyter port, gate secret or ""}, parsed once
+--- per worker and value (a changed route is a new value, so nothing stale is ever used).
+local function peer_of(value)
+    local known = peers:get(value)
+    if not known then
+        local address, vscode, jupyter, gate = value:match("^(%S+) (%d+) (%d+) (%S+)$")
+        known = { address, tonumber(vscode), tonumber(jupyter), gate == "-" and "" or gate }
+        peers:set(value, known)
+    end
+    return known
+end
+
+--- rewrite_by_lua of the public listener's own pages (/_slipway/...): unknown host → 404, stopped →
+--- the stopped page. A workspace's paths use `workspace()` instead.
 function _M.route()
     if ngx.req.is_internal() then
         return
     end
-    local host = ngx.var.host
-    local suffix = _M.conf.suffix
-    if #host <= #suffix or sub(host, -#suffix) ~= suffix then
-        return ngx.exit(404)
-    end
-    local label = sub(host, 1, #host - #suffix)
-    local user, app = label:match("^(.+)%-(%l+)$")
-    if not user or (app ~= "vscode" and app ~= "jupyter") then
-        return ngx.exit(404)
-    end
-    local value = routes:get(user)
+    local _, _, value = lookup(ngx.var.host)
     if value == nil then
         return ngx.exit(404)
     end
     if value == "-" then
         return ngx.exec("/_slipway/stopped")
     end
-    local address, vscode, jupyter, gate = value:match("^(%S+) (%d+) (%d+) (%S+)$")
-    local ctx = ngx.ctx
-    ctx.peer = address
-    ctx.port = tonumber(app == "vscode" and vscode or jupyter)
-    ctx.owner = user
-    ngx.var.slipway_gate = gate == "-" and "" or gate
 end
 
 local MAX_COOKIE = 300 -- an edge cookie is ~150 bytes; anything longer is refused unread
 local MAX_CANDIDATES = 8 -- a request stuffed with copies costs at most this many checks
 
---- "ok", "renew" (valid, near expiry), "revoked", or nil: one edge cookie for this host and owner.
-local function check_cookie(candidate, host, owner, now)
-    if #candidate > MAX_COOKIE then
+--- The cache entry of an edge cookie whose signature (current or previous key) covers `host`;
+--- nil when it does not. Remembered until the cookie expires.
+local function verify_cookie(candidate, host, now)
+    local user, sid, issued, expires, mac = candidate:match("^v1%.([a-z0-9-]+)%.(%d+)%.(%d+)%.(%d+)%.(%x+)$")
+    if not user then
         return nil
     end
-    -- A cookie's signature is checked once per worker, then remembered (revocation and expiry
-    -- are still checked on every request): the HMAC would otherwise cost more than the proxying.
-    local cache_key = host .. " " .. candidate
-    local known = verified:get(cache_key)
-    local user, sid, issued, expires
-    if known then
-        user, sid, issued, expires = known[1], known[2], known[3], known[4]
-    else
-        local mac
-        user, sid, issued, expires, mac = candidate:match("^v1%.([a-z0-9-]+)%.(%d+)%.(%d+)%.(%d+)%.(%x+)$")
-        if not user then
-            return nil
-        end
-        local message = "v1|" .. host .. "|" .. user .. "|" .. sid .. "|" .. issued .. "|" .. expires
-        local good = false
-        for _, key in ipairs(keys()) do
-            if same(hex(hmac_sha256(key, message)), mac) then
-                good = true
-                break
+    local message = "v1|" .. host .. "|" .. user .. "|" .. sid .. "|" .. issued .. "|" .. expires
+    for _, key in ipairs(keys()) do
+        if same(hex(hmac_sha256(key, message)), mac) then
+            local entry = { host = host, user = user, issued = tonumber(issued), expires = tonumber(expires),
+                            session_key = "rs:" .. sid, user_key = "ru:" .. user }
+            if entry.expires > now then
+                verified:set(candidate, entry, entry.expires - now + 1)
             end
+            return entry
         end
-        if not good then
+    end
+    return nil
+end
+
+--- "ok", "renew" (valid, near expiry), "revoked", or nil: one edge cookie for this host and owner.
+local function check_cookie(candidate, host, owner, now)
+    -- A signature is checked once per worker and cookie, then remembered: the HMAC would otherwise
+    -- cost more than the proxying. Host, owner, expiry and revocation are checked on every request.
+    local entry = verified:get(candidate)
+    if not entry or entry.host ~= host then
+        entry = verify_cookie(candidate, host, now)
+        if not entry then
             return nil
         end
-        issued, expires = tonumber(issued), tonumber(expires)
-        verified:set(cache_key, { user, sid, issued, expires }, expires - now + 1)
     end
-    if user ~= owner or expires <= now then
+    if entry.user ~= owner or entry.expires <= now then
         return nil -- an admin let in by the config flag goes through the web app's (audited) check
     end
-    local all_before = state:get("ru:" .. user)
-    if state:get("rs:" .. sid) or (all_before and issued <= all_before) then
+    local all_before = state:get(entry.user_key)
+    if state:get(entry.session_key) or (all_before and entry.issued <= all_before) then
         return "revoked"
     end
-    if expires - now < _M.conf.renew_seconds then
+    if entry.expires - now < _M.conf.renew_seconds then
         return "renew"
     end
     return "ok"
 end
 
---- The owner check in the edge: a valid signed edge cookie passes with no call to the web app.
---- Otherwise (none, near expiry, another user, an admin) one sub-request to the web app decides and
---- may hand back a fresh cookie; a revoked session is refused at once.
-function _M.access()
-    local ctx = ngx.ctx
-    local header = ngx.var.http_cookie
-    local prefix = _M.conf.cookie .. "="
-    local verdict
-    if header and ctx.owner then
-        local now, seen = ngx.time(), 0
-        for part in header:gmatch("[^;%s]+") do
-            if sub(part, 1, #prefix) == prefix then
-                seen = seen + 1
-                if seen > MAX_CANDIDATES then
-                    break
-                end
-                local found = check_cookie(sub(part, #prefix + 1), ngx.var.host, ctx.owner, now)
-                if found == "ok" then
-                    ngx.var.slipway_user = ctx.owner -- for the access log (the connection log)
-                    return
-                end
-                verdict = verdict or found
-            end
+local function is_separator(c)
+    return c == 59 or c == 32 or (c >= 9 and c <= 13) -- ";" or white space, as browsers split cookies
+end
+
+--- Where the cookie value starting at `from` ends; nil when it is longer than MAX_COOKIE bytes.
+local function value_end(header, from)
+    local limit = from + MAX_COOKIE -- a separator here at the latest
+    for i = from, limit < #header and limit or #header do
+        if is_separator(byte(header, i)) then
+            return i - 1
         end
+    end
+    if #header < limit then
+        return #header
+    end
+    return nil
+end
+
+--- The verdict on this request's edge cookies: "ok" for the first that passes, else the first
+--- "revoked" or "renew", else nil. At most MAX_CANDIDATES copies are looked at.
+local function cookie_verdict(header, host, owner, now)
+    local prefix = _M.conf.cookie_prefix
+    local seen, from, verdict = 0, 1, nil
+    while seen < MAX_CANDIDATES do
+        local s, e = find(header, prefix, from, true)
+        if not s then
+            break
+        end
+        from = e + 1
+        if s == 1 or is_separator(byte(header, s - 1)) then
+            seen = seen + 1
+            local stop = value_end(header, from)
+            local found = stop and check_cookie(sub(header, from, stop), host, owner, now)
+            if found == "ok" then
+                return found
+            end
+            verdict = verdict or found
+        end
+    end
+    return verdict
+end
+
+--- True when the header's first edge cookie passes: the common case, taken without a loop so that
+--- LuaJIT compiles the whole request path into one trace (a loop would leave it interpreted).
+--- False sends the request through cookie_verdict, which decides every other case.
+local function first_cookie_ok(header, host, owner, now)
+    local s, e = find(header, _M.conf.cookie_prefix, 1, true)
+    if not s or (s > 1 and not is_separator(byte(header, s - 1))) then
+        return false
+    end
+    local stop = find(header, ";", e + 1, true)
+    stop = stop and stop - 1 or #header
+    -- a value with white space in it fails the format check here: cookie_verdict splits it as browsers do
+    return stop - e <= MAX_COOKIE and check_cookie(sub(header, e + 1, stop), host, owner, now) == "ok"
+end
+
+--- rewrite_by_lua of a workspace's paths: the route and the owner check in one Lua entry.
+--- Unknown host → 404, stopped → the stopped page; then a valid signed edge cookie passes with no
+--- call to the web app. Otherwise (none, near expiry, another user, an admin) one sub-request to
+--- the web app decides and may hand back a fresh cookie; a revoked session is refused at once.
+function _M.workspace()
+    local host = ngx.var.host
+    local user, app, value = lookup(host)
+    if value == nil then
+        return ngx.exit(404)
+    end
+    if value == "-" then
+        return ngx.exec("/_slipway/stopped")
+    end
+    local peer = peer_of(value)
+    local ctx = ngx.ctx
+    ctx.peer = peer[1]
+    ctx.port = app == "vscode" and peer[2] or peer[3]
+    if peer[4] ~= "" then
+        ngx.var.slipway_gate = peer[4]
+    end
+    local header = ngx.var.http_cookie
+    local now = ngx.time()
+    if header and first_cookie_ok(header, host, user, now) then
+        ngx.var.slipway_user = user -- for the access log (the connection log)
+        return
+    end
+    local verdict = header and cookie_verdict(header, host, user, now)
+    if verdict == "ok" then
+        ngx.var.slipway_user = user
+        return
     end
     if verdict == "revoked" then
         return ngx.exit(401)
@@ -448,7 +534,10 @@ function _M.access()
     local answer = ngx.location.capture("/_slipway/auth")
     local status = answer.status
     if status == 200 then
-        ctx.set_cookie = answer.header["X-Slipway-Edge-Cookie"]
+        local fresh = answer.header["X-Slipway-Edge-Cookie"]
+        if type(fresh) == "string" then
+            ngx.var.slipway_set_cookie = fresh -- sent by add_header beside the workspace's own cookies
+        end
         ngx.var.slipway_user = answer.header["X-Slipway-User"] or ""
         return
     end
@@ -458,24 +547,7 @@ function _M.access()
     return ngx.exit(503)
 end
 
---- header_filter_by_lua: hand a fresh edge cookie to the browser beside the workspace's own.
-function _M.header_filter()
-    local fresh = ngx.ctx.set_cookie
-    if type(fresh) ~= "string" then
-        return
-    end
-    local existing = ngx.header["Set-Cookie"]
-    if existing == nil then
-        ngx.header["Set-Cookie"] = fresh
-    elseif type(existing) == "table" then
-        existing[#existing + 1] = fresh
-        ngx.header["Set-Cookie"] = existing
-    else
-        ngx.header["Set-Cookie"] = { existing, fresh }
-    end
-end
-
---- balancer_by_lua: the peer route() chose; keep-alive connections are pooled per peer.
+--- balancer_by_lua: the peer workspace() chose; keep-alive connections are pooled per peer.
 function _M.balance()
     local ctx = ngx.ctx
     local ok, err = balancer.set_current_peer(ctx.peer, ctx.port)
