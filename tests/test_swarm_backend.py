@@ -191,6 +191,8 @@ def test_a_drained_node_holds_the_task_and_says_why(backend):
         waiting = wait_until(lambda: _when(backend, info.id, "pending"), timeout=60, every=0.3)
         assert "no node can run it now" in waiting.detail and "local volume" in waiting.detail
         assert "cannot follow a workspace to another node" in waiting.detail
+        listed = [i for i in backend.list_managed() if i.id == info.id]  # what the poller and reconciler read
+        assert [(i.status, i.detail) for i in listed] == [("pending", waiting.detail)]
     finally:
         subprocess.run(["docker", "node", "update", "--availability", "active", node], check=True,
                        capture_output=True, timeout=30)
