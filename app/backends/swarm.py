@@ -4,8 +4,9 @@ Start and stop scale the service to 1 and 0; the scheduler chooses the node (con
 spread preferences come from the server row). Every service joins the instance's Swarm-scoped
 bridge network without inter-container traffic (`swarm_network`), so no workspace reaches
 another's ports over it; the edge reaches its apps through published ports (`publish_host`),
-where only the workspace gate's secret lets a request through (see docs/swarm.md). The folder is a named
-volume whose driver is configurable; it outlives the service unless removal asks otherwise.
+where only the workspace gate's secret lets a request through (see docs/swarm.md). The folder
+is a named volume whose driver is configurable; it outlives the service unless removal asks
+otherwise.
 """
 
 from __future__ import annotations
@@ -294,7 +295,8 @@ class SwarmBackend(ContainerBackend):
             except Exception as exc:  # noqa: BLE001 - gone between the lookup and now means done
                 if getattr(exc, "status_code", None) != 404:
                     raise
-        # The network and the volume are free once the task's container is gone (bounded wait).
+        # An own network (services made before the shared one) and the volume are free once the
+        # task's container is gone (bounded wait).
         self._retry_removal(lambda: self._remove_network(name + LEGACY_NETWORK_SUFFIX))
         if remove_workspace and volume:
             self._retry_removal(lambda: self._remove_volume(volume))
