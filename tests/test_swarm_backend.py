@@ -286,3 +286,30 @@ def test_a_workspace_network_config_that_lets_containers_talk_is_refused(backend
         backend.create(workspace_spec("talky"))
     assert f"{ICC_OPTION}=false" in str(caught.value) and backend.list_managed() == []
     assert shared not in [n["Name"] for n in backend.conn.api.networks(names=[shared])]
+
+
+def test_workers_making_the_workspace_network_at_once_end_with_one_of_each(backend):
+    import threading
+
+    from app.backends.swarm_client import SwarmConnection
+    from app.backends.swarm_network import workspace_network
+
+    made, errors = [], []
+
+    def make() -> None:
+        conn = SwarmConnection(SOCKET_URL, None, timeout=60)
+        try:
+            made.append(workspace_network(conn, backend.instance, {"slipway.app.instance": backend.instance}))
+        except AgentError as exc:
+            errors.append(exc.message)
+        finally:
+            conn.close()
+
+    workers = [threading.Thread(target=make) for _ in range(8)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    assert errors == [] and set(made) == {network_names(backend.instance)[1]}
+    for name in network_names(backend.instance):
+        assert [n["Name"] for n in backend.conn.api.networks(names=[name])].count(name) == 1, name

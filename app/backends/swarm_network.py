@@ -12,9 +12,12 @@ Swarm takes a bridge's options from a *config-only* network of the same name on 
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
-from app.agent_client import AgentConflict, AgentError
+from docker.errors import APIError
+
+from app.agent_client import AgentConflict, AgentError, AgentUnavailable
 from app.backends.swarm_client import SwarmConnection, translated
 
 ICC_OPTION = "com.docker.network.bridge.enable_icc"
@@ -26,8 +29,10 @@ def network_names(instance: str) -> tuple[str, str]:
 
 
 def _named(conn: SwarmConnection, name: str) -> list[dict[str, Any]]:
+    """Networks of exactly that name (the engine's filter matches parts of names), oldest first."""
     with translated():
-        return [n for n in conn.api.networks(names=[name]) if n.get("Name") == name]
+        found = [n for n in conn.api.networks(names=[name]) if n.get("Name") == name]
+    return sorted(found, key=lambda n: (n.get("Created", ""), n.get("Id", "")))
 
 
 def _create(conn: SwarmConnection, body: dict[str, Any]) -> None:
@@ -38,6 +43,9 @@ def _create(conn: SwarmConnection, body: dict[str, Any]) -> None:
             api._result(api._post_json(api._url("/networks/create"), data=body), json=True)
     except AgentConflict:
         pass  # another worker made it a moment ago (CheckDuplicate): use that one
+    except AgentUnavailable as exc:
+        if "name conflicts with an existing object" not in exc.message:  # the manager's own words
+            raise
 
 
 def workspace_network(conn: SwarmConnection, instance: str, labels: dict[str, str]) -> str:
@@ -47,6 +55,11 @@ def workspace_network(conn: SwarmConnection, instance: str, labels: dict[str, st
     if not found:
         _create(conn, {"Name": config, "Driver": "bridge", "ConfigOnly": True, "CheckDuplicate": True,
                        "Options": {ICC_OPTION: "false"}, "Labels": labels})
+        found = _named(conn, config)
+        # Two workers at once can both make a local network of that name: keep the oldest.
+        for extra in found[1:]:
+            with contextlib.suppress(APIError):
+                conn.api.remove_network(extra["Id"])
         found = _named(conn, config)
     if not found or any((n.get("Options") or {}).get(ICC_OPTION) != "false" for n in found):
         raise AgentError(f"the network {config} on the manager must be config-only with {ICC_OPTION}=false "
