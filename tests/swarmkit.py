@@ -7,6 +7,7 @@ import subprocess
 import time
 
 from app.backends.base import ContainerSpec
+from app.backends.swarm_network import network_names
 from app.models.workspace import APP_PORTS
 from tests.agent.helpers import TEST_IMAGE
 
@@ -48,11 +49,21 @@ def remove_instance(instance: str, timeout: float = 60) -> None:
         except docker.errors.NotFound:
             pass  # a container went away while being listed
         time.sleep(0.2)
-    for network in client.networks.list(filters={"label": label}):
-        try:
-            network.remove()
-        except docker.errors.APIError:
-            pass  # a task container still leaving; the next run's cleanup takes it
+    # The shared workspace network cannot carry labels (it is made from a config-only network), and
+    # its config-only network stays in use until the node drops its copy of it, a moment later.
+    config, shared = network_names(instance)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = [n for n in client.networks.list(names=[shared, config])
+                if n.name in (shared, config)] + client.networks.list(filters={"label": label})
+        if not left:
+            break
+        for network in sorted(left, key=lambda n: n.name == config):
+            try:
+                network.remove()
+            except docker.errors.APIError:
+                pass  # a task container still leaving, or the config still in use: next round
+        time.sleep(0.2)
     for volume in client.volumes.list(filters={"label": label}):
         try:
             volume.remove(force=True)

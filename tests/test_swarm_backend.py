@@ -14,6 +14,7 @@ from sqlalchemy import select
 import docker
 from app.agent_client import AgentError, AgentNotFound
 from app.backends.swarm import SwarmBackend
+from app.backends.swarm_network import ICC_OPTION, network_names
 from app.extensions import db
 from app.models import Server
 from tests.agent.helpers import wait_http
@@ -86,7 +87,10 @@ def test_lifecycle_hardening_and_ports(backend):
     assert attrs["Labels"]["slipway.user"] == spec.workspace_dir
     attached = task.get("Networks") or attrs.get("Networks") or []
     networks = [backend.conn.api.inspect_network(n["Target"]) for n in attached]
-    assert [(n["Name"], n["Driver"]) for n in networks] == [(f"{spec.name}-net", "overlay")]
+    config, shared = network_names(backend.instance)
+    assert [(n["Name"], n["Driver"], n["Scope"]) for n in networks] == [(shared, "bridge", "swarm")]
+    assert networks[0]["ConfigFrom"] == {"Network": config}
+    assert backend.conn.api.inspect_network(config)["Options"] == {ICC_OPTION: "false"}
     container = task_container(info.id).attrs["HostConfig"]
     assert container["CapDrop"] == ["ALL"] and container["PidsLimit"] == 512
 
@@ -106,8 +110,6 @@ def test_lifecycle_hardening_and_ports(backend):
 
     assert backend.remove(info.id) is True
     assert backend.status(spec.name) is None and backend.list_managed() == []
-    # The manager drops a removed overlay network once its last endpoint is gone, a moment later.
-    wait_until(lambda: not backend.conn.api.networks(names=[f"{spec.name}-net"]), timeout=20, every=0.2)
     assert backend.remove(info.id) is False
     with pytest.raises(AgentNotFound):
         backend.start(spec.name)
@@ -138,13 +140,14 @@ def test_one_workspace_cannot_reach_another(backend):
     first_spec, second_spec = workspace_spec("iso1"), workspace_spec("iso2")
     first, second = backend.create(first_spec), backend.create(second_spec)
     source = task_container(first.id)
-    target = task_container(second.id).attrs["NetworkSettings"]["Networks"][f"{second_spec.name}-net"]
+    shared = network_names(backend.instance)[1]
+    target = task_container(second.id).attrs["NetworkSettings"]["Networks"][shared]
     target_ip = target["IPAMConfig"]["IPv4Address"] if target.get("IPAMConfig") else target["IPAddress"]
     own, theirs = first_spec.env["SLIPWAY_GATE_SECRET"], second_spec.env["SLIPWAY_GATE_SECRET"]
     code, output = _fetch_inside(source, "http://127.0.0.1:8080/", own)
     assert code == 0 and b"workspace: vscode" in output  # the fetch itself works
-    # Over the overlay: the other workspace's task is on another network, so nothing answers at all,
-    # not even with the right secret (which a neighbour would not have).
+    # Over the shared bridge (no traffic between its containers) nothing answers at all, not even
+    # with the right secret (which a neighbour would not have).
     for port in (8080, 8888):
         code, output = _fetch_inside(source, f"http://{target_ip}:{port}/", theirs)
         assert code != 0 and b"workspace" not in output, output
@@ -188,6 +191,8 @@ def test_a_drained_node_holds_the_task_and_says_why(backend):
         waiting = wait_until(lambda: _when(backend, info.id, "pending"), timeout=60, every=0.3)
         assert "no node can run it now" in waiting.detail and "local volume" in waiting.detail
         assert "cannot follow a workspace to another node" in waiting.detail
+        listed = [i for i in backend.list_managed() if i.id == info.id]  # what the poller and reconciler read
+        assert [(i.status, i.detail) for i in listed] == [("pending", waiting.detail)]
     finally:
         subprocess.run(["docker", "node", "update", "--availability", "active", node], check=True,
                        capture_output=True, timeout=30)
@@ -266,8 +271,45 @@ def test_an_admin_adds_the_swarm_and_the_connection_check_reads_its_nodes(app, c
     runner.shutdown(5)
 
 
-def test_a_refused_service_leaves_no_network_behind(backend):
+def test_a_refused_service_leaves_nothing_behind(backend):
     spec = workspace_spec("badref", image="Not A Valid Reference!")
     with pytest.raises(AgentError):
         backend.create(spec)
-    assert not backend.conn.api.networks(names=[f"{spec.name}-net"])
+    assert backend.list_managed() == []
+
+
+def test_a_workspace_network_config_that_lets_containers_talk_is_refused(backend):
+    config, shared = network_names(backend.instance)
+    owned = {"slipway.app.instance": backend.instance}
+    backend.conn.api.create_network(config, driver="bridge", labels=owned, options={ICC_OPTION: "true"})
+    with pytest.raises(AgentError) as caught:
+        backend.create(workspace_spec("talky"))
+    assert f"{ICC_OPTION}=false" in str(caught.value) and backend.list_managed() == []
+    assert shared not in [n["Name"] for n in backend.conn.api.networks(names=[shared])]
+
+
+def test_workers_making_the_workspace_network_at_once_end_with_one_of_each(backend):
+    import threading
+
+    from app.backends.swarm_client import SwarmConnection
+    from app.backends.swarm_network import workspace_network
+
+    made, errors = [], []
+
+    def make() -> None:
+        conn = SwarmConnection(SOCKET_URL, None, timeout=60)
+        try:
+            made.append(workspace_network(conn, backend.instance, {"slipway.app.instance": backend.instance}))
+        except AgentError as exc:
+            errors.append(exc.message)
+        finally:
+            conn.close()
+
+    workers = [threading.Thread(target=make) for _ in range(8)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    assert errors == [] and set(made) == {network_names(backend.instance)[1]}
+    for name in network_names(backend.instance):
+        assert [n["Name"] for n in backend.conn.api.networks(names=[name])].count(name) == 1, name

@@ -153,3 +153,13 @@ def test_task_states_in_words():
     # A failure from before the last change of the service (e.g. before a stop) is history, not news.
     assert service_state(_service(1, version=20), [_task("rejected", 12, "old"), _task("preparing", 21)])[0] \
         == "starting"
+
+
+def test_a_node_without_the_workspace_network_config_is_named_with_the_fix():
+    err = 'configuration network "slipway-swarm-ws-config" does not exist'
+    task = {**_task("rejected", 12, err), "NodeID": "abcdef0123456789"}
+    status, detail = service_state(_service(1), [task])
+    assert status == "failed"
+    assert detail.startswith("node abcdef012345 is not prepared for Slipway's workspaces: it has no network "
+                             "slipway-swarm-ws-config; run `docker network create --config-only -o "
+                             "com.docker.network.bridge.enable_icc=false slipway-swarm-ws-config` on it")

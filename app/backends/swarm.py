@@ -1,11 +1,12 @@
 """The container backend over Docker Swarm: each workspace is a service with one replica.
 
 Start and stop scale the service to 1 and 0; the scheduler chooses the node (constraints and
-spread preferences come from the server row). Each service has its own overlay network, so no
-workspace reaches another's ports over the overlay; the edge reaches its apps through ports
-published on the ingress routing mesh (any node's address, `publish_host`), where only the
-workspace gate's secret lets a request through (see docs/swarm.md). The folder is a named
-volume whose driver is configurable; it outlives the service unless removal asks otherwise.
+spread preferences come from the server row). Every service joins the instance's Swarm-scoped
+bridge network without inter-container traffic (`swarm_network`), so no workspace reaches
+another's ports over it; the edge reaches its apps through published ports (`publish_host`),
+where only the workspace gate's secret lets a request through (see docs/swarm.md). The folder
+is a named volume whose driver is configurable; it outlives the service unless removal asks
+otherwise.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from agent.gate_check import gate_problem
 from app.agent_client import AgentConflict, AgentError, AgentNotFound, AgentUnavailable
 from app.backends.base import ContainerBackend, ContainerInfo, ContainerSpec
 from app.backends.swarm_client import SwarmConnection, connect, translated
+from app.backends.swarm_network import workspace_network
 from app.backends.swarm_status import DRIVER_LABEL, NODE_LABEL, service_state
 from app.models.server import Server
 
@@ -27,10 +29,11 @@ MANAGED_LABEL = "slipway.managed"
 INSTANCE_LABEL = "slipway.app.instance"
 PORTS_LABEL = "slipway.ports"
 VOLUME_LABEL = "slipway.volume"
-NETWORK_SUFFIX = "-net"
+LEGACY_NETWORK_SUFFIX = "-net"  # services made before the shared network each had their own
 WORKSPACE_MOUNT = "/workspace"
 PIDS_LIMIT = 512
-POLL_SECONDS = 0.1
+POLL_SECONDS = 0.05  # while a task starts: one call (its tasks) per poll, so a start is seen soon
+REMOVAL_POLL_SECONDS = 0.1
 NO_ROOM_GRACE_SECONDS = 2.0  # the scheduler decides at once; wait a little for a node freeing up
 
 
@@ -144,15 +147,6 @@ class SwarmBackend(ContainerBackend):
 
     # -- changing -----------------------------------------------------------------------------
 
-    def _network(self, name: str, labels: dict[str, str]) -> str:
-        """The workspace's own overlay network (created, or the one left by an earlier try)."""
-        api = self.conn.api
-        with translated():
-            found = [n for n in api.networks(names=[name]) if n.get("Name") == name]
-            if found:
-                return found[0]["Id"]
-            return api.create_network(name, driver="overlay", labels=labels, attachable=False)["Id"]
-
     def _volume_name(self, spec: ContainerSpec) -> str:
         return f"{self.instance}-files-{spec.workspace_dir}"
 
@@ -169,7 +163,7 @@ class SwarmBackend(ContainerBackend):
                   PORTS_LABEL: _ports_label(spec.ports), VOLUME_LABEL: self._volume_name(spec),
                   DRIVER_LABEL: self.volume_driver}
         owned = {MANAGED_LABEL: "true", INSTANCE_LABEL: self.instance}
-        network = self._network(spec.name + NETWORK_SUFFIX, owned)
+        network = workspace_network(self.conn, self.instance, owned)
         memory = spec.memory_mb * 1024 * 1024
         container = dt.ContainerSpec(
             spec.image, env=spec.env, labels=labels, mounts=[self._mount(spec, owned)], init=True,
@@ -189,14 +183,10 @@ class SwarmBackend(ContainerBackend):
         endpoint = dt.EndpointSpec(mode="vip", ports=[
             {"Protocol": "tcp", "TargetPort": port, "PublishMode": self.publish_mode}
             for port in spec.ports.values()])
-        try:
-            with translated():
-                created = self.conn.api.create_service(
-                    template, name=spec.name, labels=labels, mode=dt.ServiceMode("replicated", 1),
-                    networks=[network], endpoint_spec=endpoint)
-        except AgentError:
-            self._remove_network(spec.name + NETWORK_SUFFIX)  # nothing uses it; a retry makes it again
-            raise
+        with translated():
+            created = self.conn.api.create_service(
+                template, name=spec.name, labels=labels, mode=dt.ServiceMode("replicated", 1),
+                networks=[network], endpoint_spec=endpoint)
         info = self._wait_running(created["ID"], remove_on_failure=True)
         if self.volume_driver == "local":
             info = self._pin_to_volume(created["ID"]) or info
@@ -252,12 +242,15 @@ class SwarmBackend(ContainerBackend):
         """Wait until the task runs; a failed or rejected task or "no room" raises with the reason."""
         deadline = time.monotonic() + self.start_timeout
         no_room_since: float | None = None
+        with translated():
+            service = self.conn.api.inspect_service(service_id)
         while True:
-            with translated():
-                service = self.conn.api.inspect_service(service_id)
             info = self._info(service, self._tasks(service_id))
             if info.running and info.ports:
                 return info
+            if info.running:  # ingress ports are the service's, allocated a moment after it is made
+                with translated():
+                    service = self.conn.api.inspect_service(service_id)
             failed = info.status in ("failed", "rejected")
             if info.status == "no_room":
                 no_room_since = no_room_since or time.monotonic()
@@ -280,9 +273,9 @@ class SwarmBackend(ContainerBackend):
         """Scale to zero and wait (bounded) until no task of it runs."""
         service = self._scale(ref, 0)
         deadline = time.monotonic() + self.start_timeout
+        with translated():
+            fresh = self.conn.api.inspect_service(service["ID"])
         while True:
-            with translated():
-                fresh = self.conn.api.inspect_service(service["ID"])
             info = self._info(fresh, self._tasks(service["ID"]))
             if info.status == "exited" or time.monotonic() > deadline:
                 return info
@@ -302,8 +295,9 @@ class SwarmBackend(ContainerBackend):
             except Exception as exc:  # noqa: BLE001 - gone between the lookup and now means done
                 if getattr(exc, "status_code", None) != 404:
                     raise
-        # The network and the volume are free once the task's container is gone (bounded wait).
-        self._retry_removal(lambda: self._remove_network(name + NETWORK_SUFFIX))
+        # An own network (services made before the shared one) and the volume are free once the
+        # task's container is gone (bounded wait).
+        self._retry_removal(lambda: self._remove_network(name + LEGACY_NETWORK_SUFFIX))
         if remove_workspace and volume:
             self._retry_removal(lambda: self._remove_volume(volume))
         return True
@@ -313,7 +307,7 @@ class SwarmBackend(ContainerBackend):
         while not step():
             if time.monotonic() > deadline:
                 raise AgentUnavailable("the service's container did not go away in time; retry the removal")
-            time.sleep(POLL_SECONDS)
+            time.sleep(REMOVAL_POLL_SECONDS)
 
     def _remove_network(self, name: str) -> bool:
         from docker.errors import APIError, NotFound

@@ -8,6 +8,7 @@ from typing import Any
 MIB = 1024 * 1024
 DRIVER_LABEL = "slipway.volume_driver"
 NODE_LABEL = "slipway.volume_node"  # where a local volume lives, once known (several nodes only)
+CONFIG_MISSING_RE = re.compile(r'configuration network "([^"]{1,200})" does not exist')
 WAITING = frozenset({"new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting"})
 
 
@@ -47,6 +48,14 @@ def unplaceable_message(service: dict[str, Any], scheduler_says: str) -> str:
     return text
 
 
+def missing_network_message(task: dict[str, Any], config: str) -> str:
+    """A node that lacks the workspace network's config-only network: which, and the fix."""
+    node = (task.get("NodeID") or "?")[:12]
+    return (f"node {node} is not prepared for Slipway's workspaces: it has no network {config}; run "
+            f"`docker network create --config-only -o com.docker.network.bridge.enable_icc=false {config}` "
+            "on it (see docs/swarm.md)")
+
+
 def service_state(service: dict[str, Any], tasks: list[dict[str, Any]]) -> tuple[str, str]:
     """(status, detail): running | starting | no_room | failed | stopping | exited, and why."""
     replicas = ((service["Spec"].get("Mode") or {}).get("Replicated") or {}).get("Replicas", 0)
@@ -64,6 +73,8 @@ def service_state(service: dict[str, Any], tasks: list[dict[str, Any]]) -> tuple
             return "no_room", no_room_message(service, err)
         if state == "pending" and "no suitable node" in err:
             return "pending", unplaceable_message(service, err)
+        if state == "rejected" and _version(task) > since and CONFIG_MISSING_RE.search(err):
+            return "failed", missing_network_message(task, CONFIG_MISSING_RE.search(err).group(1))
         if state in ("failed", "rejected") and _version(task) > since:
             return "failed", f"the task was {state}: {err}" if err else f"the task was {state}"
     if ordered and (ordered[0].get("Status") or {}).get("State") in WAITING:
