@@ -171,7 +171,8 @@ def test_lease_expired_out_of_attempts_runs_finish_hooks(fast):
     fast.config["SMTP_HOST"] = "127.0.0.1"
     with fast.app_context():
         make_user("builder", role="qvp")
-        task = make_task("builder", kind="build", target="server:1", payload={"server_id": 1, "tag": "demo:1"})
+        task = make_task("builder", kind="build", target="server:1",
+                         payload={"server_id": 1, "tag": "demo:1"})
         task.state, task.claimed_by, task.attempts, task.max_attempts = "running", "dead-worker", 1, 1
         task.lease_expires_at = utcnow() - timedelta(seconds=5)
         db.session.commit()

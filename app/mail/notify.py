@@ -20,7 +20,7 @@ from app.models import Alert, MailOptOut, Task, User, UserSession, Workspace
 SECURITY = "security"
 ALERT_MIN_SEVERITIES = ("high", "critical")
 # Task kinds whose end is mailed to whoever started them.
-TASK_MAIL_KINDS = ("build", "push")
+TASK_MAIL_KINDS = ("build", "push", "pull")
 
 
 def wants(user: User, kind: str) -> bool:
@@ -63,7 +63,7 @@ def rejected(user: User, reason: str) -> None:
 
 
 def task_finished(task: Task, state: str) -> None:
-    """A finished task: a build or push to whoever started it, a provision to the workspace's owner."""
+    """A finished task: a build, push or pull to whoever started it, a provision to the workspace's owner."""
     if state not in ("succeeded", "failed") or not mail_enabled():
         return
     if task.kind == "provision":
