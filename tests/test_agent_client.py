@@ -74,6 +74,7 @@ def test_unavailable_names_the_agent_without_credentials():
     with pytest.raises(AgentUnavailable) as error:
         client.system_stats()
     assert error.value.message == "agent 'host-1' (127.0.0.1:9) unreachable: connection refused"
+    assert error.value.reason == "agent unreachable: connection refused"  # shown beside the server's name
     assert "url-secret" not in str(error.value) and "url-secret" not in repr(client)
 
 

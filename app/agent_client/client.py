@@ -51,11 +51,17 @@ class AgentError(Exception):
 
 
 class AgentUnavailable(AgentError):
-    """The agent could not be reached, timed out, or answered 502/503/504."""
+    """The agent could not be reached, timed out, answered 502/503/504, or cut its stream off.
 
-    def __init__(self, message: str, status: int | None = None, *, timed_out: bool = False) -> None:
+    `message` names the agent; `reason` is the same without the name, for places that show
+    it beside the server already (the servers page, the poller's status).
+    """
+
+    def __init__(self, message: str, status: int | None = None, *, timed_out: bool = False,
+                 reason: str | None = None) -> None:
         super().__init__(message, status)
         self.timed_out = timed_out
+        self.reason = reason or message
 
 
 class AgentNotFound(AgentError):
@@ -191,25 +197,30 @@ class AgentClient:
                     timeout=self.timeout, stream=stream, allow_redirects=False,
                 )
             except requests.Timeout:
-                error: AgentError = AgentUnavailable(
-                    f"{self.label} did not answer within {self.timeout[1]:g} s", timed_out=True)
+                error: AgentError = self._unavailable(f"did not answer within {self.timeout[1]:g} s",
+                                                      timed_out=True)
             except requests.ConnectionError as exc:
                 reason = "connection refused" if "refused" in str(exc).lower() else "connection failed"
-                error = AgentUnavailable(f"{self.label} unreachable: {reason}")
+                error = self._unavailable(f"unreachable: {reason}")
             except requests.RequestException as exc:
-                error = AgentUnavailable(f"{self.label} unreachable: {type(exc).__name__}")
+                error = self._unavailable(f"unreachable: {type(exc).__name__}")
             else:
                 if response.status_code < 300:  # a redirect is an error: never follow one to an agent
                     return response
                 error = _error_for(response.status_code, _message_of(response))
                 if isinstance(error, AgentUnavailable):
-                    error = AgentUnavailable(f"{self.label}: {error.message}", error.status)
+                    error = AgentUnavailable(f"{self.label}: {error.message}", error.status,
+                                             reason=error.message)
                 response.close()
                 if response.status_code not in RETRY_STATUSES:
                     raise error
             if attempt + 1 < attempts:
                 time.sleep(self.backoff * (2 ** attempt) * random.uniform(0.5, 1.5))
         raise error
+
+    def _unavailable(self, what: str, *, timed_out: bool = False) -> AgentUnavailable:
+        """`agent 'name' (host:port) <what>`, its reason `agent <what>`."""
+        return AgentUnavailable(f"{self.label} {what}", timed_out=timed_out, reason=f"agent {what}")
 
     def _data(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._send(method, path, **kwargs)
@@ -240,8 +251,8 @@ class AgentClient:
                 # requests reports a read timeout mid-stream as a ConnectionError wrapping urllib3's
                 timed_out = isinstance(exc, requests.Timeout) or "timed out" in str(exc).lower()
                 reason = f"nothing for {self.timeout[1]:g} s" if timed_out else "the connection was cut off"
-                raise AgentUnavailable(f"{self.label} stopped answering during the {operation}: {reason}",
-                                       timed_out=timed_out) from exc
+                raise self._unavailable(f"stopped answering during the {operation}: {reason}",
+                                        timed_out=timed_out) from exc
 
     # -- the agent API ----------------------------------------------------------------------
 
