@@ -1,7 +1,7 @@
 """Who gets which mail. Each function adds `send_mail` tasks to the caller's transaction.
 
 Kinds a user can switch off on the account page: `registrations` (admins: a new account waits),
-`account` (approval, rejection, workspace ready), `builds` (a build or push you started ended)
+`account` (approval, rejection, workspace ready), `builds` (a build, push or pull you started ended)
 and `alerts` (admins: an alert of severity high or above opened). Security mail (password
 changed, two-factor turned off, a login from an unseen address) is always sent.
 """
