@@ -134,6 +134,7 @@ def build(ctx: TaskContext) -> dict[str, Any] | None:
     name = ctx.payload.get("context_file")
     path = context_dir() / name if name else None
     ok = False
+    keep_context = False
     message = ""
     try:
         if path is not None:
@@ -157,6 +158,7 @@ def build(ctx: TaskContext) -> dict[str, Any] | None:
         return {"tag": tag, "id": data.get("id")}
     except AgentUnavailable as exc:
         message = exc.message
+        keep_context = True  # for the Retry once the agent is back (the worker sweeps stale ones)
         raise TaskFailed(exc.message) from exc
     except AgentError as exc:
         message = exc.message
@@ -165,7 +167,7 @@ def build(ctx: TaskContext) -> dict[str, Any] | None:
         message = "cancelled"
         raise
     finally:
-        if path is not None:
+        if path is not None and not keep_context:
             path.unlink(missing_ok=True)
         details = {"tag": tag, "server": server.name, **({} if ok else {"error": message})}
         _finish_audit(ctx, "build_finished", details, ok, server.id)
