@@ -1,4 +1,4 @@
-"""Image build and push, streamed to the caller as NDJSON while Docker works."""
+"""Image build, push and pull, streamed to the caller as NDJSON while Docker works."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import re
 import tarfile
 import time
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, current_app, request
 
@@ -17,6 +18,9 @@ from agent import validation as v
 from agent.docker_ops import DockerHolder, translate
 from agent.errors import bad_input, log
 from agent.events import EventBuffer, KnownImages
+
+if TYPE_CHECKING:
+    from docker import APIClient
 
 bp = Blueprint("builds", __name__, url_prefix="/api/images")
 
@@ -168,20 +172,59 @@ def _push_events(stream: Iterator[dict], ref: str) -> Iterator[dict]:
            "data": {"ref": ref, "digest": digest}}
 
 
-@bp.post("/push")
-def push() -> Response:
-    """Push repository:tag with credentials used for this one call only (never stored or logged)."""
-    data = _object(request.get_json(silent=True))
+def _registry_request(data: dict) -> tuple[str, str, dict | None]:
+    """repository, tag and the one-call auth config of a push or pull request."""
     repository = v.require_str(data, "repository", v.REPOSITORY_RE, "a repository like 127.0.0.1:5000/name")
     tag = v.require_str(data, "tag", v.TAG_RE, "a tag (letters, digits, . _ -)")
     username, password = data.get("username"), data.get("password")
     for field, value in (("username", username), ("password", password)):
         if value is not None and (not isinstance(value, str) or len(value) > 1024):
             raise bad_input(field, "must be a string or null")
-    auth = {"username": username, "password": password or ""} if username else None
+    return repository, tag, ({"username": username, "password": password or ""} if username else None)
+
+
+@bp.post("/push")
+def push() -> Response:
+    """Push repository:tag with credentials used for this one call only (never stored or logged)."""
+    repository, tag, auth = _registry_request(_object(request.get_json(silent=True)))
     ref = f"{repository}:{tag}"
     current_app.extensions["agent_known_images"].remember(ref)
     with translate("image not found"):
         _docker().api.inspect_image(ref)
         stream = _docker().api.push(repository, tag=tag, stream=True, decode=True, auth_config=auth)
     return _ndjson(_push_events(stream, ref))
+
+
+def _pull_events(stream: Iterator[dict], ref: str, api: APIClient) -> Iterator[dict]:
+    try:
+        for chunk in stream:
+            if "error" in chunk:
+                yield {"type": "result", "success": False, "message": f"pull failed: {chunk['error']}",
+                       "data": {"ref": ref}}
+                return
+            parts = [str(chunk[k]) for k in ("id", "status", "progress") if chunk.get(k)]
+            if parts:
+                yield {"type": "progress", "line": ": ".join(parts)}
+    except Exception as exc:  # the stream is already open: report, never a traceback
+        log.warning("pull stream broke: %s", exc)
+        yield {"type": "result", "success": False, "message": "Docker stopped answering during the pull",
+               "data": {"ref": ref}}
+        return
+    try:
+        image_id = api.inspect_image(ref).get("Id")
+    except Exception:  # noqa: BLE001 - the pull succeeded; the id is only a detail of the answer
+        image_id = None
+    yield {"type": "result", "success": True, "message": f"pulled {ref}",
+           "data": {"ref": ref, "id": image_id}}
+
+
+@bp.post("/pull")
+def pull() -> Response:
+    """Pull repository:tag from its registry, credentials used for this one call only."""
+    repository, tag, auth = _registry_request(_object(request.get_json(silent=True)))
+    ref = f"{repository}:{tag}"
+    current_app.extensions["agent_known_images"].remember(ref)
+    api = _docker().api  # read now: the generator runs after the view returned
+    with translate("image not found"):
+        stream = api.pull(repository, tag=tag, stream=True, decode=True, auth_config=auth)
+    return _ndjson(_pull_events(stream, ref, api))

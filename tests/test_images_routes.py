@@ -227,3 +227,29 @@ def test_push_target_names_the_image_under_the_registry():
     assert push_target("127.0.0.1:5000", "team/app") == "127.0.0.1:5000/team/app"
     assert push_target("127.0.0.1:5000", "127.0.0.1:5000/team/app") == "127.0.0.1:5000/team/app"
     assert push_target("127.0.0.1:5000", "registry.example.org/team/app") == "127.0.0.1:5000/team/app"
+
+
+def test_pull_form_queues_a_pull_without_the_password(app, client, auth):
+    server_id = _server(app)
+    with app.app_context():
+        registry = Registry(name="local", host="127.0.0.1:5000", username="slipway", created_by="boss")
+        registry.set_password(SECRET)
+        db.session.add(registry)
+        db.session.commit()
+        registry_id = registry.id
+    auth.as_role("qvp")
+    assert 'href="/images/pull"' in client.get("/images/").get_data(as_text=True)
+    bad = form_post(client, "/images/pull", {"server_id": server_id, "registry_id": registry_id,
+                                             "repository": "team/app", "tag": "no tags!"},
+                    page="/images/pull")
+    assert bad.status_code == 400
+    response = form_post(client, "/images/pull", {"server_id": server_id, "registry_id": registry_id,
+                                                  "repository": "team/app", "tag": "1"}, page="/images/pull")
+    assert response.status_code == 302 and "/tasks/" in response.headers["Location"]
+    with app.app_context():
+        task = db.session.scalar(select(Task))
+        assert task.kind == "pull" and task.payload == {"server_id": server_id, "registry_id": registry_id,
+                                                        "repository": "team/app", "tag": "1"}
+        audit = db.session.scalar(select(AuditLog).where(AuditLog.action_type == "pull_requested"))
+        assert audit.details == {"server": "builder", "image": "team/app:1", "registry": "local"}
+        assert SECRET not in str(task.payload) and SECRET not in str(audit.details)

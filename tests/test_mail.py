@@ -164,7 +164,7 @@ def test_opt_out_stops_a_kind_but_not_security_mail(app: Flask, client: FlaskCli
                                                     inbox: SmtpInbox) -> None:
     user = AuthActions(client).as_role("qvp")
     page = client.get("/account/mail").get_data(as_text=True)
-    assert "Builds and pushes I started" in page and "checked" in page
+    assert "Builds, pushes and pulls I started" in page and "checked" in page
     response = form_post(client, "/account/mail", {"registrations": "y", "account": "y", "alerts": "y"},
                          "/account/mail")
     assert response.status_code == 302

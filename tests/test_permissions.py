@@ -165,6 +165,8 @@ ROUTES: dict[tuple[str, str], Expect] = {
     ("images.build", "POST"): Expect(STAFF, 400),
     ("images.push", "GET"): Expect(STAFF, 200),
     ("images.push", "POST"): Expect(STAFF, 400),
+    ("images.pull", "GET"): Expect(STAFF, 200),
+    ("images.pull", "POST"): Expect(STAFF, 400),
     ("images.uploads", "GET"): Expect(STAFF, 200),
     ("images.upload", "POST"): Expect(STAFF, 400),
     ("images.import_upload", "POST"): Expect(STAFF, 302),

@@ -16,6 +16,7 @@ from app.services import task_queue
 from app.timeutil import utcnow
 from app.worker.kinds import task_kind
 from app.worker.runner import Runner
+from tests.builders import make_task, make_user
 
 RUNS: Counter[int] = Counter()
 RUNS_LOCK = threading.Lock()
@@ -162,6 +163,26 @@ def test_expired_lease_is_reclaimed_and_rerun(fast):
         messages = [event.message for event in db.session.get(Task, task_id).events]
     assert any("lease of worker dead-worker expired" in message for message in messages)
     runner.shutdown(0)
+
+
+def test_lease_expired_out_of_attempts_runs_finish_hooks(fast):
+    # A build's worker died on its only attempt: the reclaim fails it, and its starter gets the mail
+    # every other failed build sends (the finish hooks run as for a task that ended normally).
+    fast.config["SMTP_HOST"] = "127.0.0.1"
+    with fast.app_context():
+        make_user("builder", role="qvp")
+        task = make_task("builder", kind="build", target="server:1",
+                         payload={"server_id": 1, "tag": "demo:1"})
+        task.state, task.claimed_by, task.attempts, task.max_attempts = "running", "dead-worker", 1, 1
+        task.lease_expires_at = utcnow() - timedelta(seconds=5)
+        db.session.commit()
+        task_id = task.id
+        assert Runner(fast, worker_id="r-reclaim", concurrency=1).reclaim_expired() == 1
+        row = db.session.get(Task, task_id)
+        assert row.state == "failed" and "no attempts are left" in row.message
+        mails = db.session.scalars(select(Task).where(Task.kind == "send_mail")).all()
+    assert [(m.payload["to"], m.payload["subject"]) for m in mails] == [
+        ("builder@example.com", "Your build failed: server:1")]
 
 
 def test_live_lease_is_not_stolen(fast):

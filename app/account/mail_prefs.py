@@ -17,7 +17,7 @@ from app.services import audit
 LABELS = {
     "registrations": "New accounts waiting for approval (administrators)",
     "account": "My account's approval, rejection and workspace",
-    "builds": "Builds and pushes I started, when they end",
+    "builds": "Builds, pushes and pulls I started, when they end",
     "alerts": "Alerts of severity high or above (administrators)",
 }
 

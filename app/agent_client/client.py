@@ -6,7 +6,9 @@ has a connect and a read timeout, and goes through one process-wide pooled
 errors and 5xx with exponential backoff and jitter; 4xx answers are never retried. Agent
 errors become exceptions carrying the agent's own message:
 
-- `AgentUnavailable`: connection refused, timeout, 502/503/504 (try again later)
+- `AgentUnavailable`: connection refused, timeout, 502/503/504, or a streamed answer cut off
+  (try again later); its message names the agent, e.g. "agent 'host-1' (10.0.0.5:7000)
+  unreachable: connection refused", so a failed task says which server to look at
 - `AgentNotFound`: 404 (the object is gone; "already done" for a delete)
 - `AgentConflict`: 409 (e.g. image in use)
 - `AgentError`: anything else (400 names the bad field; 401 means a wrong token)
@@ -49,11 +51,17 @@ class AgentError(Exception):
 
 
 class AgentUnavailable(AgentError):
-    """The agent could not be reached, timed out, or answered 502/503/504."""
+    """The agent could not be reached, timed out, answered 502/503/504, or cut its stream off.
 
-    def __init__(self, message: str, status: int | None = None, *, timed_out: bool = False) -> None:
+    `message` names the agent; `reason` is the same without the name, for places that show
+    it beside the server already (the servers page, the poller's status).
+    """
+
+    def __init__(self, message: str, status: int | None = None, *, timed_out: bool = False,
+                 reason: str | None = None) -> None:
         super().__init__(message, status)
         self.timed_out = timed_out
+        self.reason = reason or message
 
 
 class AgentNotFound(AgentError):
@@ -110,8 +118,10 @@ class AgentClient:
         read_timeout: float = 10,
         retries: int = 2,
         backoff: float = 0.3,
+        name: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.name = name
         self._token = token
         self.timeout = (connect_timeout, read_timeout)
         self.retries = retries
@@ -119,9 +129,12 @@ class AgentClient:
         parts = urlsplit(self.base_url)
         self._origin = f"{parts.scheme}://{parts.netloc}"
         self._prefix = parts.path
+        # host:port only: a user:password@ in the URL must never reach a message
+        address = f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
+        self.label = f"agent {name!r} ({address})" if name else f"agent at {address}"
 
     def __repr__(self) -> str:  # never show the token
-        return f"<AgentClient {self.base_url}>"
+        return f"<AgentClient {self.label}>"
 
     @classmethod
     def for_server(
@@ -148,6 +161,7 @@ class AgentClient:
             connect_timeout=config["AGENT_CONNECT_TIMEOUT"] if connect_timeout is None else connect_timeout,
             read_timeout=config["AGENT_READ_TIMEOUT"] if read_timeout is None else read_timeout,
             retries=config["AGENT_RETRIES"] if retries is None else retries,
+            name=server.name,
         )
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -183,23 +197,30 @@ class AgentClient:
                     timeout=self.timeout, stream=stream, allow_redirects=False,
                 )
             except requests.Timeout:
-                error: AgentError = AgentUnavailable(
-                    f"agent did not answer within {self.timeout[1]:g} s", timed_out=True)
+                error: AgentError = self._unavailable(f"did not answer within {self.timeout[1]:g} s",
+                                                      timed_out=True)
             except requests.ConnectionError as exc:
                 reason = "connection refused" if "refused" in str(exc).lower() else "connection failed"
-                error = AgentUnavailable(f"agent unreachable: {reason}")
+                error = self._unavailable(f"unreachable: {reason}")
             except requests.RequestException as exc:
-                error = AgentUnavailable(f"agent unreachable: {type(exc).__name__}")
+                error = self._unavailable(f"unreachable: {type(exc).__name__}")
             else:
                 if response.status_code < 300:  # a redirect is an error: never follow one to an agent
                     return response
                 error = _error_for(response.status_code, _message_of(response))
+                if isinstance(error, AgentUnavailable):
+                    error = AgentUnavailable(f"{self.label}: {error.message}", error.status,
+                                             reason=error.message)
                 response.close()
                 if response.status_code not in RETRY_STATUSES:
                     raise error
             if attempt + 1 < attempts:
                 time.sleep(self.backoff * (2 ** attempt) * random.uniform(0.5, 1.5))
         raise error
+
+    def _unavailable(self, what: str, *, timed_out: bool = False) -> AgentUnavailable:
+        """`agent 'name' (host:port) <what>`, its reason `agent <what>`."""
+        return AgentUnavailable(f"{self.label} {what}", timed_out=timed_out, reason=f"agent {what}")
 
     def _data(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._send(method, path, **kwargs)
@@ -212,18 +233,26 @@ class AgentClient:
             raise AgentError(message or "agent reported a failure", response.status_code)
         return body.get("data")
 
-    def _ndjson(self, response: requests.Response) -> Iterator[dict]:
+    def _ndjson(self, response: requests.Response, operation: str) -> Iterator[dict]:
+        """The streamed objects; a stream cut off (agent killed, network gone) is `AgentUnavailable`."""
         with response:
-            for line in response.iter_lines(chunk_size=1024):
-                if not line.strip():
-                    continue
-                try:
-                    item = json.loads(line)
-                except ValueError:
-                    yield {"type": "log", "line": line.decode("utf-8", "replace")}
-                    continue
-                if isinstance(item, dict):
-                    yield item
+            try:
+                for line in response.iter_lines(chunk_size=1024):
+                    if not line.strip():
+                        continue
+                    try:
+                        item = json.loads(line)
+                    except ValueError:
+                        yield {"type": "log", "line": line.decode("utf-8", "replace")}
+                        continue
+                    if isinstance(item, dict):
+                        yield item
+            except requests.RequestException as exc:  # ChunkedEncodingError or ConnectionError: peer gone
+                # requests reports a read timeout mid-stream as a ConnectionError wrapping urllib3's
+                timed_out = isinstance(exc, requests.Timeout) or "timed out" in str(exc).lower()
+                reason = f"nothing for {self.timeout[1]:g} s" if timed_out else "the connection was cut off"
+                raise self._unavailable(f"stopped answering during the {operation}: {reason}",
+                                        timed_out=timed_out) from exc
 
     # -- the agent API ----------------------------------------------------------------------
 
@@ -297,14 +326,21 @@ class AgentClient:
         body: dict[str, Any] = {"tag": tag, "dockerfile": dockerfile, "buildargs": buildargs or {}}
         if context is not None:
             body["context_b64"] = base64.b64encode(context).decode()
-        return self._ndjson(self._send("POST", "/api/images/build", json_body=body, stream=True))
+        return self._ndjson(self._send("POST", "/api/images/build", json_body=body, stream=True), "build")
 
     def push_image(
         self, *, repository: str, tag: str, username: str | None, password: str | None
     ) -> Iterator[dict]:
         """Push an image; yields progress objects, then the result (credentials used once)."""
         body = {"repository": repository, "tag": tag, "username": username, "password": password}
-        return self._ndjson(self._send("POST", "/api/images/push", json_body=body, stream=True))
+        return self._ndjson(self._send("POST", "/api/images/push", json_body=body, stream=True), "push")
+
+    def pull_image(
+        self, *, repository: str, tag: str, username: str | None, password: str | None
+    ) -> Iterator[dict]:
+        """Pull `repository:tag`; yields progress objects, then the result (credentials used once)."""
+        body = {"repository": repository, "tag": tag, "username": username, "password": password}
+        return self._ndjson(self._send("POST", "/api/images/pull", json_body=body, stream=True), "pull")
 
     def tag_image(self, source: str, *, repository: str, tag: str) -> dict:
         """Name the local image `source` as `repository:tag` (a registry host first); idempotent."""

@@ -1,4 +1,4 @@
-"""Build and push forms: each checks its input, has the images service queue the task, and opens
+"""Build, push and pull forms: each checks its input, has the images service queue the task, and opens
 the task's live page."""
 
 from __future__ import annotations
@@ -9,17 +9,17 @@ from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from app.extensions import csrf, db
-from app.images.forms import BuildForm, PushForm, parse_buildargs
+from app.images.forms import BuildForm, PullForm, PushForm, parse_buildargs
 from app.images.policy import ALLOWED_MOUNT_TYPES, PolicyReport
 from app.images.routes import bp, load_server_or_404, servers
 from app.models import BuildPolicy, BuildTemplate, Registry
 from app.permissions import permission_required
-from app.services.images import BuildRefused, ImageRequestError, request_build, request_push
+from app.services.images import BuildRefused, ImageRequestError, request_build, request_pull, request_push
 
 FORM_OVERHEAD_BYTES = 1024 * 1024
 
 
-def _server_choices(form: BuildForm | PushForm) -> None:
+def _server_choices(form: BuildForm | PushForm | PullForm) -> None:
     form.server_id.choices = [(s.id, s.name) for s in servers()]
 
 
@@ -83,4 +83,23 @@ def push() -> Response | tuple[str, int] | str:
     task = request_push(server, registry, repository=form.repository.data, tag=form.tag.data,
                         actor=current_user.username)
     flash(f"Push of {form.repository.data}:{form.tag.data} to {registry.name} queued.", "success")
+    return redirect(url_for("tasks.detail", task_id=task.id))
+
+
+@bp.route("/pull", methods=["GET", "POST"])
+@permission_required("build_images")
+def pull() -> Response | tuple[str, int] | str:
+    """The pull form; queues a `pull` task (credentials are read by the task, never stored in it)."""
+    form = PullForm(server_id=request.args.get("server", type=int))
+    _server_choices(form)
+    registries = list(db.session.scalars(select(Registry).order_by(Registry.name)))
+    form.registry_id.choices = [(r.id, f"{r.name} ({r.host})") for r in registries]
+    if not form.validate_on_submit():
+        status = 400 if request.method == "POST" else 200
+        return render_template("images/pull.html", form=form, registries=registries), status
+    server = load_server_or_404(form.server_id.data)
+    registry = db.get_or_404(Registry, form.registry_id.data)
+    task = request_pull(server, registry, repository=form.repository.data, tag=form.tag.data,
+                        actor=current_user.username)
+    flash(f"Pull of {form.repository.data}:{form.tag.data} from {registry.name} queued.", "success")
     return redirect(url_for("tasks.detail", task_id=task.id))

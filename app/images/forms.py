@@ -90,6 +90,16 @@ class PushForm(FlaskForm):
     submit = SubmitField("Push")
 
 
+class PullForm(FlaskForm):
+    """Pull an image from a registry onto a server."""
+
+    server_id = SelectField("Server", coerce=int, validators=[InputRequired()])
+    registry_id = SelectField("Registry", coerce=int, validators=[InputRequired()])
+    repository = StringField("Repository in the registry", validators=[DataRequired(), repository_check])
+    tag = StringField("Tag", default="latest", validators=[DataRequired(), tag_check])
+    submit = SubmitField("Pull")
+
+
 class RegistryForm(FlaskForm):
     """Add or edit a registry; an empty password keeps the stored one."""
 

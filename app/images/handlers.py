@@ -1,9 +1,11 @@
-"""Task kinds of the images area: `build`, `push`, `import`, `delete_image`.
+"""Task kinds of the images area: `build`, `push`, `pull`, `import`, `delete_image`.
 
 Each streams the agent's NDJSON answer into task events as it arrives, sets progress from
 "step N of M", honours cancel by closing the stream, and ends with an audit row.
 Registry passwords are read from the database inside the task, sent with the one agent
-request that needs them, and never written to the payload, events or audit.
+request that needs them, and never written to the payload, events or audit. An agent that
+stops answering (killed, unreachable) fails a build or pull with a message naming it; the
+task page's Retry queues the same request again.
 """
 
 from __future__ import annotations
@@ -132,6 +134,7 @@ def build(ctx: TaskContext) -> dict[str, Any] | None:
     name = ctx.payload.get("context_file")
     path = context_dir() / name if name else None
     ok = False
+    keep_context = False
     message = ""
     try:
         if path is not None:
@@ -153,6 +156,10 @@ def build(ctx: TaskContext) -> dict[str, Any] | None:
         ok = True
         ctx.progress(100, f"built {tag} ({str(data.get('id', ''))[:19]})")
         return {"tag": tag, "id": data.get("id")}
+    except AgentUnavailable as exc:
+        message = exc.message
+        keep_context = True  # for the Retry once the agent is back (the worker sweeps stale ones)
+        raise TaskFailed(exc.message) from exc
     except AgentError as exc:
         message = exc.message
         raise TaskFailed(f"the agent refused the build: {exc.message}") from exc
@@ -160,7 +167,7 @@ def build(ctx: TaskContext) -> dict[str, Any] | None:
         message = "cancelled"
         raise
     finally:
-        if path is not None:
+        if path is not None and not keep_context:
             path.unlink(missing_ok=True)
         details = {"tag": tag, "server": server.name, **({} if ok else {"error": message})}
         _finish_audit(ctx, "build_finished", details, ok, server.id)
@@ -216,6 +223,40 @@ def push(ctx: TaskContext) -> dict[str, Any] | None:
         raise TaskFailed(f"the agent refused the push: {text}") from exc
     finally:
         _finish_audit(ctx, "push_finished", details, ok, server.id)
+
+
+@task_kind("pull", max_attempts=1, priority=PRIORITY_BACKGROUND)
+def pull(ctx: TaskContext) -> dict[str, Any] | None:
+    """Pull an image from a registry onto a server; the password goes to the agent with this request only."""
+    server = _server(ctx)
+    registry = db.session.get(Registry, ctx.payload.get("registry_id"))
+    if registry is None:
+        raise TaskFailed("the registry no longer exists")
+    source, tag = push_target(registry.host, ctx.payload["repository"]), ctx.payload["tag"]
+    password = registry.decrypted_password()
+    details = {"image": f"{source}:{tag}", "registry": registry.name, "server": server.name}
+
+    def scrub(text: str) -> str:
+        return text.replace(password, "****") if password else text
+
+    ok = False
+    try:
+        client = AgentClient.for_server(server, read_timeout=STREAM_READ_TIMEOUT)
+        ctx.log(f"pulling {source}:{tag} from {registry.name} onto {server.name}")
+        result = _follow(ctx, client.pull_image(repository=source, tag=tag, username=registry.username,
+                                                password=password), secret=password)
+        if not result.get("success"):
+            raise TaskFailed(scrub(str(result.get("message") or "the pull failed")))
+        ok = True
+        image_id = (result.get("data") or {}).get("id")
+        ctx.progress(100, f"pulled {source}:{tag} ({str(image_id or '')[:19]})")
+        return {"pulled": f"{source}:{tag}", "id": image_id}
+    except AgentUnavailable as exc:  # one attempt: the task page's Retry pulls again once the agent is back
+        raise TaskFailed(scrub(exc.message)) from exc
+    except AgentError as exc:
+        raise TaskFailed(f"the agent refused the pull: {scrub(exc.message)}") from exc
+    finally:
+        _finish_audit(ctx, "pull_finished", details, ok, server.id)
 
 
 @task_kind("import", max_attempts=2, priority=PRIORITY_BACKGROUND)

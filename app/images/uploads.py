@@ -15,9 +15,11 @@ import lzma
 import os
 import re
 import secrets
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import IO
 
@@ -69,6 +71,17 @@ def context_dir() -> Path:
     path = Path(current_app.config["DATA_DIR"]) / "build-contexts"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def remove_stale_contexts(older_than: timedelta) -> int:
+    """Delete build contexts last written before `older_than` ago (kept for a retry nobody made)."""
+    cutoff = time.time() - older_than.total_seconds()
+    removed = 0
+    for path in context_dir().glob("*.tar"):
+        if STORED_NAME_RE.fullmatch(path.name) and path.stat().st_mtime < cutoff:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def safe_display_name(filename: str) -> str:

@@ -1,7 +1,7 @@
 """Who gets which mail. Each function adds `send_mail` tasks to the caller's transaction.
 
 Kinds a user can switch off on the account page: `registrations` (admins: a new account waits),
-`account` (approval, rejection, workspace ready), `builds` (a build or push you started ended)
+`account` (approval, rejection, workspace ready), `builds` (a build, push or pull you started ended)
 and `alerts` (admins: an alert of severity high or above opened). Security mail (password
 changed, two-factor turned off, a login from an unseen address) is always sent.
 """
@@ -20,7 +20,7 @@ from app.models import Alert, MailOptOut, Task, User, UserSession, Workspace
 SECURITY = "security"
 ALERT_MIN_SEVERITIES = ("high", "critical")
 # Task kinds whose end is mailed to whoever started them.
-TASK_MAIL_KINDS = ("build", "push")
+TASK_MAIL_KINDS = ("build", "push", "pull")
 
 
 def wants(user: User, kind: str) -> bool:
@@ -63,7 +63,7 @@ def rejected(user: User, reason: str) -> None:
 
 
 def task_finished(task: Task, state: str) -> None:
-    """A finished task: a build or push to whoever started it, a provision to the workspace's owner."""
+    """A finished task: a build, push or pull to whoever started it, a provision to the workspace's owner."""
     if state not in ("succeeded", "failed") or not mail_enabled():
         return
     if task.kind == "provision":

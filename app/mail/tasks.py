@@ -94,7 +94,7 @@ def password_reset_mail(ctx: TaskContext) -> dict[str, Any]:
 
 @on_finish
 def mail_task_outcome(task: Any, state: str) -> None:
-    """Mail the end of a build, push or provision to the person it concerns."""
+    """Mail the end of a build, push, pull or provision to the person it concerns."""
     from app.mail import notify
 
     notify.task_finished(task, state)

@@ -1,6 +1,6 @@
 """Image requests: each validates, queues its task and audits in ONE commit.
 
-Build, push, import and delete of an image run as tasks (app/images/handlers.py) that do the
+Build, push, pull, import and delete of an image run as tasks (app/images/handlers.py) that do the
 outside work through the server's agent; these functions are what the views call. A refused
 request raises `ImageRequestError` (or `BuildRefused`, which carries the policy's report) and
 leaves nothing queued. The area's settings (the build policy, Dockerfile templates, each
@@ -97,6 +97,19 @@ def request_push(server: Server, registry: Registry, *, repository: str, tag: st
         payload={"server_id": server.id, "registry_id": registry.id, "repository": repository, "tag": tag},
     )
     audit.record("push_requested", actor,
+                 {"server": server.name, "image": f"{repository}:{tag}", "registry": registry.name},
+                 server_id=server.id)
+    db.session.commit()
+    return task
+
+
+def request_pull(server: Server, registry: Registry, *, repository: str, tag: str, actor: str) -> Task:
+    """Queue a `pull` task of `repository:tag` from `registry` onto `server` (password read by the task)."""
+    task = task_queue.enqueue(
+        "pull", target=f"server:{server.id}", requested_by=actor,
+        payload={"server_id": server.id, "registry_id": registry.id, "repository": repository, "tag": tag},
+    )
+    audit.record("pull_requested", actor,
                  {"server": server.name, "image": f"{repository}:{tag}", "registry": registry.name},
                  server_id=server.id)
     db.session.commit()

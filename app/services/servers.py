@@ -47,7 +47,8 @@ def probe(client: AgentClient) -> Outcome:
             kind = "degraded"
         else:
             kind = "timeout" if exc.timed_out else "unreachable"
-        return Outcome(kind, error=exc.message, seconds=time.monotonic() - started)
+        # the server's own row and log entries name it already: the reason alone reads best there
+        return Outcome(kind, error=exc.reason, seconds=time.monotonic() - started)
     except AgentError as exc:
         message = "the agent refused our signature (check the token)" if exc.status == 401 else exc.message
         return Outcome("degraded", error=message, seconds=time.monotonic() - started)

@@ -5,6 +5,8 @@ the task pages stay fast after a year of use. Each batch is one transaction: cop
 `tasks_archive` / `task_events_archive`, then delete them from the hot tables. A crash leaves
 either the whole batch moved or none of it; two workers racing on one batch collide on the
 archive's primary key and the loser rolls back, so running the job again is always safe.
+The same run deletes build contexts older than `TASK_KEEP_DAYS` (kept for a Retry of a build
+whose agent stopped answering, and never retried).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from sqlalchemy import delete, func, insert, literal, select
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
+from app.images.uploads import remove_stale_contexts
 from app.models import ArchivedTask, ArchivedTaskEvent, Task, TaskEvent
 from app.models.task import FINISHED_STATES
 from app.models.task_archive import ARCHIVED_EVENT_COLUMNS, ARCHIVED_TASK_COLUMNS
@@ -89,6 +92,7 @@ def retention_loop(app: Flask, stop: threading.Event) -> None:
         try:
             with app.app_context():
                 moved = archive_finished(utcnow(), app.config["TASK_KEEP_DAYS"])
+                remove_stale_contexts(timedelta(days=app.config["TASK_KEEP_DAYS"]))
             if moved:
                 log.info("archived %d finished tasks older than %d days", moved, app.config["TASK_KEEP_DAYS"])
         except Exception:  # boundary: a database outage must not end the loop

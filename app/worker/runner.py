@@ -169,8 +169,9 @@ class Runner:
                 db.session.add(TaskEvent(task_id=task_id, level="warning",
                                          message=f"lease of worker {owner} expired; "
                                          + ("giving up" if exhausted else "requeued")))
-                if exhausted:
+                if exhausted:  # ends like any failed task: its outcome entry and its finish hooks (mail)
                     add_task_outcome(db.session.get(Task, task_id), "failed", values["message"])
+                    self._run_finish_hooks(task_id, "failed")
         db.session.commit()
         return count
 

@@ -1,4 +1,5 @@
-"""Images through the agent: list, inspect, build streams, push to the real registry, import, delete."""
+"""Images through the agent: list, inspect, build streams, push to and pull from the real registry, import,
+delete."""
 
 from __future__ import annotations
 
@@ -120,8 +121,14 @@ def test_push_to_the_registry_and_pull_back(agent, docker_client, test_image) ->
         assert events[-1]["success"] is True, events[-1]
         assert any(e["type"] == "progress" for e in events)
         _remove_image(docker_client, f"{repository}:v1")
-        pulled = docker_client.images.pull(repository, tag="v1", auth_config=REGISTRY_AUTH)
-        assert pulled.id == docker_client.images.get(test_image).id
+        refused = agent.call("POST", "/api/images/pull", json_body={
+            "repository": repository, "tag": "v1", "username": "slipway", "password": "wrong-password"})
+        assert refused.status_code == 500 and "authentication required" in refused.json()["message"]
+        assert "wrong-password" not in refused.text
+        pulled = agent.ndjson("/api/images/pull", {"repository": repository, "tag": "v1", **REGISTRY_AUTH})
+        assert pulled[-1]["success"] is True, pulled[-1]
+        assert pulled[-1]["data"]["id"] == docker_client.images.get(test_image).id
+        assert docker_client.images.get(f"{repository}:v1").id == docker_client.images.get(test_image).id
     finally:
         _remove_image(docker_client, f"{repository}:v1")
     missing = agent.call("POST", "/api/images/push", json_body={"repository": repository, "tag": "v1"})
