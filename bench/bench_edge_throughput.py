@@ -78,10 +78,11 @@ def nginx_conf(run: Path, name: str, body: str, **ports: int) -> Path:
     return conf
 
 
-def wrk(port: int, host: str, cookie: str = "") -> float:
-    """Requests/s that wrk reports for http://127.0.0.1:port/ with these headers."""
+def wrk(port: int, host: str, cookie: str = "", path: str = "/", extra: tuple[str, ...] = ()) -> float:
+    """Requests/s that wrk reports for http://127.0.0.1:port`path` with these headers (`extra`: more)."""
     headers = ["-H", f"Host: {host}"] + (["-H", f"Cookie: {cookie}"] if cookie else [])
-    url = f"http://127.0.0.1:{port}/"
+    headers += [arg for header in extra for arg in ("-H", header)]
+    url = f"http://127.0.0.1:{port}{path}"
     warm = [arg if arg != "-d5s" else "-d1s" for arg in WRK]
     subprocess.run([*warm, *headers, url], capture_output=True, check=True)
     out = subprocess.run([*WRK, *headers, url], capture_output=True, text=True, check=True).stdout

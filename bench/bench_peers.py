@@ -1,0 +1,217 @@
+"""Side by side with JupyterHub: the same JupyterLab spawned, opened, loaded and stopped by each, one run.
+
+Slipway (the journey stack of bench_workspaces: real agent, web app with worker threads, edge nginx) and
+JupyterHub 6 + DockerSpawner + configurable-http-proxy (bench/peers/, installed into a scratch venv and
+npm cache under ~/.cache/slipway-bench) both start slipway/workspace:latest: the peer's image is built FROM it
+and only adds the jupyterhub package, so both boot the same JupyterLab (Slipway's container also boots
+code-server beside it). Same limits (2 CPUs, 1 GiB), containers published on 127.0.0.1, every request on
+loopback. Measured by one clock on both sides, in this order:
+1. spawn → ready: from Slipway's approve+provision call / the hub's POST /users/{name}/server until
+   JupyterLab (/lab, 200, "JupyterLab" in the page) answers through the edge / the proxy, polled every
+   20 ms; SINGLES spawns after one warm-up, median. Slipway's time until code-server also answers is shown.
+2. ten at once: ten spawns queued together (ten provisions / ten concurrent POSTs); wall time until all
+   ten JupyterLabs answer (checked one after the other, as bench_workspaces does).
+3. proxied requests/s: bench_edge_throughput's wrk settings against /api/status of one running JupyterLab,
+   through the edge (owner's cookies, checked in Lua) / through the proxy (the service token, checked by
+   the single-user server against the hub, cached).
+4. ten stops: the ten stopped together (ten stop tasks / ten concurrent DELETEs); wall time until the
+   platform reports all ten stopped.
+Ratios are Slipway/peer: below 1 is better for times, above 1 for requests/s. Bars: Slipway at least as
+good as the peer on each figure. The load average is printed: other processes' load shifts every figure.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import select  # noqa: E402
+
+from app.extensions import db  # noqa: E402
+from app.models import Server, Workspace  # noqa: E402
+from app.services import workspaces as service  # noqa: E402
+from bench.bench_edge_throughput import WRK, chp_binary, wrk  # noqa: E402
+from bench.bench_workspaces import (  # noqa: E402
+    REAL,
+    REAL_IMAGE,
+    both_apps_answer,
+    migrated_sqlite,
+    owner_cookie,
+    wait_tasks_done,
+)
+from bench.peers.hub import Hub, build_image, running_hub  # noqa: E402
+from tests.builders import make_user  # noqa: E402
+from tests.wsstack import journey_stack, stack_available  # noqa: E402
+
+SINGLES, TEN = 5, 10
+STATUS_PATH = "/api/status"
+Figures = dict[str, float]
+
+
+def load() -> str:
+    """The 1-minute load average, for printing beside a figure."""
+    return f"load {os.getloadavg()[0]:.2f}"
+
+
+def slipway_side() -> Figures:
+    """Spawn → JupyterLab, ten at once, requests/s through the edge, ten stops, on the journey stack."""
+    figures: Figures = {}
+    with tempfile.TemporaryDirectory(prefix="slipway-bench-peers-") as tmp:
+        url = migrated_sqlite(Path(tmp))
+        with journey_stack(url, Path(tmp)) as stack, stack.app.app_context():
+            # placement reserves CPU without overcommit; the bench's server row claims enough cores
+            db.session.scalar(select(Server)).cpu_cores = 64
+            db.session.commit()
+            admin = make_user("boss", role="admin")
+            lab, both = [], []
+            for n in range(SINGLES + 1):
+                user = make_user(f"real{n}", status="pending")
+                cookies = (owner_cookie(stack, user), owner_cookie(stack, user, "jupyter"))
+                t0 = time.perf_counter()
+                service.provision(user, admin, REAL, approve=True)
+                lab.append(both_apps_answer(stack, user.username, *cookies, apps=("jupyter",)) - t0)
+                both.append(both_apps_answer(stack, user.username, *cookies) - t0)
+            figures["spawn"], figures["spawn_both"] = statistics.median(lab[1:]), statistics.median(both[1:])
+            print(f"   Slipway spawn -> JupyterLab: {', '.join(f'{t:.2f}' for t in lab[1:])} s "
+                  f"(warm-up {lab[0]:.2f}; code-server too: median {figures['spawn_both']:.2f}); {load()}")
+            users = [make_user(f"ten{n}", status="pending") for n in range(TEN)]
+            cookies = [(owner_cookie(stack, u), owner_cookie(stack, u, "jupyter")) for u in users]
+            t0 = time.perf_counter()
+            ids = [service.provision(user, admin, REAL, approve=True).id for user in users]
+            wait_tasks_done(120, ids)
+            ends = [both_apps_answer(stack, u.username, *c, apps=("jupyter",)) for u, c in
+                    zip(users, cookies, strict=True)]
+            figures["ten"] = max(ends) - t0
+            print(f"   Slipway ten at once: {figures['ten']:.2f} s; {load()}")
+            user = users[0]
+            host = f"{user.username}-jupyter.ws.localhost"
+            figures["rps"] = wrk(stack.edge_port, host, owner_cookie(stack, user, "jupyter", edge=True),
+                                 path=STATUS_PATH)
+            print(f"   Slipway requests/s through the edge: {figures['rps']:.0f}; {load()}")
+            running = db.session.scalars(select(Workspace).where(Workspace.username.in_(
+                [u.username for u in users]))).all()
+            t0 = time.perf_counter()
+            wait_tasks_done(120, [service.request(ws, "stop", admin).id for ws in running])
+            figures["stops"] = time.perf_counter() - t0
+            print(f"   Slipway ten stops: {figures['stops']:.2f} s; {load()}")
+    return figures
+
+
+def lab_answers(hub: Hub, name: str, timeout: float = 300) -> float:
+    """Poll /user/{name}/lab through the proxy until JupyterLab answers; the perf_counter time then."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            status, body = hub.proxied(f"/user/{name}/lab")
+            if status == 200 and "JupyterLab" in body:
+                return time.perf_counter()
+        except OSError:
+            pass
+        time.sleep(0.02)
+    raise RuntimeError(f"{name}: JupyterLab did not answer through the proxy within {timeout} s")
+
+
+def spawn(hub: Hub, name: str) -> None:
+    """Ask the hub for the user's default server (201 when it started, 202 while it starts)."""
+    status, body = hub.api("POST", f"/users/{name}/server", timeout=130)
+    if status not in (201, 202):
+        raise RuntimeError(f"spawn {name}: {status} {body}")
+
+
+def stopped(hub: Hub, names: list[str], timeout: float = 120) -> float:
+    """Poll the hub until none of `names` has a server (running or stopping); the perf_counter time."""
+    deadline = time.monotonic() + timeout
+    pending = list(names)
+    while pending and time.monotonic() < deadline:
+        pending = [name for name in pending if hub.running(name)]
+        if pending:
+            time.sleep(0.02)
+    if pending:
+        raise RuntimeError(f"{len(pending)} servers still running after {timeout} s")
+    return time.perf_counter()
+
+
+def peer_side(chp: Path) -> Figures:
+    """The same four figures for JupyterHub + DockerSpawner + configurable-http-proxy."""
+    figures: Figures = {}
+    with running_hub(chp, build_image()) as hub, ThreadPoolExecutor(TEN) as pool:
+        lab = []
+        for n in range(SINGLES + 1):
+            hub.api("POST", f"/users/real{n}")
+            t0 = time.perf_counter()
+            spawn(hub, f"real{n}")
+            lab.append(lab_answers(hub, f"real{n}") - t0)
+        figures["spawn"] = statistics.median(lab[1:])
+        print(f"   JupyterHub spawn -> JupyterLab: {', '.join(f'{t:.2f}' for t in lab[1:])} s "
+              f"(warm-up {lab[0]:.2f}); {load()}")
+        names = [f"ten{n}" for n in range(TEN)]
+        for name in names:
+            hub.api("POST", f"/users/{name}")
+        t0 = time.perf_counter()
+        posts = [pool.submit(spawn, hub, name) for name in names]
+        ends = [lab_answers(hub, name) for name in names]
+        for post in posts:
+            post.result()
+        figures["ten"] = max(ends) - t0
+        print(f"   JupyterHub ten at once: {figures['ten']:.2f} s; {load()}")
+        figures["rps"] = wrk(hub.proxy_port, "127.0.0.1", path=f"/user/{names[0]}{STATUS_PATH}",
+                             extra=(f"Authorization: token {hub.token}",))
+        print(f"   JupyterHub requests/s through configurable-http-proxy: {figures['rps']:.0f}; {load()}")
+        t0 = time.perf_counter()
+        deletes = [pool.submit(hub.api, "DELETE", f"/users/{name}/server", 130) for name in names]
+        for delete in deletes:
+            if delete.result()[0] not in (202, 204):
+                raise RuntimeError(f"stop: {delete.result()}")
+        figures["stops"] = stopped(hub, names) - t0
+        print(f"   JupyterHub ten stops: {figures['stops']:.2f} s; {load()}")
+    return figures
+
+
+def main() -> int:
+    """Run Slipway's side, then JupyterHub's; print them side by side; 1 when Slipway is behind."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    if not stack_available():
+        print("bench_peers: Docker and nginx are needed; skipped")
+        return 0
+    if subprocess.run(["docker", "image", "inspect", REAL_IMAGE], capture_output=True).returncode:
+        print(f"bench_peers: {REAL_IMAGE} is not built (make images); skipped")
+        return 0
+    chp = chp_binary()
+    if chp is None:
+        print("bench_peers: configurable-http-proxy unavailable (npm); skipped")
+        return 0
+    print(f"side by side with JupyterHub on {os.cpu_count()} CPUs, {load()} at the start; both sides spawn "
+          f"{REAL_IMAGE}'s JupyterLab ({REAL.cpu:g} CPUs, {REAL.memory_mb} MiB)")
+    slipway = slipway_side()
+    peer = peer_side(chp)
+    rows = [(f"spawn -> JupyterLab answers, median of {SINGLES}", "spawn", "s", "lower"),
+            ("ten spawns at once, wall", "ten", "s", "lower"),
+            (f"requests/s, {' '.join(WRK)} GET {STATUS_PATH}", "rps", "req/s", "higher"),
+            ("ten stops at once, wall", "stops", "s", "lower")]
+    print(f"{'':<48} {'Slipway':>10} {'JupyterHub':>11} {'Slipway/JupyterHub':>19}")
+    met = True
+    for label, key, unit, better in rows:
+        ratio = slipway[key] / peer[key]
+        met &= ratio <= 1 if better == "lower" else ratio >= 1
+        fmt = "{:>10.0f}" if unit == "req/s" else "{:>9.2f}s"
+        print(f"{label:<48} {fmt.format(slipway[key])} {fmt.format(peer[key]):>11} "
+              f"{ratio:>10.2f}x ({better} is better)")
+    print(f"   Slipway spawn until code-server answers too: median {slipway['spawn_both']:.2f} s; "
+          f"{load()} at the end")
+    print("   bars: Slipway at least as good as JupyterHub on each figure")
+    print("all bars met" if met else "a bar was missed")
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
