@@ -5,7 +5,8 @@ JupyterHub 6 + DockerSpawner + configurable-http-proxy (bench/peers/, installed 
 npm cache under ~/.cache/slipway-bench) both start slipway/workspace:latest: the peer's image is built FROM it
 and only adds the jupyterhub package, so both boot the same JupyterLab (Slipway's container also boots
 code-server beside it). Same limits (2 CPUs, 1 GiB), containers published on 127.0.0.1, every request on
-loopback. Measured by one clock on both sides, in this order:
+loopback. Both run at once; the single spawns alternate between them (load from other processes drifts
+and then hits both alike), the other phases run side after side. One clock for both, in this order:
 1. spawn → ready: from Slipway's approve+provision call / the hub's POST /users/{name}/server until
    JupyterLab (/lab, 200, "JupyterLab" in the page) answers through the edge / the proxy, polled every
    20 ms; SINGLES spawns after one warm-up, median. Slipway's time until code-server also answers is shown.
@@ -38,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import select  # noqa: E402
 
 from app.extensions import db  # noqa: E402
-from app.models import Server, Workspace  # noqa: E402
+from app.models import Server, User, Workspace  # noqa: E402
 from app.services import workspaces as service  # noqa: E402
 from bench.bench_edge_throughput import WRK, chp_binary, wrk  # noqa: E402
 from bench.bench_workspaces import (  # noqa: E402
@@ -51,7 +52,7 @@ from bench.bench_workspaces import (  # noqa: E402
 )
 from bench.peers.hub import Hub, build_image, running_hub  # noqa: E402
 from tests.builders import make_user  # noqa: E402
-from tests.wsstack import journey_stack, stack_available  # noqa: E402
+from tests.wsstack import Stack, journey_stack, stack_available  # noqa: E402
 
 SINGLES, TEN = 5, 10
 STATUS_PATH = "/api/status"
@@ -63,48 +64,97 @@ def load() -> str:
     return f"load {os.getloadavg()[0]:.2f}"
 
 
-def slipway_side() -> Figures:
-    """Spawn → JupyterLab, ten at once, requests/s through the edge, ten stops, on the journey stack."""
-    figures: Figures = {}
-    with tempfile.TemporaryDirectory(prefix="slipway-bench-peers-") as tmp:
-        url = migrated_sqlite(Path(tmp))
-        with journey_stack(url, Path(tmp)) as stack, stack.app.app_context():
-            # placement reserves CPU without overcommit; the bench's server row claims enough cores
-            db.session.scalar(select(Server)).cpu_cores = 64
-            db.session.commit()
-            admin = make_user("boss", role="admin")
-            lab, both = [], []
-            for n in range(SINGLES + 1):
-                user = make_user(f"real{n}", status="pending")
-                cookies = (owner_cookie(stack, user), owner_cookie(stack, user, "jupyter"))
-                t0 = time.perf_counter()
-                service.provision(user, admin, REAL, approve=True)
-                lab.append(both_apps_answer(stack, user.username, *cookies, apps=("jupyter",)) - t0)
-                both.append(both_apps_answer(stack, user.username, *cookies) - t0)
-            figures["spawn"], figures["spawn_both"] = statistics.median(lab[1:]), statistics.median(both[1:])
-            print(f"   Slipway spawn -> JupyterLab: {', '.join(f'{t:.2f}' for t in lab[1:])} s "
-                  f"(warm-up {lab[0]:.2f}; code-server too: median {figures['spawn_both']:.2f}); {load()}")
-            users = [make_user(f"ten{n}", status="pending") for n in range(TEN)]
-            cookies = [(owner_cookie(stack, u), owner_cookie(stack, u, "jupyter")) for u in users]
-            t0 = time.perf_counter()
-            ids = [service.provision(user, admin, REAL, approve=True).id for user in users]
-            wait_tasks_done(120, ids)
-            ends = [both_apps_answer(stack, u.username, *c, apps=("jupyter",)) for u, c in
-                    zip(users, cookies, strict=True)]
-            figures["ten"] = max(ends) - t0
-            print(f"   Slipway ten at once: {figures['ten']:.2f} s; {load()}")
-            user = users[0]
-            host = f"{user.username}-jupyter.ws.localhost"
-            figures["rps"] = wrk(stack.edge_port, host, owner_cookie(stack, user, "jupyter", edge=True),
-                                 path=STATUS_PATH)
-            print(f"   Slipway requests/s through the edge: {figures['rps']:.0f}; {load()}")
-            running = db.session.scalars(select(Workspace).where(Workspace.username.in_(
-                [u.username for u in users]))).all()
-            t0 = time.perf_counter()
-            wait_tasks_done(120, [service.request(ws, "stop", admin).id for ws in running])
-            figures["stops"] = time.perf_counter() - t0
-            print(f"   Slipway ten stops: {figures['stops']:.2f} s; {load()}")
-    return figures
+class SlipwaySide:
+    """Slipway's journey stack (bench_workspaces): approve+provision, the edge, stop tasks."""
+
+    name = "Slipway"
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        # placement reserves CPU without overcommit; the bench's server row claims enough cores
+        db.session.scalar(select(Server)).cpu_cores = 64
+        db.session.commit()
+        self.admin = make_user("boss", role="admin")
+        self.users: list[User] = []
+        self.both: list[float] = []
+
+    def spawn(self, n: int) -> float:
+        """Approve+provision one user until JupyterLab answers through the edge (code-server noted)."""
+        user = make_user(f"real{n}", status="pending")
+        cookies = (owner_cookie(self.stack, user), owner_cookie(self.stack, user, "jupyter"))
+        t0 = time.perf_counter()
+        service.provision(user, self.admin, REAL, approve=True)
+        lab = both_apps_answer(self.stack, user.username, *cookies, apps=("jupyter",), timeout=300) - t0
+        self.both.append(both_apps_answer(self.stack, user.username, *cookies, timeout=300) - t0)
+        return lab
+
+    def ten(self) -> float:
+        """Ten approvals queued together; wall time until all ten JupyterLabs answer."""
+        self.users = [make_user(f"ten{n}", status="pending") for n in range(TEN)]
+        cookies = [(owner_cookie(self.stack, u), owner_cookie(self.stack, u, "jupyter")) for u in self.users]
+        t0 = time.perf_counter()
+        ids = [service.provision(user, self.admin, REAL, approve=True).id for user in self.users]
+        wait_tasks_done(300, ids)
+        ends = [both_apps_answer(self.stack, u.username, *c, apps=("jupyter",), timeout=300)
+                for u, c in zip(self.users, cookies, strict=True)]
+        return max(ends) - t0
+
+    def rps(self) -> float:
+        """wrk through the edge to one JupyterLab's /api/status, with the owner's cookies."""
+        user = self.users[0]
+        cookie = owner_cookie(self.stack, user, "jupyter", edge=True)
+        return wrk(self.stack.edge_port, f"{user.username}-jupyter.ws.localhost", cookie, path=STATUS_PATH)
+
+    def stops(self) -> float:
+        """The ten stopped together; wall time until the ten stop tasks succeeded."""
+        names = [u.username for u in self.users]
+        running = db.session.scalars(select(Workspace).where(Workspace.username.in_(names))).all()
+        t0 = time.perf_counter()
+        wait_tasks_done(120, [service.request(ws, "stop", self.admin).id for ws in running])
+        return time.perf_counter() - t0
+
+
+class PeerSide:
+    """JupyterHub + DockerSpawner + configurable-http-proxy, driven through the hub's REST API."""
+
+    name = "JupyterHub"
+
+    def __init__(self, hub: Hub, pool: ThreadPoolExecutor) -> None:
+        self.hub, self.pool = hub, pool
+        self.names = [f"ten{n}" for n in range(TEN)]
+
+    def spawn(self, n: int) -> float:
+        """POST the user's server; until JupyterLab answers through the proxy."""
+        self.hub.api("POST", f"/users/real{n}")
+        t0 = time.perf_counter()
+        start_server(self.hub, f"real{n}")
+        return lab_answers(self.hub, f"real{n}") - t0
+
+    def ten(self) -> float:
+        """Ten POSTs at once; wall time until all ten JupyterLabs answer."""
+        for name in self.names:
+            self.hub.api("POST", f"/users/{name}")
+        t0 = time.perf_counter()
+        posts = [self.pool.submit(start_server, self.hub, name) for name in self.names]
+        ends = [lab_answers(self.hub, name) for name in self.names]
+        for post in posts:
+            post.result()
+        return max(ends) - t0
+
+    def rps(self) -> float:
+        """wrk through the proxy to one JupyterLab's /api/status, with the service token."""
+        return wrk(self.hub.proxy_port, "127.0.0.1", path=f"/user/{self.names[0]}{STATUS_PATH}",
+                   extra=(f"Authorization: token {self.hub.token}",))
+
+    def stops(self) -> float:
+        """Ten DELETEs at once; wall time until the hub reports none of them running."""
+        t0 = time.perf_counter()
+        deletes = [self.pool.submit(self.hub.api, "DELETE", f"/users/{name}/server", 130)
+                   for name in self.names]
+        for delete in deletes:
+            if delete.result()[0] not in (202, 204):
+                raise RuntimeError(f"stop: {delete.result()}")
+        return stopped(self.hub, self.names) - t0
 
 
 def lab_answers(hub: Hub, name: str, timeout: float = 300) -> float:
@@ -121,7 +171,7 @@ def lab_answers(hub: Hub, name: str, timeout: float = 300) -> float:
     raise RuntimeError(f"{name}: JupyterLab did not answer through the proxy within {timeout} s")
 
 
-def spawn(hub: Hub, name: str) -> None:
+def start_server(hub: Hub, name: str) -> None:
     """Ask the hub for the user's default server (201 when it started, 202 while it starts)."""
     status, body = hub.api("POST", f"/users/{name}/server", timeout=130)
     if status not in (201, 202):
@@ -141,44 +191,28 @@ def stopped(hub: Hub, names: list[str], timeout: float = 120) -> float:
     return time.perf_counter()
 
 
-def peer_side(chp: Path) -> Figures:
-    """The same four figures for JupyterHub + DockerSpawner + configurable-http-proxy."""
-    figures: Figures = {}
-    with running_hub(chp, build_image()) as hub, ThreadPoolExecutor(TEN) as pool:
-        lab = []
-        for n in range(SINGLES + 1):
-            hub.api("POST", f"/users/real{n}")
-            t0 = time.perf_counter()
-            spawn(hub, f"real{n}")
-            lab.append(lab_answers(hub, f"real{n}") - t0)
-        figures["spawn"] = statistics.median(lab[1:])
-        print(f"   JupyterHub spawn -> JupyterLab: {', '.join(f'{t:.2f}' for t in lab[1:])} s "
-              f"(warm-up {lab[0]:.2f}); {load()}")
-        names = [f"ten{n}" for n in range(TEN)]
-        for name in names:
-            hub.api("POST", f"/users/{name}")
-        t0 = time.perf_counter()
-        posts = [pool.submit(spawn, hub, name) for name in names]
-        ends = [lab_answers(hub, name) for name in names]
-        for post in posts:
-            post.result()
-        figures["ten"] = max(ends) - t0
-        print(f"   JupyterHub ten at once: {figures['ten']:.2f} s; {load()}")
-        figures["rps"] = wrk(hub.proxy_port, "127.0.0.1", path=f"/user/{names[0]}{STATUS_PATH}",
-                             extra=(f"Authorization: token {hub.token}",))
-        print(f"   JupyterHub requests/s through configurable-http-proxy: {figures['rps']:.0f}; {load()}")
-        t0 = time.perf_counter()
-        deletes = [pool.submit(hub.api, "DELETE", f"/users/{name}/server", 130) for name in names]
-        for delete in deletes:
-            if delete.result()[0] not in (202, 204):
-                raise RuntimeError(f"stop: {delete.result()}")
-        figures["stops"] = stopped(hub, names) - t0
-        print(f"   JupyterHub ten stops: {figures['stops']:.2f} s; {load()}")
+def measure(sides: tuple[SlipwaySide, PeerSide]) -> dict[str, Figures]:
+    """Spawns alternate between the sides (drifting load hits both alike); then each phase side after side."""
+    figures: dict[str, Figures] = {side.name: {} for side in sides}
+    spawns: dict[str, list[float]] = {side.name: [] for side in sides}
+    for n in range(SINGLES + 1):
+        for side in sides:
+            spawns[side.name].append(side.spawn(n))
+    for side in sides:
+        runs = spawns[side.name]
+        figures[side.name]["spawn"] = statistics.median(runs[1:])
+        print(f"   {side.name} spawn -> JupyterLab: {', '.join(f'{t:.2f}' for t in runs[1:])} s "
+              f"(warm-up {runs[0]:.2f}); {load()}")
+    figures["Slipway"]["spawn_both"] = statistics.median(sides[0].both[1:])
+    for phase, what in (("ten", "ten spawns at once, s"), ("rps", "requests/s"), ("stops", "ten stops, s")):
+        for side in sides:
+            figures[side.name][phase] = value = getattr(side, phase)()
+            print(f"   {side.name} {what}: {value:.2f}; {load()}")
     return figures
 
 
 def main() -> int:
-    """Run Slipway's side, then JupyterHub's; print them side by side; 1 when Slipway is behind."""
+    """Start both sides, measure, print them side by side; 1 when Slipway is behind on a figure."""
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     if not stack_available():
         print("bench_peers: Docker and nginx are needed; skipped")
@@ -192,8 +226,12 @@ def main() -> int:
         return 0
     print(f"side by side with JupyterHub on {os.cpu_count()} CPUs, {load()} at the start; both sides spawn "
           f"{REAL_IMAGE}'s JupyterLab ({REAL.cpu:g} CPUs, {REAL.memory_mb} MiB)")
-    slipway = slipway_side()
-    peer = peer_side(chp)
+    image = build_image()
+    with (tempfile.TemporaryDirectory(prefix="slipway-bench-peers-") as tmp,
+          journey_stack(migrated_sqlite(Path(tmp)), Path(tmp)) as stack, stack.app.app_context(),
+          running_hub(chp, image) as hub, ThreadPoolExecutor(TEN) as pool):
+        figures = measure((SlipwaySide(stack), PeerSide(hub, pool)))
+    slipway, peer = figures["Slipway"], figures["JupyterHub"]
     rows = [(f"spawn -> JupyterLab answers, median of {SINGLES}", "spawn", "s", "lower"),
             ("ten spawns at once, wall", "ten", "s", "lower"),
             (f"requests/s, {' '.join(WRK)} GET {STATUS_PATH}", "rps", "req/s", "higher"),

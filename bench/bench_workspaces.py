@@ -225,7 +225,7 @@ REAL = service.Plan(image=REAL_IMAGE, cpu=2.0, memory_mb=1024)  # 2 = all of thi
 
 
 def both_apps_answer(stack: Stack, username: str, cookie_vscode: str, cookie_jupyter: str,
-                     apps: tuple[str, ...] = ("vscode", "jupyter")) -> float:
+                     apps: tuple[str, ...] = ("vscode", "jupyter"), timeout: float = 90) -> float:
     """Poll code-server and JupyterLab (or only `apps`) through nginx until they answer; the time then."""
     def vscode_ok() -> bool:
         status, headers, body = get(stack.edge_port, f"{username}-vscode.ws.localhost", "/",
@@ -240,7 +240,7 @@ def both_apps_answer(stack: Stack, username: str, cookie_vscode: str, cookie_jup
 
     checks = {"vscode": vscode_ok, "jupyter": jupyter_ok}
     pending = {name: checks[name] for name in apps}
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + timeout
     while pending and time.monotonic() < deadline:
         for app_name, check in list(pending.items()):
             try:
@@ -250,7 +250,7 @@ def both_apps_answer(stack: Stack, username: str, cookie_vscode: str, cookie_jup
                 pass
         time.sleep(0.02)
     if pending:
-        raise RuntimeError(f"{username}: {', '.join(pending)} did not answer within 90 s")
+        raise RuntimeError(f"{username}: {', '.join(pending)} did not answer within {timeout} s")
     return time.perf_counter()
 
 

@@ -26,6 +26,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.agent.helpers import free_port
+
 HERE = Path(__file__).resolve().parent
 CACHE = Path.home() / ".cache" / "slipway-bench" / "peers"
 VENV = CACHE / "venv"
@@ -88,15 +90,6 @@ def build_image() -> str:
     if old_id and old_id != _docker_id(PEER_IMAGE):
         subprocess.run(["docker", "image", "rm", old_id], capture_output=True, check=False)
     return PEER_IMAGE
-
-
-def free_port() -> int:
-    """A port that was free on 127.0.0.1 a moment ago."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
