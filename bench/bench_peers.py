@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -214,8 +215,8 @@ def measure(sides: tuple[SlipwaySide, PeerSide]) -> dict[str, Figures]:
 def main() -> int:
     """Start both sides, measure, print them side by side; 1 when Slipway is behind on a figure."""
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    if not stack_available():
-        print("bench_peers: Docker and nginx are needed; skipped")
+    if not (stack_available() and shutil.which("wrk")):
+        print("bench_peers: Docker, nginx and wrk are needed; skipped")
         return 0
     if subprocess.run(["docker", "image", "inspect", REAL_IMAGE], capture_output=True).returncode:
         print(f"bench_peers: {REAL_IMAGE} is not built (make images); skipped")

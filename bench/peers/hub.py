@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from tests.agent.helpers import free_port
 
@@ -160,47 +161,69 @@ def _kill_pid_file(path: Path) -> None:
         pass
 
 
+def _stop_started(run_dir: Path, processes: list[subprocess.Popen]) -> None:
+    """Stop the hub (it stops its servers and its proxy), the proxy if it is left, then the forwarder."""
+    if processes:
+        _stop_process(processes[0], 60)
+    _kill_pid_file(run_dir / "jupyterhub-proxy.pid")
+    for proc in processes[1:]:
+        _stop_process(proc, 10)
+
+
+def _launch(command: Path, env: dict[str, str], run_dir: Path, log: IO[str],
+            processes: list[subprocess.Popen]) -> Hub | None:
+    """Start the forwarder and the hub on fresh free ports; None when a port was taken meanwhile."""
+    hub_port, proxy_port, proxy_api = free_port(), free_port(), free_port()
+    env = {**env, "PEERS_HUB_PORT": str(hub_port), "PEERS_PROXY_PORT": str(proxy_port),
+           "PEERS_PROXY_API_PORT": str(proxy_api)}
+    hub = subprocess.Popen([str(command), "-f", str(HERE / "jupyterhub_config.py")], cwd=run_dir, env=env,
+                           stdout=log, stderr=subprocess.STDOUT)
+    socket = Path(env["PEERS_SOCKET_DIR"]) / "hub.sock"
+    socket.unlink(missing_ok=True)
+    forwarder = subprocess.Popen([str(VENV / "bin" / "python"), str(HERE / "hub_forward.py"), "unix-to-tcp",
+                                  str(socket), "127.0.0.1", str(hub_port)])
+    processes[:] = [hub, forwarder]
+    handle = Hub(hub_port, proxy_port, env["PEERS_TOKEN"], env["PEERS_NAME_PREFIX"])
+    deadline = time.monotonic() + 60
+    while hub.poll() is None and time.monotonic() < deadline:
+        try:
+            if handle.proxied("/hub/api/")[0] == 200:
+                return handle
+        except OSError:
+            pass
+        time.sleep(0.2)
+    text = (run_dir / "hub.log").read_text()
+    if hub.poll() is not None and "Address already in use" in text:
+        return None  # another process took one of the ports between free_port() and the bind
+    raise RuntimeError(f"jupyterhub did not answer through its proxy within 60 s:\n{text[-3000:]}")
+
+
 @contextmanager
 def running_hub(chp: Path, image: str = PEER_IMAGE, cpu: float = 2.0, memory: str = "1G") -> Iterator[Hub]:
     """Start the hub (and through it the proxy) on free loopback ports; tear everything down after."""
     command = ensure_venv()
     prefix = f"slipway-peer-{secrets.token_hex(3)}"
-    hub_port, proxy_port, proxy_api = free_port(), free_port(), free_port()
-    token = secrets.token_hex(32)
     run_dir = Path(tempfile.mkdtemp(prefix="slipway-peers-"))
     socket_dir = run_dir / "sock"
     socket_dir.mkdir()
     run_dir.chmod(0o755)
     socket_dir.chmod(0o755)
-    env = {**os.environ, "PEERS_HUB_PORT": str(hub_port), "PEERS_PROXY_PORT": str(proxy_port),
-           "PEERS_PROXY_API_PORT": str(proxy_api), "PEERS_PROXY_TOKEN": secrets.token_hex(32),
-           "PEERS_TOKEN": token, "PEERS_RUN_DIR": str(run_dir), "PEERS_SOCKET_DIR": str(socket_dir),
-           "PEERS_CHP": str(chp), "PEERS_IMAGE": image, "PEERS_NAME_PREFIX": prefix,
-           "PEERS_CPU": str(cpu), "PEERS_MEMORY": memory}
+    env = {**os.environ, "PEERS_PROXY_TOKEN": secrets.token_hex(32), "PEERS_TOKEN": secrets.token_hex(32),
+           "PEERS_RUN_DIR": str(run_dir), "PEERS_SOCKET_DIR": str(socket_dir), "PEERS_CHP": str(chp),
+           "PEERS_IMAGE": image, "PEERS_NAME_PREFIX": prefix, "PEERS_CPU": str(cpu), "PEERS_MEMORY": memory}
     log = (run_dir / "hub.log").open("w")
-    forwarder = subprocess.Popen([str(VENV / "bin" / "python"), str(HERE / "hub_forward.py"), "unix-to-tcp",
-                                  str(socket_dir / "hub.sock"), "127.0.0.1", str(hub_port)])
-    hub = subprocess.Popen([str(command), "-f", str(HERE / "jupyterhub_config.py")], cwd=run_dir, env=env,
-                           stdout=log, stderr=subprocess.STDOUT)
+    processes: list[subprocess.Popen] = []
     try:
-        handle = Hub(hub_port, proxy_port, token, prefix)
-        deadline = time.monotonic() + 60
-        while True:
-            if hub.poll() is not None:
-                raise RuntimeError(f"jupyterhub exited:\n{(run_dir / 'hub.log').read_text()[-3000:]}")
-            try:
-                if handle.proxied("/hub/api/")[0] == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("jupyterhub did not answer through its proxy within 60 s")
-            time.sleep(0.2)
+        for _ in range(3):
+            handle = _launch(command, env, run_dir, log, processes)
+            if handle is not None:
+                break
+            _stop_started(run_dir, processes)
+        else:
+            raise RuntimeError("jupyterhub: its ports were taken three times in a row")
         yield handle
     finally:
-        _stop_process(hub, 60)  # cleanup_servers: the hub stops the servers and its proxy on the way out
-        _kill_pid_file(run_dir / "jupyterhub-proxy.pid")
-        _stop_process(forwarder, 10)
+        _stop_started(run_dir, processes)  # cleanup_servers: the hub stops the servers on the way out
         _remove_containers(prefix)
         log.close()
         if os.environ.get("PEERS_KEEP_LOG"):
