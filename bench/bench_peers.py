@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import select  # noqa: E402
 
 from app.extensions import db  # noqa: E402
-from app.models import Server, User, Workspace  # noqa: E402
+from app.models import Server, Task, User, Workspace  # noqa: E402
 from app.services import workspaces as service  # noqa: E402
 from bench.bench_edge_throughput import WRK, chp_binary, wrk  # noqa: E402
 from bench.bench_workspaces import (  # noqa: E402
@@ -55,7 +55,7 @@ from bench.peers.hub import Hub, build_image, running_hub  # noqa: E402
 from tests.builders import make_user  # noqa: E402
 from tests.wsstack import Stack, journey_stack, stack_available  # noqa: E402
 
-SINGLES, TEN = 5, 10
+SINGLES, TEN = 3, 10
 STATUS_PATH = "/api/status"
 Figures = dict[str, float]
 
@@ -84,10 +84,21 @@ class SlipwaySide:
         user = make_user(f"real{n}", status="pending")
         cookies = (owner_cookie(self.stack, user), owner_cookie(self.stack, user, "jupyter"))
         t0 = time.perf_counter()
-        service.provision(user, self.admin, REAL, approve=True)
-        lab = both_apps_answer(self.stack, user.username, *cookies, apps=("jupyter",), timeout=300) - t0
+        task = service.provision(user, self.admin, REAL, approve=True)
+        try:
+            lab = both_apps_answer(self.stack, user.username, *cookies, apps=("jupyter",), timeout=300) - t0
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}; {self.state(task.id, user.username)}") from exc
         self.both.append(both_apps_answer(self.stack, user.username, *cookies, timeout=300) - t0)
         return lab
+
+    def state(self, task_id: int, username: str) -> str:
+        """The provision task's and the workspace's state, for an error message."""
+        db.session.expire_all()
+        task = db.session.get(Task, task_id)
+        ws = db.session.scalar(select(Workspace).where(Workspace.username == username))
+        return (f"task {task.state}: {task.message!r}; workspace "
+                f"{ws.status if ws else 'missing'} {ws.ports if ws else ''} {ws.error if ws else ''}")
 
     def ten(self) -> float:
         """Ten approvals queued together; wall time until all ten JupyterLabs answer."""
