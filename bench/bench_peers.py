@@ -23,6 +23,7 @@ good as the peer on each figure. The load average is printed: other processes' l
 
 from __future__ import annotations
 
+import http.client
 import logging
 import os
 import shutil
@@ -177,7 +178,7 @@ def lab_answers(hub: Hub, name: str, timeout: float = 300) -> float:
             status, body = hub.proxied(f"/user/{name}/lab")
             if status == 200 and "JupyterLab" in body:
                 return time.perf_counter()
-        except OSError:
+        except (OSError, http.client.HTTPException):
             pass
         time.sleep(0.02)
     raise RuntimeError(f"{name}: JupyterLab did not answer through the proxy within {timeout} s")

@@ -22,6 +22,7 @@ average is printed: on a shared machine, other processes' load shifts every figu
 
 from __future__ import annotations
 
+import http.client
 import logging
 import os
 import secrets
@@ -246,7 +247,7 @@ def both_apps_answer(stack: Stack, username: str, cookie_vscode: str, cookie_jup
             try:
                 if check():
                     del pending[app_name]
-            except OSError:
+            except (OSError, http.client.HTTPException):  # a malformed answer: not yet
                 pass
         time.sleep(0.02)
     if pending:
