@@ -143,11 +143,13 @@ def cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def wrk(port: int, host: str, cookie: str = "", pid: int | None = None) -> tuple[float, float | None]:
-    """Requests/s that wrk reports for http://127.0.0.1:port/ with these headers (after a 1 s warm-up),
-    and the CPU µs per request of process `pid` (the proxy) over the run when given."""
+def wrk(port: int, host: str, cookie: str = "", pid: int | None = None, path: str = "/",
+        extra: tuple[str, ...] = ()) -> tuple[float, float | None]:
+    """Requests/s that wrk reports for http://127.0.0.1:port`path` with these headers (`extra`: more;
+    after a 1 s warm-up), and the CPU µs per request of process `pid` (the proxy) over the run when given."""
     headers = ["-H", f"Host: {host}"] + (["-H", f"Cookie: {cookie}"] if cookie else [])
-    url = f"http://127.0.0.1:{port}/"
+    headers += [arg for header in extra for arg in ("-H", header)]
+    url = f"http://127.0.0.1:{port}{path}"
     warm = [arg if arg != "-d5s" else "-d1s" for arg in WRK]
     subprocess.run([*warm, *headers, url], capture_output=True, check=True, timeout=60)
     before = cpu_seconds(pid) if pid else 0.0

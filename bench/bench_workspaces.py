@@ -22,6 +22,7 @@ average is printed: on a shared machine, other processes' load shifts every figu
 
 from __future__ import annotations
 
+import http.client
 import logging
 import os
 import secrets
@@ -43,6 +44,8 @@ from app.extensions import db  # noqa: E402
 from app.models import Server, Task, TaskEvent, User, UserSession, Workspace  # noqa: E402
 from app.models.workspace import GATE_SECRET_PURPOSE  # noqa: E402
 from app.routing import sync  # noqa: E402
+from app.routing.edge_server import edge_cookie_name, key_file  # noqa: E402
+from app.routing.signing import edge_cookie_value, load_keys  # noqa: E402
 from app.security.crypto import encrypt_secret  # noqa: E402
 from app.security.tokens import Grant, cookie_name, cookie_value  # noqa: E402
 from app.services import workspaces as service  # noqa: E402
@@ -67,14 +70,23 @@ def migrated_sqlite(tmp: Path) -> str:
     return url
 
 
-def owner_cookie(stack: Stack, user: User, app_name: str = "vscode") -> str:
-    """A workspace cookie for `user` on their app host, backed by a live session row."""
+def owner_cookie(stack: Stack, user: User, app_name: str = "vscode", edge: bool = False) -> str:
+    """A workspace cookie for `user` on their app host, backed by a live session row.
+
+    With `edge`, also the signed edge cookie the hand-off would set, so the edge checks the owner in Lua
+    without a call to the web app (what a browser sends after its first request).
+    """
     host = f"{user.username}-{app_name}.ws.localhost"
     row = UserSession(user_id=user.id, session_token=secrets_hex(), expires_at=utcnow() + timedelta(hours=1))
     db.session.add(row)
     db.session.commit()
     with stack.app.test_request_context():
-        return f"{cookie_name()}={cookie_value(Grant(user.id, user.username, host, row.id))}"
+        cookie = f"{cookie_name()}={cookie_value(Grant(user.id, user.username, host, row.id))}"
+    if edge:
+        keys = load_keys(key_file(stack.app.config))
+        cookie += (f"; {edge_cookie_name(stack.app.config)}="
+                   f"{edge_cookie_value(keys, host, user.username, row.id, 3600)}")
+    return cookie
 
 
 def secrets_hex() -> str:
@@ -213,8 +225,9 @@ REAL_IMAGE = "slipway/workspace:latest"
 REAL = service.Plan(image=REAL_IMAGE, cpu=2.0, memory_mb=1024)  # 2 = all of this machine
 
 
-def both_apps_answer(stack: Stack, username: str, cookie_vscode: str, cookie_jupyter: str) -> float:
-    """Poll code-server and JupyterLab through nginx until both answer; the perf_counter time then."""
+def both_apps_answer(stack: Stack, username: str, cookie_vscode: str, cookie_jupyter: str,
+                     apps: tuple[str, ...] = ("vscode", "jupyter"), timeout: float = 90) -> float:
+    """Poll code-server and JupyterLab (or only `apps`) through nginx until they answer; the time then."""
     def vscode_ok() -> bool:
         status, headers, body = get(stack.edge_port, f"{username}-vscode.ws.localhost", "/",
                                     {"Cookie": cookie_vscode}, timeout=5)
@@ -226,18 +239,19 @@ def both_apps_answer(stack: Stack, username: str, cookie_vscode: str, cookie_jup
                               {"Cookie": cookie_jupyter}, timeout=5)
         return status == 200 and "JupyterLab" in body
 
-    pending = {"vscode": vscode_ok, "jupyter": jupyter_ok}
-    deadline = time.monotonic() + 90
+    checks = {"vscode": vscode_ok, "jupyter": jupyter_ok}
+    pending = {name: checks[name] for name in apps}
+    deadline = time.monotonic() + timeout
     while pending and time.monotonic() < deadline:
         for app_name, check in list(pending.items()):
             try:
                 if check():
                     del pending[app_name]
-            except OSError:
+            except (OSError, http.client.HTTPException):  # a malformed answer: not yet
                 pass
         time.sleep(0.02)
     if pending:
-        raise RuntimeError(f"{username}: {', '.join(pending)} did not answer within 90 s")
+        raise RuntimeError(f"{username}: {', '.join(pending)} did not answer within {timeout} s")
     return time.perf_counter()
 
 
