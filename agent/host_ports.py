@@ -8,8 +8,10 @@ reconciler rewrites the routes. Ports fixed at create time survive those restart
 from __future__ import annotations
 
 import contextlib
+import secrets
 import socket
 from collections.abc import Collection
+from pathlib import Path
 from typing import Any
 
 from docker.errors import APIError, NotFound
@@ -18,25 +20,46 @@ from agent.docker_ops import MANAGED_LABEL
 from agent.errors import AgentError
 
 ATTEMPTS = 3  # creates tried, each on fresh ports, when Docker finds a chosen port taken
-_EXTRA_BINDS = 64  # kernel picks skipped at most (ports of stopped containers) before giving up
+_EXTRA_TRIES = 256  # random picks skipped at most (taken, or ports of stopped containers) before giving up
+FIRST_PORT = 20000
+EPHEMERAL_RANGE_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
 _CLASH_MARKERS = ("port is already allocated", "address already in use")
 
 
+def _range_below_ephemeral() -> tuple[int, int]:
+    """Ports from FIRST_PORT up to just below the kernel's ephemeral range (net.ipv4.ip_local_port_range).
+
+    Outgoing connections (the agent's own, a database pool's) and Docker's ephemeral ports are
+    taken from the ephemeral range; a stopped workspace's port picked there could be held by one
+    of them when the workspace starts again. Below it only a listener started on purpose competes.
+    """
+    try:
+        ephemeral_low = int(Path(EPHEMERAL_RANGE_FILE).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32768
+    return FIRST_PORT, max(FIRST_PORT + 1024, ephemeral_low - 1)
+
+
 def free_ports(host_ip: str, count: int, taken: Collection[int] = ()) -> list[int]:
-    """`count` distinct ports the kernel found free on `host_ip` a moment ago, none of them in `taken`."""
+    """`count` distinct ports free on `host_ip` a moment ago, outside the ephemeral range, none in `taken`."""
     family = socket.AF_INET6 if ":" in host_ip else socket.AF_INET
+    low, high = _range_below_ephemeral()
     ports: list[int] = []
     with contextlib.ExitStack() as stack:
-        for _ in range(count + _EXTRA_BINDS):
-            # Every socket stays open until the end, so the kernel never hands out the same port twice.
+        for _ in range(count + _EXTRA_TRIES):
+            port = low + secrets.randbelow(high - low + 1)
+            if port in taken or port in ports:
+                continue
+            # Every socket stays open until the end: a port found free is not offered twice.
             sock = stack.enter_context(socket.socket(family, socket.SOCK_STREAM))
-            sock.bind((host_ip, 0))
-            port = sock.getsockname()[1]
-            if port not in taken:
-                ports.append(port)
-                if len(ports) == count:
-                    return ports
-    raise AgentError(503, f"no free host port on {host_ip}")
+            try:
+                sock.bind((host_ip, port))
+            except OSError:
+                continue  # a listener (or a connection) holds it
+            ports.append(port)
+            if len(ports) == count:
+                return ports
+    raise AgentError(503, f"no free host port on {host_ip} between {low} and {high}")
 
 
 def claimed_ports(api: Any) -> set[int]:

@@ -171,3 +171,19 @@ def test_the_picker_skips_taken_ports_and_gives_up_when_all_are() -> None:
     with pytest.raises(AgentError) as refused:
         host_ports.free_ports("127.0.0.1", 1, taken=range(65536))
     assert refused.value.status == 503 and "no free host port" in str(refused.value)
+
+
+def test_ports_come_from_below_the_kernels_ephemeral_range() -> None:
+    ephemeral_low = int(Path(host_ports.EPHEMERAL_RANGE_FILE).read_text().split()[0])
+    ports = host_ports.free_ports("127.0.0.1", 20)
+    assert all(host_ports.FIRST_PORT <= port < ephemeral_low for port in ports)
+
+
+def test_a_port_held_by_a_listener_is_never_picked(monkeypatch) -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        monkeypatch.setattr(host_ports, "_range_below_ephemeral", lambda: (port, port + 1))
+        picked = [host_ports.free_ports("127.0.0.1", 1)[0] for _ in range(5)]
+    assert picked == [port + 1] * 5
