@@ -5,8 +5,8 @@ whose workspaces publish on a private, routable address the agent keeps, at the 
 DOCKER-USER, one RETURN rule per edge address and then a DROP for every other source, both
 matching only connections originally addressed to AGENT_HOST_IP (`--ctorigdst`) in their
 original direction (answers flow back untouched). The rules name the address, not ports,
-because ports change across restarts. On loopback publishing nothing is needed: only local
-processes reach 127.0.0.1, and the workspace gate answers them nothing without its secret.
+so one rule covers every port a workspace publishes. On loopback publishing nothing is needed:
+only local processes reach 127.0.0.1, and the workspace gate answers them nothing without its secret.
 """
 
 from __future__ import annotations

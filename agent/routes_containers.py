@@ -11,6 +11,7 @@ from typing import Any
 from docker.errors import APIError, NotFound
 from flask import Blueprint, Response, current_app, request
 
+from agent import host_ports
 from agent import validation as v
 from agent.docker_ops import MANAGED_LABEL, DockerHolder, translate
 from agent.errors import AgentError, answer, bad_input
@@ -101,6 +102,41 @@ def _prepare_folder(folder: Path) -> None:
         os.chown(folder, uid, uid)
 
 
+def _create_started(api: Any, spec: dict) -> dict:
+    """Create and start the container on explicit host ports; retry on fresh ports when one was taken."""
+    cfg = current_app.config
+    memory = spec["memory_mb"] * 1024 * 1024
+    container_ports = list(spec["ports"].values())
+    for attempt in range(1, host_ports.ATTEMPTS + 1):
+        with translate():
+            taken = host_ports.claimed_ports(api)
+        free = host_ports.free_ports(cfg["HOST_IP"], len(container_ports), taken)
+        hosts = dict(zip(container_ports, free, strict=True))
+        host_config = api.create_host_config(
+            binds={str(spec["folder"]): {"bind": cfg["WORKSPACE_MOUNT"], "mode": "rw"}},
+            port_bindings={port: (cfg["HOST_IP"], host) for port, host in hosts.items()},
+            nano_cpus=int(spec["cpu"] * 1e9), mem_limit=memory, memswap_limit=memory,
+            pids_limit=cfg["PIDS_LIMIT"], privileged=False, cap_drop=["ALL"],
+            security_opt=["no-new-privileges:true"], network_mode=cfg["NETWORK"],
+            restart_policy={"Name": "unless-stopped"}, init=True,
+        )
+        with translate("image not found"):
+            created = api.create_container(
+                spec["image"], name=spec["name"], environment=spec["env"], labels=spec["labels"],
+                ports=container_ports, host_config=host_config, detach=True,
+            )
+            try:
+                api.start(created["Id"])
+            except APIError as exc:
+                api.remove_container(created["Id"], force=True)
+                if attempt < host_ports.ATTEMPTS and host_ports.is_port_clash(exc):
+                    current_app.logger.warning("host port taken meanwhile (attempt %d): %s", attempt, exc)
+                    continue
+                raise
+            return api.inspect_container(created["Id"])
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
 @bp.post("")
 def create() -> tuple[Response, int]:
     """Create and start a workspace container with limits, hardening and its ports on the host IP."""
@@ -112,30 +148,11 @@ def create() -> tuple[Response, int]:
         current_app.extensions["agent_network"].ensure(api)
     current_app.extensions["agent_firewall"].ensure()  # before anything is published
     _prepare_folder(spec["folder"])
-    memory = spec["memory_mb"] * 1024 * 1024
-    host_config = api.create_host_config(
-        binds={str(spec["folder"]): {"bind": cfg["WORKSPACE_MOUNT"], "mode": "rw"}},
-        port_bindings={port: (cfg["HOST_IP"], None) for port in spec["ports"].values()},
-        nano_cpus=int(spec["cpu"] * 1e9), mem_limit=memory, memswap_limit=memory,
-        pids_limit=cfg["PIDS_LIMIT"], privileged=False, cap_drop=["ALL"],
-        security_opt=["no-new-privileges:true"], network_mode=cfg["NETWORK"],
-        restart_policy={"Name": "unless-stopped"}, init=True,
-    )
-    with translate("image not found"):
-        created = api.create_container(
-            spec["image"], name=spec["name"], environment=spec["env"], labels=spec["labels"],
-            ports=list(spec["ports"].values()), host_config=host_config, detach=True,
-        )
-        try:
-            api.start(created["Id"])
-        except APIError:
-            api.remove_container(created["Id"], force=True)
-            raise
-        attrs = api.inspect_container(created["Id"])
+    attrs = _create_started(api, spec)
     problem = gate_problem(cfg["HOST_IP"], _published(attrs))
     if problem is not None:
         with translate("container not found"):
-            api.remove_container(created["Id"], force=True)
+            api.remove_container(attrs["Id"], force=True)
         raise AgentError(400, f"image {spec['image']} does not run the Slipway gate: {problem}; "
                               "images must keep the workspace image's ENTRYPOINT (slipway-entrypoint)")
     return answer(_summary(attrs), "container created and started", 201)
