@@ -14,7 +14,7 @@ from app.images.policy import ALLOWED_MOUNT_TYPES, PolicyReport
 from app.images.routes import bp, load_server_or_404, servers
 from app.models import BuildPolicy, BuildTemplate, Registry
 from app.permissions import permission_required
-from app.services.images import BuildRefused, ImageRequestError, request_build, request_pull, request_push
+from app.services.images import BuildRefused, ImageRequestError, request_build, request_transfer
 
 FORM_OVERHEAD_BYTES = 1024 * 1024
 
@@ -80,8 +80,8 @@ def push() -> Response | tuple[str, int] | str:
         return render_template("images/push.html", form=form, registries=registries), status
     server = load_server_or_404(form.server_id.data)
     registry = db.get_or_404(Registry, form.registry_id.data)
-    task = request_push(server, registry, repository=form.repository.data, tag=form.tag.data,
-                        actor=current_user.username)
+    task = request_transfer("push", server, registry, repository=form.repository.data, tag=form.tag.data,
+                            actor=current_user.username)
     flash(f"Push of {form.repository.data}:{form.tag.data} to {registry.name} queued.", "success")
     return redirect(url_for("tasks.detail", task_id=task.id))
 
@@ -99,7 +99,7 @@ def pull() -> Response | tuple[str, int] | str:
         return render_template("images/pull.html", form=form, registries=registries), status
     server = load_server_or_404(form.server_id.data)
     registry = db.get_or_404(Registry, form.registry_id.data)
-    task = request_pull(server, registry, repository=form.repository.data, tag=form.tag.data,
-                        actor=current_user.username)
+    task = request_transfer("pull", server, registry, repository=form.repository.data, tag=form.tag.data,
+                            actor=current_user.username)
     flash(f"Pull of {form.repository.data}:{form.tag.data} from {registry.name} queued.", "success")
     return redirect(url_for("tasks.detail", task_id=task.id))
