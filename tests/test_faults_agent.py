@@ -40,7 +40,7 @@ from tests.integration_helpers import (
     TEST_IMAGE,
     RunnerThread,
     agent_server,
-    docker_available,
+    ensure_test_image,
     registry_up,
     remove_images,
     wait_task,
@@ -48,7 +48,6 @@ from tests.integration_helpers import (
 from tests.support import form_post, require_service
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[1]
 RUN = secrets.token_hex(3)
 SERVER = "host-1"
 BUILD_SLEEP_SECONDS = 15  # the margin between the marker line and the RUN's end, for the kill to land in
@@ -113,8 +112,7 @@ def _retry(app, client, task_id: int) -> Task:
 
 
 def test_agent_killed_mid_build_fails_naming_it_and_a_retry_builds(app, client, auth, tmp_path):
-    require_service("Docker", docker_available())
-    subprocess.run(["bash", str(ROOT / "docker/images/build-test-image.sh")], check=True, capture_output=True)
+    ensure_test_image()
     repository, marker = f"slipway/fault-build-{RUN}", f"fault-marker-{RUN}"
     with app.app_context():
         db.session.add(BuildPolicy(id=1, allowed_bases=["slipway/test-workspace:*"], allowed_registries=[]))
@@ -231,9 +229,8 @@ def _delete_from_registry(repository: str) -> None:
 
 
 def test_agent_killed_mid_pull_fails_naming_it_and_a_retry_pulls(app, client, auth, tmp_path):
-    require_service("Docker", docker_available())
+    ensure_test_image()
     require_service("docker-registry on 127.0.0.1:5000", registry_up())
-    subprocess.run(["bash", str(ROOT / "docker/images/build-test-image.sh")], check=True, capture_output=True)
     repository = f"slipway/fault-pull-{RUN}"
     _push_unique_image(repository)
     with app.app_context():
