@@ -9,7 +9,7 @@ import json
 import re
 import tarfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, current_app, request
@@ -149,14 +149,15 @@ def build() -> Response:
                              extensions["agent_known_images"]))
 
 
-def _push_events(stream: Iterator[dict], ref: str) -> Iterator[dict]:
+def _relay(stream: Iterator[dict], ref: str, verb: str) -> Generator[dict, None, tuple[bool, str | None]]:
+    """Docker's push or pull chunks as progress events; returns (finished, last digest seen)."""
     digest = None
     try:
         for chunk in stream:
             if "error" in chunk:
-                yield {"type": "result", "success": False, "message": f"push failed: {chunk['error']}",
+                yield {"type": "result", "success": False, "message": f"{verb} failed: {chunk['error']}",
                        "data": {"ref": ref}}
-                return
+                return False, None
             parts = [str(chunk[k]) for k in ("id", "status", "progress") if chunk.get(k)]
             if parts:
                 yield {"type": "progress", "line": ": ".join(parts)}
@@ -164,12 +165,18 @@ def _push_events(stream: Iterator[dict], ref: str) -> Iterator[dict]:
             if isinstance(aux, dict) and aux.get("Digest"):
                 digest = aux["Digest"]
     except Exception as exc:  # the stream is already open: report, never a traceback
-        log.warning("push stream broke: %s", exc)
-        yield {"type": "result", "success": False, "message": "Docker stopped answering during the push",
+        log.warning("%s stream broke: %s", verb, exc)
+        yield {"type": "result", "success": False, "message": f"Docker stopped answering during the {verb}",
                "data": {"ref": ref}}
-        return
-    yield {"type": "result", "success": True, "message": f"pushed {ref}",
-           "data": {"ref": ref, "digest": digest}}
+        return False, None
+    return True, digest
+
+
+def _push_events(stream: Iterator[dict], ref: str) -> Iterator[dict]:
+    finished, digest = yield from _relay(stream, ref, "push")
+    if finished:
+        yield {"type": "result", "success": True, "message": f"pushed {ref}",
+               "data": {"ref": ref, "digest": digest}}
 
 
 def _registry_request(data: dict) -> tuple[str, str, dict | None]:
@@ -196,19 +203,8 @@ def push() -> Response:
 
 
 def _pull_events(stream: Iterator[dict], ref: str, api: APIClient) -> Iterator[dict]:
-    try:
-        for chunk in stream:
-            if "error" in chunk:
-                yield {"type": "result", "success": False, "message": f"pull failed: {chunk['error']}",
-                       "data": {"ref": ref}}
-                return
-            parts = [str(chunk[k]) for k in ("id", "status", "progress") if chunk.get(k)]
-            if parts:
-                yield {"type": "progress", "line": ": ".join(parts)}
-    except Exception as exc:  # the stream is already open: report, never a traceback
-        log.warning("pull stream broke: %s", exc)
-        yield {"type": "result", "success": False, "message": "Docker stopped answering during the pull",
-               "data": {"ref": ref}}
+    finished, _ = yield from _relay(stream, ref, "pull")
+    if not finished:
         return
     try:
         image_id = api.inspect_image(ref).get("Id")

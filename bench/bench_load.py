@@ -52,13 +52,14 @@ from sqlalchemy import create_engine, func, select, text  # noqa: E402
 
 from app import create_app  # noqa: E402
 from app.extensions import db  # noqa: E402
-from app.models import AuditLog, Task  # noqa: E402
+from app.models import AuditLog  # noqa: E402
 from app.routing.edge_server import start_edge, stop_edge  # noqa: E402
 from app.routing.sync import regenerate  # noqa: E402
 from app.services import workspaces as service  # noqa: E402
 from bench.bench_memory import children, memory_mb  # noqa: E402
 from bench.benchdb import fresh_database  # noqa: E402
 from bench.gunicorn_process import production_env, stop, wait_ready  # noqa: E402
+from bench.taskwait import wait_tasks  # noqa: E402
 from tests.agent.helpers import TEST_IMAGE, free_port, run_agent  # noqa: E402
 from tests.builders import PASSWORD, make_api_key, make_server, make_user  # noqa: E402
 from tests.edgekit import NGINX_BIN, edge_dir  # noqa: E402
@@ -97,21 +98,6 @@ def make_accounts(server_id: int, build_repository: str) -> dict:
     return {"password": PASSWORD, "owners": owners, "admins": admins, "qvp": qvp, "pending": pending,
             "api_keys": keys, "server_id": server_id, "builds": BUILDS, "base_image": TEST_IMAGE,
             "build_repository": build_repository}
-
-
-def wait_tasks(timeout: float) -> None:
-    """Wait until every task finished; fail on a failed one."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        db.session.rollback()
-        tasks = db.session.scalars(select(Task)).all()
-        failed = [t for t in tasks if t.state == "failed"]
-        if failed:
-            raise RuntimeError(f"task {failed[0].kind} {failed[0].target} failed: {failed[0].message}")
-        if all(t.is_finished for t in tasks):
-            return
-        time.sleep(0.5)
-    raise RuntimeError(f"tasks did not finish within {timeout:.0f} s")
 
 
 def cpu_seconds(pid: int) -> float:

@@ -50,6 +50,7 @@ from app.security.crypto import encrypt_secret  # noqa: E402
 from app.security.tokens import Grant, cookie_name, cookie_value  # noqa: E402
 from app.services import workspaces as service  # noqa: E402
 from app.timeutil import utcnow  # noqa: E402
+from bench.taskwait import wait_tasks  # noqa: E402
 from config import TestingConfig  # noqa: E402
 from tests.builders import make_user  # noqa: E402
 from tests.edgekit import get, text_server  # noqa: E402
@@ -148,38 +149,20 @@ def ten_stops(stack: Stack) -> bool:
         admin = db.session.scalar(select(User).where(User.username == "boss"))
         for n in range(ROUNDS, 10):
             service.provision(make_user(f"alice{n}", status="pending"), admin, SMALL, approve=True)
-        wait_tasks_done(60)
+        wait_tasks(60, poll=0.01)
         for _ in range(BATCHES):
             workspaces = db.session.scalars(select(Workspace).where(Workspace.status == "running")).all()
             assert len(workspaces) >= 10, len(workspaces)
             t0 = time.perf_counter()
             ids = [service.request(ws, "stop", admin).id for ws in workspaces[:10]]
-            wait_tasks_done(60, ids)
+            wait_tasks(60, ids, poll=0.01)
             timings.append(time.perf_counter() - t0)
             for ws in db.session.scalars(select(Workspace)).all():
                 service.request(ws, "start", admin)
-            wait_tasks_done(60)
+            wait_tasks(60, poll=0.01)
     print(f"2. ten stops at once: median {statistics.median(timings):.2f} s over {BATCHES} batches "
           f"({', '.join(f'{t:.2f}' for t in timings)}); bar < 2.5 s")
     return statistics.median(timings) < 2.5
-
-
-def wait_tasks_done(timeout: float, ids: list[int] | None = None) -> None:
-    """Wait until the given (or all) tasks finished; fail on a failed one."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        db.session.expire_all()
-        stmt = select(Task)
-        if ids:
-            stmt = stmt.where(Task.id.in_(ids))
-        tasks = db.session.scalars(stmt).all()
-        failed = [t for t in tasks if t.state == "failed"]
-        if failed:
-            raise RuntimeError(f"task {failed[0].kind} failed: {failed[0].message}")
-        if all(t.is_finished for t in tasks):
-            return
-        time.sleep(0.01)
-    raise RuntimeError("tasks did not finish in time")
 
 
 def route_change(stack: Stack) -> bool:
@@ -279,7 +262,7 @@ def real_image(stack: Stack) -> bool:
         t0 = time.perf_counter()
         ids = [service.provision(user, admin, REAL, approve=True).id for user in users]
         try:
-            wait_tasks_done(120, ids)
+            wait_tasks(120, ids, poll=0.01)
             ends = [both_apps_answer(stack, u.username, *c) for u, c in zip(users, cookies, strict=True)]
             ten = max(ends) - t0
             ten_text = f"all twenty apps answering after {ten:.1f} s"
@@ -287,7 +270,7 @@ def real_image(stack: Stack) -> bool:
             ten, ten_text = float("inf"), f"not measured: {exc}"
         # remove the heavy containers before the next part (they would load the machine)
         heavy = db.session.scalars(select(Workspace).where(Workspace.image == REAL_IMAGE)).all()
-        wait_tasks_done(120, [service.request(ws, "delete", admin).id for ws in heavy])
+        wait_tasks(120, [service.request(ws, "delete", admin).id for ws in heavy], poll=0.01)
     runs = ", ".join(f"{t:.2f}" for t in singles)
     print(f"4. real image ({REAL_IMAGE}): approve -> code-server and JupyterLab both answering through "
           f"nginx: median {statistics.median(singles):.2f} s over 3 ({runs}); bar < 1.9 s")

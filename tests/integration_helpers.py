@@ -5,12 +5,15 @@
 - `RunnerThread(app)`: runs queued tasks in the background until stopped (a context manager).
 - `registry_up()`: True when the test registry answers on 127.0.0.1:5000 (scripts/services.sh).
 - `remove_images(refs)`: best-effort removal of the images a test created.
+- `ensure_test_image()`: Docker must answer (skip, or fail under CI); builds the test image when missing.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -23,12 +26,20 @@ from app.extensions import db
 from app.models import Server
 from app.security.crypto import encrypt_secret
 from app.worker.runner import Runner
-from tests.agent.helpers import AgentProcess, docker_available, run_agent
+from tests.agent.helpers import ROOT, AgentProcess, docker_available, run_agent
+from tests.support import require_service
 
 REGISTRY = "127.0.0.1:5000"
 REGISTRY_USER = "slipway"
 REGISTRY_PASSWORD = "registry-test-password"  # noqa: S105 - the test registry's fixed password
 TEST_IMAGE = "slipway/test-workspace:latest"
+
+
+def ensure_test_image(image: str = TEST_IMAGE) -> None:
+    """Require Docker (skip, or fail under CI) and build the busybox test `image` when missing or stale."""
+    require_service("Docker", docker_available())
+    subprocess.run(["bash", str(ROOT / "docker/images/build-test-image.sh")], check=True, capture_output=True,
+                   env={**os.environ, "TEST_IMAGE": image})
 
 
 def registry_up() -> bool:

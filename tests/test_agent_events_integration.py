@@ -34,12 +34,11 @@ from tests.agent.helpers import (
     RUN_ID,
     TEST_IMAGE,
     TEST_LABEL,
-    docker_available,
     run_agent,
     unique,
 )
 from tests.builders import make_user
-from tests.support import require_service
+from tests.integration_helpers import ensure_test_image
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,11 +50,9 @@ NETWORK = f"slipway-test-{RUN_ID}-events"  # its own, so removing it never pulls
 @pytest.fixture
 def docker_client():
     """The Docker SDK client and the test image (built by its script when missing)."""
-    require_service("Docker", docker_available())
+    ensure_test_image(TEST_IMAGE)
     import docker
 
-    subprocess.run(["bash", str(ROOT / "docker/images/build-test-image.sh")], check=True, capture_output=True,
-                   env={**os.environ, "TEST_IMAGE": TEST_IMAGE})
     client = docker.from_env(timeout=120)
     yield client
     for container in client.containers.list(all=True, filters={"label": f"{TEST_LABEL}={RUN_ID}"}):

@@ -221,7 +221,8 @@ def test_workspace_answers_may_be_framed_only_by_their_own_host(edge: dict[str, 
         assert headers["x-content-type-options"] == "nosniff"
 
 
-def test_a_frozen_web_app_fails_closed_within_seconds_with_the_edge_page() -> None:
+def _ask_with_a_frozen_web_app(path: str, headers: dict[str, str]) -> tuple[float, int, dict[str, str], str]:
+    """Seconds taken, status, headers and body of alice's vscode `path` while the web app never answers."""
     require_service("nginx", nginx_available())
     with frozen_server() as web_port, edge_dir() as tmp_path, text_server("private page") as up:
         settings = _settings(tmp_path, web_port)
@@ -229,29 +230,23 @@ def test_a_frozen_web_app_fails_closed_within_seconds_with_the_edge_page() -> No
         try:
             _apply(settings, [WorkspaceRoutes("alice", "127.0.0.1", up, up, SECRET)])
             started = time.monotonic()
-            status, headers, body = get(settings["EDGE_PORT"], "alice-vscode.ws.localhost", "/",
-                                        {"Cookie": "who=owner"}, timeout=30)
+            status, answer_headers, body = get(settings["EDGE_PORT"], "alice-vscode.ws.localhost", path,
+                                               headers, timeout=30)
             elapsed = time.monotonic() - started
         finally:
             stop_edge(process)
+    return elapsed, status, answer_headers, body
+
+
+def test_a_frozen_web_app_fails_closed_within_seconds_with_the_edge_page() -> None:
+    elapsed, status, headers, body = _ask_with_a_frozen_web_app("/", {"Cookie": "who=owner"})
     assert elapsed < 8, f"the owner check waited {elapsed:.1f} s"
     assert status == 503 and "Workspace unavailable" in body and "private page" not in body
     assert headers["content-type"].startswith("text/html")
 
 
 def test_a_frozen_web_app_answers_the_hand_off_with_the_edge_page_not_a_bare_504() -> None:
-    require_service("nginx", nginx_available())
-    with frozen_server() as web_port, edge_dir() as tmp_path, text_server("private page") as up:
-        settings = _settings(tmp_path, web_port)
-        process = start_edge(settings, workers=1)
-        try:
-            _apply(settings, [WorkspaceRoutes("alice", "127.0.0.1", up, up, SECRET)])
-            started = time.monotonic()
-            status, headers, body = get(settings["EDGE_PORT"], "alice-vscode.ws.localhost",
-                                        "/_slipway/exchange?token=x", timeout=30)
-            elapsed = time.monotonic() - started
-        finally:
-            stop_edge(process)
+    elapsed, status, headers, body = _ask_with_a_frozen_web_app("/_slipway/exchange?token=x", {})
     assert elapsed < 8, f"the hand-off waited {elapsed:.1f} s"
     assert status == 503 and "Workspace unavailable" in body, (status, body[:200])
     assert headers["cache-control"] == "no-store"

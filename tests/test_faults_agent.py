@@ -40,7 +40,7 @@ from tests.integration_helpers import (
     TEST_IMAGE,
     RunnerThread,
     agent_server,
-    docker_available,
+    ensure_test_image,
     registry_up,
     remove_images,
     wait_task,
@@ -48,7 +48,6 @@ from tests.integration_helpers import (
 from tests.support import form_post, require_service
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[1]
 RUN = secrets.token_hex(3)
 SERVER = "host-1"
 BUILD_SLEEP_SECONDS = 15  # the margin between the marker line and the RUN's end, for the kill to land in
@@ -112,9 +111,22 @@ def _retry(app, client, task_id: int) -> Task:
         return wait_task(app, new_id, timeout=180)
 
 
+def _failed_naming_the_agent_then_retried(app, client, failed: Task, agent: AgentProcess, verb: str,
+                                          *hidden: str) -> Task:
+    """Check the killed task's failure names the agent and records none of `hidden`; then restart the
+    agent (same port, same token) and return the task page's Retry run to its end."""
+    print(f"failed {verb}: {failed.message}")
+    assert failed.state == "failed"
+    assert failed.message == (f"agent '{SERVER}' (127.0.0.1:{agent.port}) stopped answering during "
+                              f"the {verb}: the connection was cut off")
+    for text in _recorded_text(app, client, failed.id):
+        assert not any(secret in text for secret in hidden)
+    with run_agent(agent.workdir, port=agent.port, token=agent.token, AGENT_NETWORK=agent.network):
+        return _retry(app, client, failed.id)
+
+
 def test_agent_killed_mid_build_fails_naming_it_and_a_retry_builds(app, client, auth, tmp_path):
-    require_service("Docker", docker_available())
-    subprocess.run(["bash", str(ROOT / "docker/images/build-test-image.sh")], check=True, capture_output=True)
+    ensure_test_image()
     repository, marker = f"slipway/fault-build-{RUN}", f"fault-marker-{RUN}"
     with app.app_context():
         db.session.add(BuildPolicy(id=1, allowed_bases=["slipway/test-workspace:*"], allowed_registries=[]))
@@ -131,14 +143,7 @@ def test_agent_killed_mid_build_fails_naming_it_and_a_retry_builds(app, client, 
                 _wait_event(app, task_id, marker)
                 _kill_agent(agent)
                 failed = wait_task(app, task_id, timeout=60)
-            print(f"failed build: {failed.message}")
-            assert failed.state == "failed"
-            assert failed.message == (f"agent '{SERVER}' (127.0.0.1:{agent.port}) stopped answering during "
-                                      "the build: the connection was cut off")
-            for text in _recorded_text(app, client, task_id):
-                assert agent.token not in text
-            with run_agent(agent.workdir, port=agent.port, token=agent.token, AGENT_NETWORK=agent.network):
-                retried = _retry(app, client, task_id)
+            retried = _failed_naming_the_agent_then_retried(app, client, failed, agent, "build", agent.token)
         assert retried.state == "succeeded", retried.message
         assert any(marker in line for line in retried.loaded_events)
         import docker
@@ -231,9 +236,8 @@ def _delete_from_registry(repository: str) -> None:
 
 
 def test_agent_killed_mid_pull_fails_naming_it_and_a_retry_pulls(app, client, auth, tmp_path):
-    require_service("Docker", docker_available())
+    ensure_test_image()
     require_service("docker-registry on 127.0.0.1:5000", registry_up())
-    subprocess.run(["bash", str(ROOT / "docker/images/build-test-image.sh")], check=True, capture_output=True)
     repository = f"slipway/fault-pull-{RUN}"
     _push_unique_image(repository)
     with app.app_context():
@@ -258,14 +262,8 @@ def test_agent_killed_mid_pull_fails_naming_it_and_a_retry_pulls(app, client, au
                 _kill_agent(agent)
                 relay.drop()
                 failed = wait_task(app, task_id, timeout=60)
-            print(f"failed pull: {failed.message}")
-            assert failed.state == "failed"
-            assert failed.message == (f"agent '{SERVER}' (127.0.0.1:{agent.port}) stopped answering during "
-                                      "the pull: the connection was cut off")
-            for text in _recorded_text(app, client, task_id):
-                assert agent.token not in text and REGISTRY_PASSWORD not in text
-            with run_agent(agent.workdir, port=agent.port, token=agent.token, AGENT_NETWORK=agent.network):
-                retried = _retry(app, client, task_id)
+            retried = _failed_naming_the_agent_then_retried(app, client, failed, agent, "pull", agent.token,
+                                                            REGISTRY_PASSWORD)
             assert retried.state == "succeeded", retried.message
             import docker
 

@@ -7,8 +7,6 @@ Docker push meets a refused connection.
 from __future__ import annotations
 
 import secrets
-import subprocess
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -20,20 +18,18 @@ from tests.integration_helpers import (
     TEST_IMAGE,
     RunnerThread,
     agent_server,
-    docker_available,
+    ensure_test_image,
     remove_images,
     wait_task,
 )
-from tests.support import form_post, require_service
+from tests.support import form_post
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[1]
 RUN = secrets.token_hex(3)
 
 
 def test_push_to_a_registry_that_is_down_fails_clearly_without_credentials(app, client, auth, tmp_path):
-    require_service("Docker", docker_available())
-    subprocess.run(["bash", str(ROOT / "docker/images/build-test-image.sh")], check=True, capture_output=True)
+    ensure_test_image()
     import docker
 
     repository = f"slipway/fault-push-{RUN}"

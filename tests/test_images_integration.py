@@ -6,7 +6,6 @@ import io
 import json
 import re
 import secrets
-import subprocess
 import tarfile
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from tests.integration_helpers import (
     BrowserSocket,
     RunnerThread,
     agent_server,
-    docker_available,
+    ensure_test_image,
     registry_up,
     remove_images,
     wait_task,
@@ -34,15 +33,13 @@ from tests.livesrv import login, serve
 from tests.support import csrf_token, form_post, require_service
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[1]
 RUN = secrets.token_hex(3)
 
 
 @pytest.fixture
 def server_id(app, tmp_path):
     """A real agent registered as a server, the test image present, builds allowed from it."""
-    require_service("Docker", docker_available())
-    subprocess.run(["bash", str(ROOT / "docker/images/build-test-image.sh")], check=True, capture_output=True)
+    ensure_test_image()
     with app.app_context():
         db.session.add(BuildPolicy(id=1, allowed_bases=["slipway/test-workspace:*"], allowed_registries=[]))
         db.session.commit()

@@ -3,6 +3,8 @@ the task's live page."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from flask import current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
@@ -14,7 +16,7 @@ from app.images.policy import ALLOWED_MOUNT_TYPES, PolicyReport
 from app.images.routes import bp, load_server_or_404, servers
 from app.models import BuildPolicy, BuildTemplate, Registry
 from app.permissions import permission_required
-from app.services.images import BuildRefused, ImageRequestError, request_build, request_pull, request_push
+from app.services.images import BuildRefused, ImageRequestError, request_build, request_transfer
 
 FORM_OVERHEAD_BYTES = 1024 * 1024
 
@@ -65,41 +67,34 @@ def build() -> Response | tuple[str, int]:
     return redirect(url_for("tasks.detail", task_id=task.id))
 
 
-@bp.route("/push", methods=["GET", "POST"])
-@permission_required("push_images")
-def push() -> Response | tuple[str, int] | str:
-    """The push form; queues a `push` task (credentials are read by the task, never stored in it)."""
-    form = PushForm(server_id=request.args.get("server", type=int),
-                    repository=(request.args.get("repository") or None),
-                    tag=(request.args.get("tag") or None))
+def _transfer(kind: Literal["push", "pull"], form: PushForm | PullForm) -> Response | tuple[str, int]:
+    """The push or pull form's page, or, once valid, its queued task's page."""
     _server_choices(form)
     registries = list(db.session.scalars(select(Registry).order_by(Registry.name)))
     form.registry_id.choices = [(r.id, f"{r.name} ({r.host})") for r in registries]
     if not form.validate_on_submit():
         status = 400 if request.method == "POST" else 200
-        return render_template("images/push.html", form=form, registries=registries), status
+        return render_template(f"images/{kind}.html", form=form, registries=registries), status
     server = load_server_or_404(form.server_id.data)
     registry = db.get_or_404(Registry, form.registry_id.data)
-    task = request_push(server, registry, repository=form.repository.data, tag=form.tag.data,
-                        actor=current_user.username)
-    flash(f"Push of {form.repository.data}:{form.tag.data} to {registry.name} queued.", "success")
+    task = request_transfer(kind, server, registry, repository=form.repository.data, tag=form.tag.data,
+                            actor=current_user.username)
+    ref, direction = f"{form.repository.data}:{form.tag.data}", "to" if kind == "push" else "from"
+    flash(f"{kind.capitalize()} of {ref} {direction} {registry.name} queued.", "success")
     return redirect(url_for("tasks.detail", task_id=task.id))
+
+
+@bp.route("/push", methods=["GET", "POST"])
+@permission_required("push_images")
+def push() -> Response | tuple[str, int]:
+    """The push form; queues a `push` task (credentials are read by the task, never stored in it)."""
+    return _transfer("push", PushForm(server_id=request.args.get("server", type=int),
+                                      repository=(request.args.get("repository") or None),
+                                      tag=(request.args.get("tag") or None)))
 
 
 @bp.route("/pull", methods=["GET", "POST"])
 @permission_required("build_images")
-def pull() -> Response | tuple[str, int] | str:
+def pull() -> Response | tuple[str, int]:
     """The pull form; queues a `pull` task (credentials are read by the task, never stored in it)."""
-    form = PullForm(server_id=request.args.get("server", type=int))
-    _server_choices(form)
-    registries = list(db.session.scalars(select(Registry).order_by(Registry.name)))
-    form.registry_id.choices = [(r.id, f"{r.name} ({r.host})") for r in registries]
-    if not form.validate_on_submit():
-        status = 400 if request.method == "POST" else 200
-        return render_template("images/pull.html", form=form, registries=registries), status
-    server = load_server_or_404(form.server_id.data)
-    registry = db.get_or_404(Registry, form.registry_id.data)
-    task = request_pull(server, registry, repository=form.repository.data, tag=form.tag.data,
-                        actor=current_user.username)
-    flash(f"Pull of {form.repository.data}:{form.tag.data} from {registry.name} queued.", "success")
-    return redirect(url_for("tasks.detail", task_id=task.id))
+    return _transfer("pull", PullForm(server_id=request.args.get("server", type=int)))

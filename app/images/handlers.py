@@ -190,16 +190,33 @@ def push_target(registry_host: str, repository: str) -> str:
     return f"{registry_host}/{repository}"
 
 
+def _registry(ctx: TaskContext) -> tuple[Registry, str | None]:
+    """The task's registry and its decrypted password."""
+    registry = db.session.get(Registry, ctx.payload.get("registry_id"))
+    if registry is None:
+        raise TaskFailed("the registry no longer exists")
+    return registry, registry.decrypted_password()
+
+
+def _scrub(text: str, password: str | None) -> str:
+    return text.replace(password, "****") if password else text
+
+
+def _transferred(ctx: TaskContext, stream: Iterator[dict[str, Any]], verb: str, password: str | None) -> dict:
+    """Follow a push or pull stream; its final result, or TaskFailed (password masked) when it failed."""
+    result = _follow(ctx, stream, secret=password)
+    if not result.get("success"):
+        raise TaskFailed(_scrub(str(result.get("message") or f"the {verb} failed"), password))
+    return result
+
+
 @task_kind("push", max_attempts=2, priority=PRIORITY_BACKGROUND)
 def push(ctx: TaskContext) -> dict[str, Any] | None:
     """Push an image to a registry; the password goes to the agent with this request only."""
     server = _server(ctx)
-    registry = db.session.get(Registry, ctx.payload.get("registry_id"))
-    if registry is None:
-        raise TaskFailed("the registry no longer exists")
+    registry, password = _registry(ctx)
     repository, tag = ctx.payload["repository"], ctx.payload["tag"]
     target = push_target(registry.host, repository)
-    password = registry.decrypted_password()
     details = {"image": f"{repository}:{tag}", "registry": registry.name, "target": f"{target}:{tag}",
                "server": server.name}
     ok = False
@@ -208,19 +225,15 @@ def push(ctx: TaskContext) -> dict[str, Any] | None:
         if target != repository:
             _ensure_named(ctx, client, f"{repository}:{tag}", target, tag)
         ctx.log(f"pushing {target}:{tag} to {registry.name}")
-        result = _follow(ctx, client.push_image(repository=target, tag=tag, username=registry.username,
-                                                password=password), secret=password)
-        if not result.get("success"):
-            text = str(result.get("message") or "the push failed")
-            raise TaskFailed(text.replace(password, "****") if password else text)
+        _transferred(ctx, client.push_image(repository=target, tag=tag, username=registry.username,
+                                            password=password), "push", password)
         ok = True
         ctx.progress(100, f"pushed {target}:{tag}")
         return {"pushed": f"{target}:{tag}"}
     except AgentUnavailable:
         raise  # retried
     except AgentError as exc:
-        text = exc.message.replace(password, "****") if password else exc.message
-        raise TaskFailed(f"the agent refused the push: {text}") from exc
+        raise TaskFailed(f"the agent refused the push: {_scrub(exc.message, password)}") from exc
     finally:
         _finish_audit(ctx, "push_finished", details, ok, server.id)
 
@@ -229,32 +242,23 @@ def push(ctx: TaskContext) -> dict[str, Any] | None:
 def pull(ctx: TaskContext) -> dict[str, Any] | None:
     """Pull an image from a registry onto a server; the password goes to the agent with this request only."""
     server = _server(ctx)
-    registry = db.session.get(Registry, ctx.payload.get("registry_id"))
-    if registry is None:
-        raise TaskFailed("the registry no longer exists")
+    registry, password = _registry(ctx)
     source, tag = push_target(registry.host, ctx.payload["repository"]), ctx.payload["tag"]
-    password = registry.decrypted_password()
     details = {"image": f"{source}:{tag}", "registry": registry.name, "server": server.name}
-
-    def scrub(text: str) -> str:
-        return text.replace(password, "****") if password else text
-
     ok = False
     try:
         client = AgentClient.for_server(server, read_timeout=STREAM_READ_TIMEOUT)
         ctx.log(f"pulling {source}:{tag} from {registry.name} onto {server.name}")
-        result = _follow(ctx, client.pull_image(repository=source, tag=tag, username=registry.username,
-                                                password=password), secret=password)
-        if not result.get("success"):
-            raise TaskFailed(scrub(str(result.get("message") or "the pull failed")))
+        result = _transferred(ctx, client.pull_image(repository=source, tag=tag, username=registry.username,
+                                                     password=password), "pull", password)
         ok = True
         image_id = (result.get("data") or {}).get("id")
         ctx.progress(100, f"pulled {source}:{tag} ({str(image_id or '')[:19]})")
         return {"pulled": f"{source}:{tag}", "id": image_id}
     except AgentUnavailable as exc:  # one attempt: the task page's Retry pulls again once the agent is back
-        raise TaskFailed(scrub(exc.message)) from exc
+        raise TaskFailed(_scrub(exc.message, password)) from exc
     except AgentError as exc:
-        raise TaskFailed(f"the agent refused the pull: {scrub(exc.message)}") from exc
+        raise TaskFailed(f"the agent refused the pull: {_scrub(exc.message, password)}") from exc
     finally:
         _finish_audit(ctx, "pull_finished", details, ok, server.id)
 

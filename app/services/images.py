@@ -10,7 +10,7 @@ checked by the policy, workspace images) and uploads are saved here too, with th
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import Any, Literal
 
 from flask import current_app
 from sqlalchemy import select
@@ -90,26 +90,14 @@ def request_build(server: Server, *, repository: str, tag: str, dockerfile: str,
     return task, report
 
 
-def request_push(server: Server, registry: Registry, *, repository: str, tag: str, actor: str) -> Task:
-    """Queue a `push` task (the registry password is read by the task, never stored in it)."""
+def request_transfer(kind: Literal["push", "pull"], server: Server, registry: Registry, *, repository: str,
+                     tag: str, actor: str) -> Task:
+    """Queue a `push` or `pull` task of `repository:tag` with `registry` (the task reads the password)."""
     task = task_queue.enqueue(
-        "push", target=f"server:{server.id}", requested_by=actor,
+        kind, target=f"server:{server.id}", requested_by=actor,
         payload={"server_id": server.id, "registry_id": registry.id, "repository": repository, "tag": tag},
     )
-    audit.record("push_requested", actor,
-                 {"server": server.name, "image": f"{repository}:{tag}", "registry": registry.name},
-                 server_id=server.id)
-    db.session.commit()
-    return task
-
-
-def request_pull(server: Server, registry: Registry, *, repository: str, tag: str, actor: str) -> Task:
-    """Queue a `pull` task of `repository:tag` from `registry` onto `server` (password read by the task)."""
-    task = task_queue.enqueue(
-        "pull", target=f"server:{server.id}", requested_by=actor,
-        payload={"server_id": server.id, "registry_id": registry.id, "repository": repository, "tag": tag},
-    )
-    audit.record("pull_requested", actor,
+    audit.record(f"{kind}_requested", actor,
                  {"server": server.name, "image": f"{repository}:{tag}", "registry": registry.name},
                  server_id=server.id)
     db.session.commit()

@@ -378,6 +378,15 @@ local function peer_of(value)
     return known
 end
 
+--- Ends a request that cannot be routed: unknown host (`nil`) → 404, stopped workspace ("-") → the
+--- stopped page.
+local function refuse(value)
+    if value == nil then
+        return ngx.exit(404)
+    end
+    return ngx.exec("/_slipway/stopped")
+end
+
 --- rewrite_by_lua of the public listener's own pages (/_slipway/...): unknown host → 404, stopped →
 --- the stopped page. A workspace's paths use `workspace()` instead.
 function _M.route()
@@ -385,11 +394,8 @@ function _M.route()
         return
     end
     local _, _, value = lookup(ngx.var.host)
-    if value == nil then
-        return ngx.exit(404)
-    end
-    if value == "-" then
-        return ngx.exec("/_slipway/stopped")
+    if value == nil or value == "-" then
+        return refuse(value)
     end
 end
 
@@ -504,11 +510,8 @@ end
 function _M.workspace()
     local host = ngx.var.host
     local user, app, value = lookup(host)
-    if value == nil then
-        return ngx.exit(404)
-    end
-    if value == "-" then
-        return ngx.exec("/_slipway/stopped")
+    if value == nil or value == "-" then
+        return refuse(value)
     end
     local peer = peer_of(value)
     local ctx = ngx.ctx
