@@ -18,6 +18,7 @@ import logging
 import shutil
 import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,8 @@ IMAGE_LABEL = "slipway.image"
 USER_LABEL = "slipway.user"
 WORKSPACE_ID_LABEL = "slipway.workspace_id"
 BACKOFF_MAX_SECONDS = 30.0
+# A reconnect replays from the second of the last event seen: far fewer events than this per second.
+RECENT_KEYS = 4096
 
 
 def _ts(raw: dict[str, Any]) -> str:
@@ -76,7 +79,7 @@ class DockerWatcher:
         self.known = known
         self.timeout = timeout
         self._last_nano = 0
-        self._seen_at_last: set[tuple] = set()
+        self._recent: OrderedDict[tuple, None] = OrderedDict()  # keys of the last RECENT_KEYS events seen
         self._client: docker.DockerClient | None = None
         self._started = int(time.time())  # the first connection asks for events since the process started
         self.connected = threading.Event()
@@ -88,11 +91,15 @@ class DockerWatcher:
         nano = raw.get("timeNano") if isinstance(raw.get("timeNano"), int) else 0
         actor = raw.get("Actor") or {}
         key = (nano, raw.get("Type"), raw.get("Action"), actor.get("ID"))
-        if nano and (nano < self._last_nano or (nano == self._last_nano and key in self._seen_at_last)):
-            return None  # already handled before a reconnect
-        if nano > self._last_nano:
-            self._last_nano, self._seen_at_last = nano, set()
-        self._seen_at_last.add(key)
+        if nano:
+            # Docker's stream is not strictly ordered by timeNano across containers, so an older
+            # event may still be new: only an event seen already (replayed by `since`) is dropped.
+            if key in self._recent:
+                return None
+            self._recent[key] = None
+            if len(self._recent) > RECENT_KEYS:
+                self._recent.popitem(last=False)
+            self._last_nano = max(self._last_nano, nano)
         attrs = {str(k): str(v) for k, v in (actor.get("Attributes") or {}).items()}
         kind = raw.get("Type")
         if kind == "container":

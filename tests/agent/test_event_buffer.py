@@ -100,8 +100,19 @@ def test_watcher_drops_repeats_after_a_reconnect() -> None:
     event = raw("container", "start", 5 * 10**9, **{"slipway.managed": "true", "name": "a"})
     assert watcher.handle(event) is not None
     assert watcher.handle(dict(event)) is None  # the same event, replayed by `since`
-    assert watcher.handle(raw("container", "kill", 4 * 10**9, **{"slipway.managed": "true"})) is None
     assert buffer.last_seq == 1
+
+
+def test_watcher_keeps_an_older_event_it_has_not_seen() -> None:
+    """Docker's stream can deliver one container's event after a later one of another container."""
+    buffer = EventBuffer(50)
+    watcher = DockerWatcher(buffer, KnownImages())
+    managed = {"slipway.managed": "true"}
+    assert watcher.handle(raw("container", "die", 5 * 10**9, name="b", **managed)) is not None
+    older = raw("container", "start", 4 * 10**9, name="a", **managed)
+    assert watcher.handle(older) is not None
+    assert watcher.handle(dict(older)) is None  # and its replay is still dropped
+    assert buffer.last_seq == 2
 
 
 def test_host_sampler_warns_once_repeats_later_and_recovers(tmp_path: Path, monkeypatch) -> None:
