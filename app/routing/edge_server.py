@@ -21,6 +21,7 @@ from app.routing.nginx import (
     AUTH_CONNECT_TIMEOUT_SECONDS,
     AUTH_READ_TIMEOUT_SECONDS,
     GATE_HEADER,
+    HANDOFF_READ_TIMEOUT_SECONDS,
     TEMPLATE_ENV,
     TEMPLATES,
     EdgePaths,
@@ -130,6 +131,7 @@ def write_main_config(settings: Mapping[str, Any], *, workers: int | str = "auto
         auth_cache_seconds=AUTH_CACHE_SECONDS,
         auth_connect_timeout=AUTH_CONNECT_TIMEOUT_SECONDS,
         auth_read_timeout=AUTH_READ_TIMEOUT_SECONDS,
+        handoff_read_timeout=HANDOFF_READ_TIMEOUT_SECONDS,
         gate_header=GATE_HEADER,
         **values,
     )

@@ -30,6 +30,9 @@ AUTH_CACHE_SECONDS = 5
 # The owner check must answer fast or fail closed: a frozen web app must not hold requests ~60 s.
 AUTH_CONNECT_TIMEOUT_SECONDS = 2
 AUTH_READ_TIMEOUT_SECONDS = 5
+# The hand-off and the other /_slipway/ pages are page navigations, not a check on every request:
+# they wait longer for a busy web app (a burst of logins) before the edge's own 503 page.
+HANDOFF_READ_TIMEOUT_SECONDS = 15
 PRIVATE_MODE = 0o600  # key files and anything carrying gate secrets
 
 TEMPLATE_ENV = Environment(
