@@ -16,7 +16,8 @@ How it is measured (one run, one machine; the edge as `start_edge` runs it, two 
    checked in Lua, its JSON access log) against nginx with a keep-alive `upstream`, no check and
    the same worker count (without an access log: the bar; with the edge's log line: shown), and
    CHP when available; rounds in turn, medians (bench_edge_throughput's `compare`). Every proxy
-   runs in a session of its own, as the edge does (see bench_edge_throughput).
+   gets the same request (Host and the edge cookie) and runs in a session of its own, as the edge
+   does (see bench_edge_throughput).
 Bars: 1 ≤ 5 ms median; 2 ≤ 1 s; 4 ≥ 0.8× nginx keep-alive and ≥ 3× CHP. The load average is
 printed: on a shared machine other processes' load shifts every figure.
 """
@@ -276,14 +277,15 @@ def throughput(conf: dict[str, Any], edge_pid: int, up: int, plain: tuple[tuple[
     # The owner's signed edge cookie, as the hand-off sets it: checked in the edge, no call out.
     edge_cookie = edge_cookie_value(load_keys(conf["EDGE_KEY_FILE"]), host, "u000000x", 1, 3600)
     (plain_port, plain_pid), (log_port, log_pid) = plain
-    targets = {CHECKED: (conf["EDGE_PORT"], host, f"slipway_edge={edge_cookie}", edge_pid),
-               PLAIN: (plain_port, host, "", plain_pid), PLAIN_WITH_LOG: (log_port, host, "", log_pid)}
+    cookie = f"slipway_edge={edge_cookie}"  # the same request to every proxy (bench_edge_throughput)
+    targets = {CHECKED: (conf["EDGE_PORT"], host, cookie, edge_pid),
+               PLAIN: (plain_port, host, cookie, plain_pid), PLAIN_WITH_LOG: (log_port, host, cookie, log_pid)}
     proc = None
     if chp:
         port = free_port()
         proc = start_chp(chp, port, up)
         wait_port(port)
-        targets["configurable-http-proxy"] = (port, host, "", proc.pid)
+        targets["configurable-http-proxy"] = (port, host, cookie, proc.pid)
     print(f"4. owner-checked throughput at {SIZES[-1]:,} routes ({' '.join(WRK)}, 1 KiB static upstream, "
           f"{EDGE_WORKERS} workers for the edge and for nginx; bars ≥ 0.8x nginx, ≥ 3x CHP):")
     try:

@@ -26,10 +26,9 @@ T0 = 1_800_000_000.0  # 2027-01-15 08:00 UTC
 def line(owner: str = "alice", app: str = "vscode", *, ts: float = T0, status: int = 200, user: str = "alice",
          request_time: float = 0.01, size: int = 100, uri: str = "/", client: str = "192.0.2.5") -> str:
     """One access-log line as the edge's log_format writes it."""
-    return json.dumps({"ts": ts, "host": f"{owner}-{app}.ws.localhost", "app": app, "status": f"{status:03d}",
-                       "bytes": size, "received": 50, "request_time": request_time, "upstream_time": "0.004",
-                       "upgrade": "websocket" if status == 101 else "", "client": client, "user": user,
-                       "uri": uri})
+    return json.dumps({"ts": ts, "host": f"{owner}-{app}.ws.localhost", "status": f"{status:03d}",
+                       "bytes": size, "received": 50, "request_time": request_time, "client": client,
+                       "user": user, "uri": uri})
 
 
 def _write(path: Path, *lines: str, end: str = "\n") -> None:

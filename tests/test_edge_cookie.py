@@ -115,20 +115,40 @@ def test_a_valid_edge_cookie_behind_stale_copies_passes_without_the_web_app(edge
     assert status == 302 and edge["web"].calls == 1
 
 
+WARM = 12  # requests with one cookie before a change: both edge workers have remembered its decision
+
+
+def _statuses(edge: dict[str, Any], cookie: str, count: int = WARM) -> set[int]:
+    return {_get(edge, cookie)[0] for _ in range(count)}
+
+
 def test_a_revoked_session_is_refused_within_a_second(edge: dict[str, Any]) -> None:
     cookie = "slipway_edge=" + edge_cookie_value(edge["keys"], HOST, "alice", 7, 600)
     other = "slipway_edge=" + edge_cookie_value(edge["keys"], HOST, "alice", 8, 600)
-    assert _get(edge, cookie)[0] == 200
+    assert _statuses(edge, cookie) == {200} and _statuses(edge, other) == {200}
     started = time.monotonic()
     result = push(["revoke alice 7"], edge["admin"], edge["EDGE_KEY_FILE"])
     assert result.changed == 1
     while _get(edge, cookie)[0] == 200:
         assert time.monotonic() - started < 1
     assert time.monotonic() - started < 1
-    assert _get(edge, cookie)[0] == 302
-    assert _get(edge, other)[0] == 200  # the user's other session is untouched
+    assert _statuses(edge, cookie) == {302}  # every worker forgot what it had remembered
+    assert _statuses(edge, other) == {200}  # the user's other session is untouched
     push(["revoke alice *"], edge["admin"], edge["EDGE_KEY_FILE"])
-    assert _get(edge, other)[0] == 302
+    assert _statuses(edge, other) == {302}
+
+
+def test_a_route_change_reaches_a_cookie_that_already_passed(edge: dict[str, Any]) -> None:
+    cookie = "slipway_edge=" + edge_cookie_value(edge["keys"], HOST, "alice", 7, 600)
+    assert {_get(edge, cookie)[2] for _ in range(WARM)} == {"alice's page"}
+    with text_server("alice's page, moved") as moved:
+        push(route_lines([WorkspaceRoutes("alice", "127.0.0.1", moved, moved)]), edge["admin"],
+             edge["EDGE_KEY_FILE"])
+        assert {_get(edge, cookie)[2] for _ in range(WARM)} == {"alice's page, moved"}
+    push(route_lines([WorkspaceRoutes("alice")]), edge["admin"], edge["EDGE_KEY_FILE"])  # stopped
+    stopped = [_get(edge, cookie) for _ in range(WARM)]
+    assert {status for status, _headers, _body in stopped} == {404}  # the stub web app's stopped page
+    assert not any("alice's page" in body for _status, _headers, body in stopped)
 
 
 def test_near_expiry_the_edge_renews_with_one_call(edge: dict[str, Any]) -> None:

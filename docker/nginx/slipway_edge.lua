@@ -21,8 +21,8 @@ local digest = ffi.new("unsigned char[32]")
 local digest_len = ffi.new("unsigned int[1]")
 local routes = ngx.shared.slipway_routes
 local verified = lrucache.new(20000) -- per worker: edge cookie → its checked fields, until it expires
-local peers = lrucache.new(20000) -- per worker: a route's value → its parsed fields
 local state = ngx.shared.slipway_state
+local var = ngx.var
 local re_find = ngx.re.find
 local byte, find, fmt, sub = string.byte, string.find, string.format, string.sub
 
@@ -203,6 +203,10 @@ local function apply(ops, replace)
         end
         state:set("loaded_at", ngx.now())
     end
+    if changed > 0 then
+        -- Every remembered decision (`decided`, below) was made in an older generation: none is used again.
+        state:incr("generation", 1, 0)
+    end
     return changed
 end
 
@@ -366,16 +370,10 @@ local function lookup(host)
     return user, app, routes:get(user)
 end
 
---- A running route's fields {address, vscode port, jupyter port, gate secret or ""}, parsed once
---- per worker and value (a changed route is a new value, so nothing stale is ever used).
-local function peer_of(value)
-    local known = peers:get(value)
-    if not known then
-        local address, vscode, jupyter, gate = value:match("^(%S+) (%d+) (%d+) (%S+)$")
-        known = { address, tonumber(vscode), tonumber(jupyter), gate == "-" and "" or gate }
-        peers:set(value, known)
-    end
-    return known
+--- A running route's fields for `app`: {target "address:port", gate secret or ""}.
+local function peer_of(value, app)
+    local address, vscode, jupyter, gate = value:match("^(%S+) (%d+) (%d+) (%S+)$")
+    return { target = address .. ":" .. (app == "vscode" and vscode or jupyter), gate = gate == "-" and "" or gate }
 end
 
 --- Ends a request that cannot be routed: unknown host (`nil`) → 404, stopped workspace ("-") → the
@@ -393,7 +391,7 @@ function _M.route()
     if ngx.req.is_internal() then
         return
     end
-    local _, _, value = lookup(ngx.var.host)
+    local _, _, value = lookup(var.host)
     if value == nil or value == "-" then
         return refuse(value)
     end
@@ -423,10 +421,11 @@ local function verify_cookie(candidate, host, now)
     return nil
 end
 
---- "ok", "renew" (valid, near expiry), "revoked", or nil: one edge cookie for this host and owner.
+--- "ok" (and the cookie's entry), "renew" (valid, near expiry), "revoked", or nil: one edge cookie
+--- for this host and owner.
 local function check_cookie(candidate, host, owner, now)
     -- A signature is checked once per worker and cookie, then remembered: the HMAC would otherwise
-    -- cost more than the proxying. Host, owner, expiry and revocation are checked on every request.
+    -- cost more than the proxying. Host, owner, expiry and revocation are checked every time.
     local entry = verified:get(candidate)
     if not entry or entry.host ~= host then
         entry = verify_cookie(candidate, host, now)
@@ -444,7 +443,7 @@ local function check_cookie(candidate, host, owner, now)
     if entry.expires - now < _M.conf.renew_seconds then
         return "renew"
     end
-    return "ok"
+    return "ok", entry
 end
 
 local function is_separator(c)
@@ -465,8 +464,8 @@ local function value_end(header, from)
     return nil
 end
 
---- The verdict on this request's edge cookies: "ok" for the first that passes, else the first
---- "revoked" or "renew", else nil. At most MAX_CANDIDATES copies are looked at.
+--- The verdict on this request's edge cookies: "ok" (and its entry) for the first that passes,
+--- else the first "revoked" or "renew", else nil. At most MAX_CANDIDATES copies are looked at.
 local function cookie_verdict(header, host, owner, now)
     local prefix = _M.conf.cookie_prefix
     local seen, from, verdict = 0, 1, nil
@@ -479,57 +478,79 @@ local function cookie_verdict(header, host, owner, now)
         if s == 1 or is_separator(byte(header, s - 1)) then
             seen = seen + 1
             local stop = value_end(header, from)
-            local found = stop and check_cookie(sub(header, from, stop), host, owner, now)
-            if found == "ok" then
-                return found
+            if stop then
+                local found, entry = check_cookie(sub(header, from, stop), host, owner, now)
+                if found == "ok" then
+                    return found, entry
+                end
+                verdict = verdict or found
             end
-            verdict = verdict or found
         end
     end
     return verdict
 end
 
---- True when the header's first edge cookie passes: the common case, taken without a loop so that
---- LuaJIT compiles the whole request path into one trace (a loop would leave it interpreted).
---- False sends the request through cookie_verdict, which decides every other case.
-local function first_cookie_ok(header, host, owner, now)
-    local s, e = find(header, _M.conf.cookie_prefix, 1, true)
-    if not s or (s > 1 and not is_separator(byte(header, s - 1))) then
-        return false
+-- Per worker: a Cookie header → the decision its edge cookie earned on this host (target, gate,
+-- user), for the table generation it was made in and until the cookie's renewal time. A browser
+-- sends the same header request after request, so the common request is one table read, one
+-- shared-dict read (the generation) and a clock compare. Every route change and revocation bumps
+-- the generation, so no decision outlives the table it was made from.
+local decided, decided_count = {}, 0
+local MAX_DECIDED = 4096 -- then the whole table is dropped and refilled: ≤ ~10 MB a worker
+local MAX_DECIDED_HEADER = 2048 -- longer Cookie headers are checked every time, never remembered
+
+local function remember(header, decision)
+    if #header > MAX_DECIDED_HEADER then
+        return
     end
-    local stop = find(header, ";", e + 1, true)
-    stop = stop and stop - 1 or #header
-    -- a value with white space in it fails the format check here: cookie_verdict splits it as browsers do
-    return stop - e <= MAX_COOKIE and check_cookie(sub(header, e + 1, stop), host, owner, now) == "ok"
+    if decided_count >= MAX_DECIDED then
+        decided, decided_count = {}, 0
+    end
+    if not decided[header] then
+        decided_count = decided_count + 1
+    end
+    decided[header] = decision
+end
+
+--- Hand the request to the balancer (its target), the gate header and the access log (user).
+local function pass(decision)
+    var.slipway_peer = decision.target
+    if decision.gate ~= "" then
+        var.slipway_gate = decision.gate
+    end
+    var.slipway_user = decision.user
 end
 
 --- rewrite_by_lua of a workspace's paths: the route and the owner check in one Lua entry.
---- Unknown host → 404, stopped → the stopped page; then a valid signed edge cookie passes with no
---- call to the web app. Otherwise (none, near expiry, another user, an admin) one sub-request to
---- the web app decides and may hand back a fresh cookie; a revoked session is refused at once.
+--- A decision remembered for this Cookie header, host and table generation passes at once.
+--- Otherwise: unknown host → 404, stopped → the stopped page; then a valid signed edge cookie
+--- passes with no call to the web app (and is remembered). Otherwise (none, near expiry, another
+--- user, an admin) one sub-request to the web app decides and may hand back a fresh cookie; a
+--- revoked session is refused at once.
 function _M.workspace()
-    local host = ngx.var.host
+    local host, header = var.host, var.http_cookie
+    local generation = state:get("generation") -- read before the route: a change after it is a newer one
+    local known = header and decided[header]
+    local now = ngx.time()
+    if known and known.host == host and known.generation == generation and now < known.renew_at then
+        return pass(known)
+    end
     local user, app, value = lookup(host)
     if value == nil or value == "-" then
         return refuse(value)
     end
-    local peer = peer_of(value)
-    local ctx = ngx.ctx
-    ctx.peer = peer[1]
-    ctx.port = app == "vscode" and peer[2] or peer[3]
-    if peer[4] ~= "" then
-        ngx.var.slipway_gate = peer[4]
+    local decision = peer_of(value, app)
+    local verdict, cookie = nil, nil
+    if header then
+        verdict, cookie = cookie_verdict(header, host, user, now)
     end
-    local header = ngx.var.http_cookie
-    local now = ngx.time()
-    if header and first_cookie_ok(header, host, user, now) then
-        ngx.var.slipway_user = user -- for the access log (the connection log)
-        return
-    end
-    local verdict = header and cookie_verdict(header, host, user, now)
     if verdict == "ok" then
-        ngx.var.slipway_user = user
-        return
+        decision.host, decision.user, decision.generation = host, user, generation
+        decision.renew_at = cookie.expires - _M.conf.renew_seconds
+        if generation then -- nil until the first table load
+            remember(header, decision)
+        end
+        return pass(decision)
     end
     if verdict == "revoked" then
         return ngx.exit(401)
@@ -539,10 +560,10 @@ function _M.workspace()
     if status == 200 then
         local fresh = answer.header["X-Slipway-Edge-Cookie"]
         if type(fresh) == "string" then
-            ngx.var.slipway_set_cookie = fresh -- sent by add_header beside the workspace's own cookies
+            var.slipway_set_cookie = fresh -- sent by add_header beside the workspace's own cookies
         end
-        ngx.var.slipway_user = answer.header["X-Slipway-User"] or ""
-        return
+        decision.user = answer.header["X-Slipway-User"] or ""
+        return pass(decision)
     end
     if status == 401 or status == 403 then
         return ngx.exit(status)
@@ -552,8 +573,7 @@ end
 
 --- balancer_by_lua: the peer workspace() chose; keep-alive connections are pooled per peer.
 function _M.balance()
-    local ctx = ngx.ctx
-    local ok, err = balancer.set_current_peer(ctx.peer, ctx.port)
+    local ok, err = balancer.set_current_peer(var.slipway_peer)
     if not ok then
         ngx.log(ngx.ERR, "slipway edge: no peer: ", err)
         return ngx.exit(502)
