@@ -279,7 +279,8 @@ def throughput(conf: dict[str, Any], edge_pid: int, up: int, plain: tuple[tuple[
     (plain_port, plain_pid), (log_port, log_pid) = plain
     cookie = f"slipway_edge={edge_cookie}"  # the same request to every proxy (bench_edge_throughput)
     targets = {CHECKED: (conf["EDGE_PORT"], host, cookie, edge_pid),
-               PLAIN: (plain_port, host, cookie, plain_pid), PLAIN_WITH_LOG: (log_port, host, cookie, log_pid)}
+               PLAIN: (plain_port, host, cookie, plain_pid),
+               PLAIN_WITH_LOG: (log_port, host, cookie, log_pid)}
     proc = None
     if chp:
         port = free_port()

@@ -272,7 +272,8 @@ def main() -> int:
             # The same request to every proxy: the browser's Host and Cookie headers (the unchecked
             # ones pass the cookies on unread, as the edge passes them to the workspace).
             targets = {CHECKED: (edge_port, host, cookie, edge.pid),
-                       SAME_ROUTING: (plain_map, host, cookie, plain_pid), PLAIN: (plain, host, cookie, plain_pid),
+                       SAME_ROUTING: (plain_map, host, cookie, plain_pid),
+                       PLAIN: (plain, host, cookie, plain_pid),
                        PLAIN_WITH_LOG: (plain_log, host, cookie, plain_log_pid)}
             chp = chp_binary()
             if chp:

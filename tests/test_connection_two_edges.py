@@ -26,7 +26,8 @@ T0 = 1_800_000_000.0
 
 def _line(ts: float) -> str:
     return json.dumps({"ts": ts, "host": "alice-vscode.ws.localhost", "status": "200", "bytes": 100,
-                       "received": 50, "request_time": 0.01, "client": "192.0.2.5", "user": "alice", "uri": "/"})
+                       "received": 50, "request_time": 0.01, "client": "192.0.2.5", "user": "alice",
+                       "uri": "/"})
 
 
 def test_two_edge_logs_are_each_read_once(app: Flask, tmp_path: Path) -> None:
