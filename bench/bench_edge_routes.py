@@ -1,4 +1,4 @@
-"""The edge's in-memory route table: route change, full table load, memory, owner-checked throughput.
+"""The edge's in-memory route table: route change, full table load, memory, throughput, revocation.
 
 How it is measured (one run, one machine; the edge as `start_edge` runs it, two workers):
 1. Route change at 10,000 and 100,000 workspaces: the table is loaded, then CHANGES times a new
@@ -11,14 +11,17 @@ How it is measured (one run, one machine; the edge as `start_edge` runs it, two 
    until the last route serves (nginx start included).
 3. Edge memory at 100,000 routes: the nginx processes' PSS (shared zone pages counted once) before
    and after the load, and the zone's size.
-4. Owner-checked throughput: `wrk -t2 -c32 -d5s`, one 1 KiB static upstream in its own nginx; the
+4. Owner-checked throughput: `wrk -t2 -c32 -d4s`, one 1 KiB static upstream in its own nginx; the
    edge (route from shared memory, balancer_by_lua, keep-alive pool, the owner's signed edge cookie
    checked in Lua, its JSON access log) against nginx with a keep-alive `upstream`, no check and
    the same worker count (without an access log: the bar; with the edge's log line: shown), and
    CHP when available; rounds in turn, medians (bench_edge_throughput's `compare`). Every proxy
    gets the same request (Host and the edge cookie) and runs in a session of its own, as the edge
    does (see bench_edge_throughput).
-Bars: 1 ≤ 5 ms median; 2 ≤ 1 s; 4 ≥ 0.8× nginx keep-alive and ≥ 3× CHP. The load average is
+5. Revocation → refused at 100,000 workspaces: a session's edge cookie passes (both workers
+   remember it), its `revoke user session` is pushed as the web app pushes it on logout, and the
+   edge is polled until it sends the cookie to login; median of CHANGES sessions.
+Bars: 1 ≤ 5 ms median; 2 ≤ 1 s; 4 ≥ 0.8× nginx keep-alive and ≥ 3× CHP; 5 ≤ 1 s median. The load average is
 printed: on a shared machine other processes' load shifts every figure.
 """
 
@@ -66,6 +69,7 @@ from tests.edgekit import NGINX_BIN, edge_dir, get, stub_server  # noqa: E402
 
 SIZES = (10_000, 100_000)
 CHANGES = 21
+WARM = 8  # requests with a cookie before its revocation: both edge workers remember its decision
 EDGE_WORKERS = 2  # the edge here, and the plain nginx it is compared with: the same count
 COOKIE = "who=owner"
 CHP_SIZES = (10_000,)  # filling CHP through its API costs ~minutes at 100,000: measured at 10,000 only
@@ -97,15 +101,17 @@ class Web:
             return 200, {"Content-Type": "text/plain"}, self.body
         if handler.path.startswith("/workspaces/_auth"):
             return (200 if COOKIE in handler.headers.get("Cookie", "") else 401), {}, b""
+        if handler.path.startswith("/workspaces/edge/login"):
+            return 302, {"Location": "http://127.0.0.1:8000/login"}, b""
         return 404, {}, b""
 
 
-def poll(port: int, host: str, expect: int, limit: float = 5) -> float:
+def poll(port: int, host: str, expect: int, limit: float = 5, cookie: str = COOKIE) -> float:
     """perf_counter when `host` first answers `expect` (polled as fast as one client can)."""
     deadline = time.perf_counter() + limit
     while time.perf_counter() < deadline:
         try:
-            if get(port, host, "/", {"Cookie": COOKIE}, timeout=2)[0] == expect:
+            if get(port, host, "/", {"Cookie": cookie}, timeout=2)[0] == expect:
                 return time.perf_counter()
         except OSError:
             pass
@@ -137,6 +143,26 @@ def route_changes(settings: dict[str, Any], key_file: Path, up: int) -> tuple[fl
         push([f"del new{n:03d}"], urls, key_file)
         removed.append(poll(settings["EDGE_PORT"], host, 404) - t0)
     return statistics.median(added) * 1000, statistics.median(removed) * 1000
+
+
+def revocations(settings: dict[str, Any], key_file: Path, host: str) -> float:
+    """Median ms from a `revoke user session` push to the edge refusing that session's edge cookie.
+
+    Each of CHANGES sessions' cookie first passes WARM times (both workers remember its decision),
+    then its revocation is pushed as the web app pushes it on logout (`sync.revoke_sessions`) and
+    the edge is polled until the cookie is sent to login."""
+    urls = [f"http://127.0.0.1:{settings['EDGE_ADMIN_PORT']}"]
+    keys, user = load_keys(key_file), host.split("-", 1)[0]
+    took = []
+    for n in range(CHANGES):
+        session = 1000 + n
+        cookie = f"slipway_edge={edge_cookie_value(keys, host, user, session, 3600)}"
+        for _ in range(WARM):
+            assert get(settings["EDGE_PORT"], host, "/", {"Cookie": cookie})[0] == 200
+        t0 = time.perf_counter()
+        push([f"revoke {user} {session}"], urls, key_file)
+        took.append(poll(settings["EDGE_PORT"], host, 302, cookie=cookie) - t0)
+    return statistics.median(took) * 1000
 
 
 def chp_add_route(chp: Path, up: int, count: int) -> float | None:
@@ -239,6 +265,11 @@ def main() -> int:  # noqa: PLR0915 - one bench, four parts, printed in order
                             after = pss_kib(edge.pid)
                             print(f"3. edge memory at {size:,} routes: {after / 1024:.1f} MiB PSS "
                                   f"({(after - before) / 1024:+.1f} MiB for the table; zone {ROUTES_ZONE})")
+                            revoke_ms = revocations(conf, key_file, "u000000x-vscode.ws.localhost")
+                            print(f"5. revocation → refused at {size:,} workspaces: median "
+                                  f"{revoke_ms:.2f} ms ({CHANGES} sessions, each cookie passed {WARM} "
+                                  "times first; bar ≤ 1 s)")
+                            results["revocation"] = revoke_ms <= 1000
                             if size > 0:
                                 plains = ((plain, procs[1].pid), (plain_log, procs[2].pid))
                                 throughput(conf, edge.pid, up, plains, chp, results)
