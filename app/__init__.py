@@ -8,7 +8,8 @@ from typing import Any
 
 from flask import Flask
 
-from config import BASE_DIR, CONFIGS, Config, ConfigError, validate
+from app.settings_checks import validate
+from config import BASE_DIR, CONFIGS, Config, ConfigError
 
 
 def create_app(config_class: type[Config] | None = None, overrides: Mapping[str, Any] | None = None) -> Flask:

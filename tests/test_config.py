@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from app import create_app
-from config import Config, ConfigError, DevelopmentConfig, TestingConfig, validate
+from app.settings_checks import validate
+from config import Config, ConfigError, DevelopmentConfig, TestingConfig
 
 
 def test_production_reports_every_problem_at_once(tmp_path):

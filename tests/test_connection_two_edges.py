@@ -50,7 +50,8 @@ def test_two_edge_logs_are_each_read_once(app: Flask, tmp_path: Path) -> None:
 
 
 def test_a_tail_name_that_is_not_a_plain_name_is_refused_at_start() -> None:
-    from config import TestingConfig, validate
+    from app.settings_checks import validate
+    from config import TestingConfig
 
     for name, refused in (("edge-b.host_2", False), ("edge b", True), ("x" * 65, True)):
         settings, _ = TestingConfig.load({"SLIPWAY_CONNECTION_TAIL_NAME": name})

@@ -8,7 +8,8 @@ import os
 import pytest
 
 from app.security.crypto import SecretDecryptError, decrypt_secret, encrypt_secret
-from config import Config, validate
+from app.settings_checks import validate
+from config import Config
 
 
 def generate_key() -> str:

@@ -9,7 +9,8 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import LoginAttempt
-from config import TestingConfig, validate
+from app.settings_checks import validate
+from config import TestingConfig
 from tests.builders import PASSWORD, make_user
 from tests.security_helpers import code_at, enrol, install_clock
 from tests.support import build_app, csrf_token, form_post

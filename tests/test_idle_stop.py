@@ -121,7 +121,8 @@ def test_keep_running_only_where_allowed_and_audited(
 
 
 def test_idle_settings_parse_and_refuse_bad_values(tmp_path) -> None:
-    from config import DevelopmentConfig, validate
+    from app.settings_checks import validate
+    from config import DevelopmentConfig
 
     settings, problems = DevelopmentConfig.load({
         "SLIPWAY_DATA_DIR": str(tmp_path), "SLIPWAY_IDLE_STOP_MINUTES": "45",

@@ -172,7 +172,8 @@ def test_valid_build_queues_a_task_with_root_warning(app, client, auth):
 
 
 def test_image_settings_are_validated(tmp_path):
-    from config import TestingConfig, validate
+    from app.settings_checks import validate
+    from config import TestingConfig
 
     settings, problems = TestingConfig.load({"SLIPWAY_DATA_DIR": str(tmp_path),
                                              "SLIPWAY_UPLOAD_MAX_BYTES": "lots",

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from app.directory.mapping import mapped_role, normalize_dn, parse_dn_list, parse_group_roles
-from config import DevelopmentConfig, validate
+from app.settings_checks import validate
+from config import DevelopmentConfig
 
 GOOD = {
     "SLIPWAY_LDAP_URL": "ldap://ldap.example.org:389",

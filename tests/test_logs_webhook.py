@@ -143,7 +143,8 @@ def test_no_webhook_configured_queues_nothing(app):
 
 
 def test_global_webhook_needs_a_secret_and_an_http_url(tmp_path):
-    from config import TestingConfig, validate
+    from app.settings_checks import validate
+    from config import TestingConfig
 
     env = {"SLIPWAY_DATA_DIR": str(tmp_path), "SLIPWAY_ALERT_WEBHOOK_URL": "http://127.0.0.1:9/hook"}
     problems = validate(TestingConfig.load(env)[0])

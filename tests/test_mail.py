@@ -18,8 +18,9 @@ from app.mail import notify
 from app.mail.message import MessageError, compose
 from app.models import AlertRule, Task, User
 from app.services import accounts, workspaces
+from app.settings_checks import validate
 from app.timeutil import utcnow
-from config import TestingConfig, validate
+from config import TestingConfig
 from tests.builders import PASSWORD, make_alert, make_server, make_task, make_user, make_workspace
 from tests.mail_support import (  # noqa: F401 - fixtures app, inbox, smtp
     HungSmtp,

@@ -94,7 +94,8 @@ def test_allow_list_uses_the_real_client_address(database_url, tmp_path):
 
 
 def test_metrics_settings_are_typed_and_validated(tmp_path):
-    from config import TestingConfig, validate
+    from app.settings_checks import validate
+    from config import TestingConfig
 
     settings, problems = TestingConfig.load({"SLIPWAY_METRICS_ALLOW": "10.0.0.0/8, ::1/128",
                                              "SLIPWAY_DATA_DIR": str(tmp_path)})

@@ -16,7 +16,8 @@ from app.extensions import db
 from app.images.registry_routes import test_login as registry_login
 from app.models import Registry, Server
 from app.security import outbound
-from config import TestingConfig, validate
+from app.settings_checks import validate
+from config import TestingConfig
 from tests.builders import TOKEN, add_form, make_server
 from tests.support import form_post
 

@@ -236,7 +236,8 @@ def test_raw_metrics_are_downsampled_after_a_day_and_old_hours_dropped(quick):
 
 
 def test_poller_settings_are_typed_and_validated(tmp_path):
-    from config import DevelopmentConfig, validate
+    from app.settings_checks import validate
+    from config import DevelopmentConfig
 
     settings, problems = DevelopmentConfig.load({
         "SLIPWAY_DATA_DIR": str(tmp_path), "SLIPWAY_AGENT_READ_TIMEOUT": "soon",

@@ -12,7 +12,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def parse_networks(raw: str) -> list[Network]:
-    """Parse a comma list of addresses or CIDR networks (validated by config.validate)."""
+    """Parse a comma list of addresses or CIDR networks (validated by app.settings_checks.validate)."""
     return [ipaddress.ip_network(part.strip(), strict=False) for part in raw.split(",") if part.strip()]
 
 
