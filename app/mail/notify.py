@@ -16,6 +16,7 @@ from app.extensions import db
 from app.mail.message import absolute_url, one_line
 from app.mail.tasks import mail_enabled, queue_message
 from app.models import Alert, MailOptOut, Task, User, UserSession, Workspace
+from app.worker.kinds import on_finish
 
 SECURITY = "security"
 ALERT_MIN_SEVERITIES = ("high", "critical")
@@ -62,8 +63,11 @@ def rejected(user: User, reason: str) -> None:
           {"reason": reason, "url": absolute_url("auth.login")})
 
 
+@on_finish
 def task_finished(task: Task, state: str) -> None:
-    """A finished task: a build, push or pull to whoever started it, a provision to the workspace's owner."""
+    """A finished task: a build, push or pull to whoever started it, a provision to the workspace's owner.
+
+    Run by the worker as a finish hook of every task (`app.worker.kinds.on_finish`)."""
     if state not in ("succeeded", "failed") or not mail_enabled():
         return
     if task.kind == "provision":

@@ -16,7 +16,7 @@ from app.mail.message import MessageError, compose
 from app.mail.smtp import MailDeferred, MailRefused, send
 from app.models.task import PRIORITY_BACKGROUND, PRIORITY_INTERACTIVE
 from app.services.task_queue import enqueue
-from app.worker.kinds import TaskContext, TaskFailed, on_finish, task_kind
+from app.worker.kinds import TaskContext, TaskFailed, task_kind
 
 SEND_KIND = "send_mail"
 RESET_KIND = "password_reset_mail"
@@ -90,11 +90,3 @@ def password_reset_mail(ctx: TaskContext) -> dict[str, Any]:
              "minutes": reset_tokens.VALID_MINUTES, "forgot_url": outcome.forgot_url})
     ctx.log("sent the reset link")
     return {"sent": True}
-
-
-@on_finish
-def mail_task_outcome(task: Any, state: str) -> None:
-    """Mail the end of a build, push, pull or provision to the person it concerns."""
-    from app.mail import notify
-
-    notify.task_finished(task, state)

@@ -16,7 +16,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from werkzeug.serving import run_simple
 
-# Modules that register task kinds when imported (each area adds its own).
+# Modules that register task kinds or finish hooks when imported (each area adds its own).
 KIND_MODULES: tuple[str, ...] = (
     "app.workspaces.handlers",
     "app.workspaces.reconcile",
@@ -25,6 +25,7 @@ KIND_MODULES: tuple[str, ...] = (
     "app.worker.workspace_image",
     "app.logs.webhook",
     "app.mail.tasks",
+    "app.mail.notify",
 )
 
 
