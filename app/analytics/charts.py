@@ -3,23 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
-WIDTH, HEIGHT = 600, 140
-
-
-@dataclass
-class Chart:
-    """What the chart macro draws: polylines (one per series), grid lines and labels."""
-
-    title: str
-    width: int
-    height: int
-    lines: list[tuple[str, str, str]]  # (label, css class, "x,y x,y ...")
-    grid: list[tuple[float, str]]  # (y, label)
-    start_label: str
-    end_label: str
-    samples: int
+from app.chart import HEIGHT, WIDTH, Chart
 
 
 def nice_ceiling(value: float) -> float:

@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
+from app.chart import HEIGHT, WIDTH, Chart
 from app.extensions import db
 from app.models import ServerMetric
 
-WIDTH, HEIGHT, BUCKETS = 600, 140, 120
+BUCKETS = 120
 SERIES = (("cpu_percent", "CPU", "chart-cpu"), ("memory_percent", "Memory", "chart-memory"),
           ("disk_percent", "Disk", "chart-disk"))
-
-
-@dataclass
-class Chart:
-    """What the chart macro draws: polylines (one per series), grid lines and labels."""
-
-    title: str
-    width: int
-    height: int
-    lines: list[tuple[str, str, str]]  # (label, css class, "x,y x,y ...")
-    grid: list[tuple[float, str]]  # (y, label)
-    start_label: str
-    end_label: str
-    samples: int
 
 
 def build_chart(server_id: int, title: str, span: timedelta, now: datetime) -> Chart:
