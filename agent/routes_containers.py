@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import shutil
@@ -180,14 +181,62 @@ def list_containers() -> tuple[Response, int]:
     return answer(items, f"{len(items)} containers")
 
 
+def _spec_of(api: Any, attrs: dict) -> dict:
+    """The create spec of an existing managed container: `_create_started` makes the same one again.
+
+    Same name, labels, environment (the gate secret included), workspace folder and limits; the
+    same image it ran, named by its tag while the tag still points at it."""
+    config, host = attrs["Config"], attrs["HostConfig"]
+    labels = config.get("Labels") or {}
+    image = config.get("Image") or attrs["Image"]
+    with contextlib.suppress(NotFound):
+        if api.inspect_image(image)["Id"] != attrs["Image"]:
+            image = attrs["Image"]  # the tag moved on since: keep what the workspace ran
+    _, folder = v.workspace(labels.get(WORKSPACE_LABEL), current_app.config["WORKDIR_DEPLOY"])
+    return {
+        "name": attrs["Name"].lstrip("/"), "image": image, "ports": _app_ports(labels), "folder": folder,
+        "labels": labels, "env": dict(item.split("=", 1) for item in config.get("Env") or [] if "=" in item),
+        "cpu": (host.get("NanoCpus") or 0) / 1e9, "memory_mb": (host.get("Memory") or 0) // (1024 * 1024),
+    }
+
+
+def _recreated_on_new_ports(api: Any, attrs: dict) -> dict:
+    """Make a stopped container again on fresh host ports, its old ports taken by another program.
+
+    The old container is renamed aside first and removed only once the new one runs; if making
+    the new one fails, the old one gets its name back: nothing is lost and nothing is left over.
+    Files in the workspace folder stay (a bind mount); the container's own layer starts afresh,
+    as after an image update."""
+    spec = _spec_of(api, attrs)
+    current_app.extensions["agent_network"].ensure(api)
+    aside = f"{spec['name']}-replaced-{attrs['Id'][:12]}"
+    api.rename(attrs["Id"], aside)
+    try:
+        fresh = _create_started(api, spec)
+    except Exception:
+        api.rename(attrs["Id"], spec["name"])
+        raise
+    api.remove_container(attrs["Id"], force=True)
+    current_app.logger.warning("container %s: its host ports %s were taken; made again on %s", spec["name"],
+                               _published(attrs), _published(fresh))
+    return fresh
+
+
 @bp.post("/<ref>/start")
 def start(ref: str) -> tuple[Response, int]:
-    """Start a managed container (already running is fine)."""
+    """Start a managed container (already running is fine); made again on new ports if its were taken."""
     attrs = _inspect_managed(ref)
     current_app.extensions["agent_firewall"].ensure()  # rules may have been flushed since create
+    api = _docker().api
     with translate("container not found"):
-        _docker().api.start(attrs["Id"])
-        attrs = _docker().api.inspect_container(attrs["Id"])
+        try:
+            api.start(attrs["Id"])
+        except APIError as exc:
+            if not host_ports.is_port_clash(exc):
+                raise
+            return answer(_summary(_recreated_on_new_ports(api, api.inspect_container(attrs["Id"]))),
+                          "started on new host ports: another program had taken its ports")
+        attrs = api.inspect_container(attrs["Id"])
     return answer(_summary(attrs), "started")
 
 

@@ -16,7 +16,7 @@ from agent.app import create_app
 from agent.config import AgentConfig
 from agent.errors import AgentError
 from agent.signing import signed_headers
-from tests.agent.helpers import GATE, wait_http
+from tests.agent.helpers import GATE, GATE_SECRET, RUN_ID, TEST_LABEL, wait_http
 
 pytestmark = pytest.mark.integration
 
@@ -163,6 +163,40 @@ def test_ports_of_a_stopped_workspace_are_not_handed_to_a_new_one(agent, spec, m
     finally:
         for ref in (stopped["id"], fresh["id"]):
             agent.call("POST", f"/api/containers/{ref}/delete")
+
+
+def test_a_stopped_workspace_whose_port_was_taken_starts_again_on_new_ports(
+    agent, spec, docker_client
+) -> None:
+    body = spec()
+    old = _create(agent, body)
+    (agent.workdir / body["workspace"] / "notes.txt").write_text("kept")
+    assert agent.call("POST", f"/api/containers/{old['id']}/stop").json()["data"]["status"] == "exited"
+    new_id = None
+    with socket.socket() as other_program:  # takes the stopped workspace's port, as any program may
+        other_program.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: past TIME_WAIT
+        other_program.bind(("127.0.0.1", old["ports"]["vscode"]))
+        other_program.listen()
+        response = agent.call("POST", f"/api/containers/{old['id']}/start")
+        assert response.status_code == 200, response.text
+        again = response.json()["data"]
+        new_id = again["id"]
+        try:
+            assert "new host ports" in response.json()["message"]
+            assert again["status"] == "running" and again["name"] == body["name"] and new_id != old["id"]
+            assert set(again["ports"]) == {"vscode", "jupyter"}
+            assert old["ports"]["vscode"] not in again["ports"].values()
+            # The old container is gone (no orphan under its aside name); the new one has its settings.
+            named = docker_client.containers.list(all=True, filters={"name": body["name"]})
+            assert [container.id for container in named] == [new_id]
+            attrs = docker_client.api.inspect_container(new_id)
+            assert f"SLIPWAY_GATE_SECRET={GATE_SECRET}" in attrs["Config"]["Env"]
+            assert attrs["Config"]["Labels"][TEST_LABEL] == RUN_ID
+            assert (attrs["HostConfig"]["NanoCpus"], attrs["HostConfig"]["Memory"]) == (500_000_000, 64 << 20)
+            notes = docker_client.containers.get(new_id).exec_run(["cat", "/workspace/notes.txt"])
+            assert notes.output == b"kept"
+        finally:
+            agent.call("POST", f"/api/containers/{new_id}/delete")
 
 
 def test_the_picker_skips_taken_ports_and_gives_up_when_all_are() -> None:
