@@ -170,6 +170,32 @@ def test_stop_start_restart_and_one_task_at_a_time(app, client, auth, fake):
     assert FakeBackend.calls.count("stop") == 2 and FakeBackend.calls.count("start") == 2
 
 
+def test_a_start_on_new_ports_adopts_and_routes_them(app, client, auth, fake, monkeypatch):
+    """The agent makes a stopped container again when another program took its ports: new id, new ports."""
+    with app.app_context():
+        make_workspace(make_user("carol"), make_server(), status="provisioning", ports={})
+    _provision_existing(app)
+    auth.login("carol")
+    form_post(client, "/workspaces/stop", {}, page="/workspaces/")
+    run_tasks(app)
+    before = _ws(app)
+
+    def start_made_again(self: FakeBackend, ref: str):
+        old_id, container = self._find(ref)
+        del FakeBackend.containers[old_id]
+        FakeBackend.containers["made-again"] = {**container, "status": "running",
+                                                "ports": {"vscode": 47001, "jupyter": 47002}}
+        return self._info("made-again")
+
+    monkeypatch.setattr(FakeBackend, "start", start_made_again)
+    form_post(client, "/workspaces/start", {}, page="/workspaces/")
+    run_tasks(app)
+    after = _ws(app)
+    assert before.container_id != after.container_id == "made-again"
+    assert after.status == "running" and after.ports == {"vscode": 47001, "jupyter": 47002}
+    assert "put carol 127.0.0.1 47001 47002 " in _routes(app)
+
+
 def _provision_existing(app) -> None:
     with app.app_context():
         ws = db.session.scalar(select(Workspace))
