@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Task
+from app.models import Task, TaskEvent
 from app.services import task_queue
 from app.timeutil import utcnow
 from app.worker.kinds import task_kind
@@ -93,6 +93,17 @@ def wait_for(predicate, timeout=20.0):
             return
         time.sleep(0.05)
     raise AssertionError("condition not reached in time")
+
+
+def test_a_claim_writes_its_attempt_event_in_the_same_commit(fast):
+    """A worker killed right after claiming (before running anything) still leaves "attempt 1 of 3"."""
+    [task_id] = queue(fast, "test_count")
+    runner = Runner(fast, worker_id="claims-then-dies", concurrency=1)
+    with fast.app_context():
+        assert runner._claim_one() == task_id  # claimed; never executed
+        events = db.session.scalars(select(TaskEvent.message).where(TaskEvent.task_id == task_id)).all()
+    assert [e for e in events if e.startswith("attempt")] == ["attempt 1 of 3 on claims-then-dies"]
+    runner._pool.shutdown(wait=True)
 
 
 def test_several_runners_claim_each_task_exactly_once(fast):

@@ -138,6 +138,13 @@ class Runner:
                     started_at=now,
                 )
             ).rowcount
+            if won:
+                # The attempt's event is written with the claim, in one commit: a worker killed right
+                # after claiming still leaves "attempt N" behind for whoever takes the task over.
+                attempts, most = db.session.execute(
+                    select(Task.attempts, Task.max_attempts).where(Task.id == task_id)).one()
+                db.session.add(TaskEvent(task_id=task_id,
+                                         message=f"attempt {attempts} of {most} on {self.worker_id}"))
             db.session.commit()
             if won:
                 return task_id
@@ -230,7 +237,6 @@ class Runner:
         if kind is None:
             self._finish(task_id, "failed", f"no handler for task kind {task.kind!r}")
             return
-        self.reporter.event(task_id, f"attempt {task.attempts} of {task.max_attempts} on {self.worker_id}")
         context = TaskContext(self.app, task, self.reporter)
         try:
             context.check_cancelled()
